@@ -1,1 +1,58 @@
-//! placeholder
+//! The csrgate policy engine: parse a CSR's request, compile `CsrApprovalPolicy` rules into
+//! CEL programs, evaluate them, and combine the verdicts into one decision.
+//!
+//! The engine is pure (no I/O, no async, no Kubernetes client) so that the controller and
+//! the offline `csrgate check` / `csrgate test` commands call the very same [`decide`]: what
+//! a GitOps pipeline tests before merging is what the cluster will do.
+//!
+//! Policies are compiled once per generation ([`CompiledPolicy::compile`]); a CSR's request
+//! is parsed and turned into CEL values once, then shared by every covering policy. A request
+//! that cannot be read exactly is never approved: it is denied with reason `InvalidRequest`
+//! (or left pending when no covering policy denies on failure).
+//!
+//! ```
+//! use csrgate_api::CsrApprovalPolicy;
+//! use csrgate_policy::{CompiledPolicy, Outcome, decide, reasons};
+//! use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+//!
+//! let policy: CsrApprovalPolicy = serde_json::from_value(serde_json::json!({
+//!     "apiVersion": "csrgate.dev/v1alpha1",
+//!     "kind": "CsrApprovalPolicy",
+//!     "metadata": {"name": "admins", "generation": 1},
+//!     "spec": {
+//!         "signerNames": ["kubernetes.io/kube-apiserver-client"],
+//!         "validations": [{"name": "cn-is-requestor",
+//!                          "expression": "x509.commonName == object.spec.username"}]
+//!     }
+//! }))?;
+//! let compiled = CompiledPolicy::compile(&policy);
+//! assert!(compiled.is_ready());
+//!
+//! // A request that is not a PEM certificate request is denied, never approved.
+//! let csr: CertificateSigningRequest = serde_json::from_value(serde_json::json!({
+//!     "metadata": {"name": "jane"},
+//!     "spec": {"signerName": "kubernetes.io/kube-apiserver-client",
+//!              "request": "bm90IGEgQ1NS", "usages": ["client auth"], "username": "jane"}
+//! }))?;
+//! let decision = decide(&[compiled], &csr, None);
+//! assert_eq!(decision.outcome, Outcome::Denied);
+//! assert_eq!(decision.reason, Some(reasons::INVALID_REQUEST));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod compile;
+mod decide;
+mod env;
+mod evaluate;
+pub mod request;
+
+pub use compile::{
+    CompileError, CompiledPolicy, MAX_AST_DEPTH, MAX_AST_NODES, MAX_COMPREHENSION_NESTING,
+    MAX_EXPRESSION_BYTES,
+};
+pub use decide::{
+    Decision, MAX_MESSAGE_BYTES, Outcome, PendingCause, PolicyReport, decide, reasons,
+};
+pub use env::{CsrScope, NODE_USER_PREFIX, node_name};
+pub use evaluate::{Failure, Verdict, evaluate};
+pub use request::{ParsedRequest, PublicKeyInfo, RequestError, parse_request};

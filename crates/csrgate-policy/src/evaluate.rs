@@ -1,0 +1,196 @@
+//! Evaluating one compiled policy against one CSR's scope, giving a [`Verdict`].
+//!
+//! Every validation is evaluated, not only up to the first failure, so a denial lists every
+//! reason at once (as cert-manager's approver-policy does). An evaluation error is a failure
+//! carrying the error: csrgate never approves on an expression it could not evaluate.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use kube::core::cel::cel::objects::{Key, Map};
+use kube::core::cel::cel::{Context, Value};
+use serde::Serialize;
+
+use crate::compile::{CompiledExpression, CompiledPolicy, CompiledValidation, Rules};
+use crate::env::{self, CsrScope};
+
+/// The `validation` name used for a failure that is not one validation's: a matchCondition
+/// that could not be evaluated, or a request that could not be parsed.
+pub const MATCH_CONDITION_FAILURE_PREFIX: &str = "matchConditions.";
+
+/// What one policy says about one CSR.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "verdict", content = "failures")]
+pub enum Verdict {
+    /// The policy applies and every validation is true.
+    Approve,
+    /// The policy applies and at least one validation is false or could not be evaluated.
+    Fail(Vec<Failure>),
+    /// The policy covers the signer but a matchCondition is false.
+    NotApplicable,
+    /// The policy is not Ready (invalid, or not compiled yet); the text says why.
+    NotReady(String),
+}
+
+impl Verdict {
+    /// The spelling used in `csrgate check` output and metrics.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Verdict::Approve => "Approve",
+            Verdict::Fail(_) => "Fail",
+            Verdict::NotApplicable => "NotApplicable",
+            Verdict::NotReady(_) => "NotReady",
+        }
+    }
+}
+
+/// One failed validation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Failure {
+    /// The validation's name (or `matchConditions.<name>`, or `request`).
+    pub validation: String,
+    /// Why it failed: its message, or the evaluation error.
+    pub message: String,
+}
+
+/// Evaluates `policy` in the scope of one CSR.
+pub fn evaluate(policy: &CompiledPolicy, scope: &CsrScope) -> Verdict {
+    let Some(rules) = policy.rules() else {
+        return Verdict::NotReady(policy.not_ready_message().unwrap_or_default());
+    };
+    let csr_context = scope.context();
+    let (variables, variable_errors) = evaluate_variables(rules, csr_context);
+    let mut context = csr_context.new_inner_scope();
+    context.add_variable_from_value(env::VARIABLES, variables);
+
+    for (name, condition) in &rules.match_conditions {
+        match evaluate_bool(condition, &context, &variable_errors) {
+            Ok(true) => {}
+            Ok(false) => return Verdict::NotApplicable,
+            Err(error) => {
+                return Verdict::Fail(vec![Failure {
+                    validation: format!("{MATCH_CONDITION_FAILURE_PREFIX}{name}"),
+                    message: format!("match condition could not be evaluated: {error}"),
+                }]);
+            }
+        }
+    }
+
+    let failures: Vec<Failure> = rules
+        .validations
+        .iter()
+        .filter_map(|validation| {
+            match evaluate_bool(&validation.expression, &context, &variable_errors) {
+                Ok(true) => None,
+                Ok(false) => Some(Failure {
+                    validation: validation.name.clone(),
+                    message: failure_message(validation, &context, &variable_errors),
+                }),
+                Err(error) => Some(Failure {
+                    validation: validation.name.clone(),
+                    message: format!("expression could not be evaluated: {error}"),
+                }),
+            }
+        })
+        .collect();
+    if failures.is_empty() {
+        Verdict::Approve
+    } else {
+        Verdict::Fail(failures)
+    }
+}
+
+/// Evaluates `spec.variables` in order, each seeing the ones before it.
+fn evaluate_variables(rules: &Rules, csr_context: &Context<'_>) -> (Value, HashMap<String, String>) {
+    let mut values: HashMap<Key, Value> = HashMap::new();
+    let mut errors = HashMap::new();
+    for (name, variable) in &rules.variables {
+        let mut context = csr_context.new_inner_scope();
+        context.add_variable_from_value(env::VARIABLES, map_value(&values));
+        match evaluate_value(variable, &context, &errors) {
+            Ok(value) => {
+                values.insert(Key::String(Arc::new(name.clone())), value);
+            }
+            Err(error) => {
+                errors.insert(name.clone(), error);
+            }
+        }
+    }
+    (map_value(&values), errors)
+}
+
+fn map_value(values: &HashMap<Key, Value>) -> Value {
+    Value::Map(Map {
+        map: Arc::new(values.clone()),
+    })
+}
+
+fn evaluate_value(
+    expression: &CompiledExpression,
+    context: &Context<'_>,
+    variable_errors: &HashMap<String, String>,
+) -> Result<Value, String> {
+    if let Some(name) = expression
+        .reads_variables
+        .iter()
+        .find(|name| variable_errors.contains_key(*name))
+    {
+        let cause = variable_errors.get(name).map_or("", String::as_str);
+        return Err(format!("variables.{name} could not be evaluated: {cause}"));
+    }
+    context
+        .resolve(&expression.expression)
+        .map_err(|error| error.to_string())
+}
+
+fn evaluate_bool(
+    expression: &CompiledExpression,
+    context: &Context<'_>,
+    variable_errors: &HashMap<String, String>,
+) -> Result<bool, String> {
+    match evaluate_value(expression, context, variable_errors)? {
+        Value::Bool(b) => Ok(b),
+        other => Err(format!(
+            "expression returned {}, not bool",
+            type_name(&other)
+        )),
+    }
+}
+
+/// The message of a failed validation: its messageExpression if that gives a one-line
+/// string, else its static message, else `failed validation "<name>": <expression>`.
+fn failure_message(
+    validation: &CompiledValidation,
+    context: &Context<'_>,
+    variable_errors: &HashMap<String, String>,
+) -> String {
+    if let Some(expression) = &validation.message_expression
+        && let Ok(Value::String(text)) = evaluate_value(expression, context, variable_errors)
+        && !text.contains('\n')
+        && !text.contains('\r')
+        && !text.trim().is_empty()
+    {
+        return text.to_string();
+    }
+    validation.message.clone().unwrap_or_else(|| {
+        format!(
+            "failed validation {:?}: {}",
+            validation.name, validation.expression.source
+        )
+    })
+}
+
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::List(_) => "list",
+        Value::Map(_) => "map",
+        Value::Int(_) => "int",
+        Value::UInt(_) => "uint",
+        Value::Float(_) => "double",
+        Value::String(_) => "string",
+        Value::Bytes(_) => "bytes",
+        Value::Bool(_) => "bool",
+        Value::Null => "null",
+        _ => "a value of another type",
+    }
+}
