@@ -91,9 +91,15 @@ impl CompiledPolicy {
     /// Never fails: an invalid policy is returned not Ready, with its [`errors`](Self::errors),
     /// because a covering policy that is not Ready must still hold its CSRs pending.
     pub fn compile(policy: &CsrApprovalPolicy) -> Self {
-        let mut compiler = Compiler::default();
-        let rules = compiler.policy(policy);
-        let rules = if compiler.errors.is_empty() {
+        let (compiler, rules) = match compile_on_large_stack(policy) {
+            Ok(compiled) => compiled,
+            Err(message) => {
+                let mut compiler = Compiler::default();
+                compiler.error("spec", message);
+                (compiler, None)
+            }
+        };
+        let rules = if let (true, Some(rules)) = (compiler.errors.is_empty(), rules) {
             Ok(Arc::new(rules))
         } else {
             Err(NotReady::Invalid(compiler.errors))
@@ -201,6 +207,32 @@ impl CompiledPolicy {
     pub(crate) fn rules(&self) -> Option<&Rules> {
         self.rules.as_deref().ok()
     }
+}
+
+/// Stack for the compile thread. The CEL parser (ANTLR) recurses once per nesting level while
+/// predicting, building and dropping trees; a 5 KiB expression can nest a few thousand levels
+/// (`a.b.b.b...`, `x ? y : x ? y : ...`) before the depth check can refuse it. The memory is
+/// reserved, not committed, so a large figure costs nothing unless a hostile input uses it.
+const COMPILE_STACK_BYTES: usize = 256 * 1024 * 1024;
+
+/// Runs the compiler on its own thread with a stack deep enough for any input within
+/// [`MAX_EXPRESSION_BYTES`], so a hostile expression is refused instead of aborting the
+/// process; a panic inside the parser becomes an error, and the policy is not Ready.
+fn compile_on_large_stack(policy: &CsrApprovalPolicy) -> Result<(Compiler, Option<Rules>), String> {
+    std::thread::scope(|scope| {
+        let worker = std::thread::Builder::new()
+            .name("csrgate-compile".into())
+            .stack_size(COMPILE_STACK_BYTES)
+            .spawn_scoped(scope, || {
+                let mut compiler = Compiler::default();
+                let rules = compiler.policy(policy);
+                (compiler, Some(rules))
+            })
+            .map_err(|e| format!("could not start the compiler thread: {e}"))?;
+        worker
+            .join()
+            .map_err(|_| "the CEL compiler failed on this policy (internal error)".to_owned())
+    })
 }
 
 /// `pattern` is a signer name, or `<domain>/*` for every signer of the domain.
@@ -442,12 +474,15 @@ fn is_signer_pattern(signer: &str) -> bool {
         && (path == "*" || !path.contains('*'))
 }
 
-/// A cheap scan that refuses inputs whose parse tree would be too deep before the parser
-/// (whose tree building and dropping recurse) ever sees them: long runs of prefix operators
-/// and long chains of binary operators.
+/// A cheap scan that refuses inputs whose parse tree would be too deep before the parser ever
+/// sees them: deep brackets, long runs of prefix operators and long chains of binary
+/// operators. The ANTLR parser's prediction, its tree building and the tree's drop all
+/// recurse, and a few thousand brackets overflow a 2 MiB thread stack before the parser's own
+/// recursion limit is consulted.
 fn prescan(source: &str) -> Result<(), String> {
     let mut unary_run = 0usize;
     let mut operators = 0usize;
+    let mut brackets = 0usize;
     let mut in_string: Option<u8> = None;
     let mut escaped = false;
     let mut previous_significant = b'(';
@@ -474,6 +509,15 @@ fn prescan(source: &str) -> Result<(), String> {
                 }
             }
             b'+' | b'-' | b'*' | b'/' | b'%' => operators += 1,
+            b'(' | b'[' | b'{' => {
+                brackets += 1;
+                if brackets > MAX_AST_DEPTH {
+                    return Err(format!(
+                        "expression nests deeper than {MAX_AST_DEPTH} levels"
+                    ));
+                }
+            }
+            b')' | b']' | b'}' => brackets = brackets.saturating_sub(1),
             _ => {}
         }
         if !b.is_ascii_whitespace() {
@@ -681,5 +725,181 @@ impl Check<'_> {
                     .into(),
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{errors, policy, ready};
+
+    fn one_rule(expression: &str) -> String {
+        format!(
+            "signerNames: [example.com/x]\nvalidations:\n  - name: rule\n    expression: {}\n",
+            serde_json::to_string(expression).unwrap()
+        )
+    }
+
+    #[test]
+    fn compiles_the_design_example() {
+        let compiled = ready(
+            "kubelet-serving",
+            r#"
+signerNames: ["kubernetes.io/kubelet-serving"]
+variables:
+  - name: nodeName
+    expression: 'object.spec.username.substring(12)'
+matchConditions:
+  - name: is-node
+    expression: 'object.spec.username.startsWith("system:node:") && "system:nodes" in object.spec.groups'
+validations:
+  - name: cn-is-requestor
+    expression: 'x509.commonName == object.spec.username'
+    message: 'the certificate CN must name the requesting node'
+    messageExpression: '"CN " + x509.commonName + " is not " + object.spec.username'
+"#,
+        );
+        assert!(compiled.warnings().is_empty(), "{:?}", compiled.warnings());
+    }
+
+    #[test]
+    fn refuses_unknown_identifiers_with_the_field_path() {
+        assert_eq!(
+            errors(&one_rule("x509v.commonName == 'a'")),
+            ["spec.validations[0].expression: unknown identifier x509v (known: object, x509, node, variables)"]
+        );
+    }
+
+    #[test]
+    fn comprehension_variables_are_in_scope_only_inside() {
+        assert!(errors(&one_rule("x509.dnsNames.all(n, n.endsWith('.internal'))")).is_empty());
+        assert_eq!(errors(&one_rule("x509.dnsNames.all(n, true) && n == 'a'")).len(), 1);
+    }
+
+    #[test]
+    fn refuses_unknown_x509_fields_and_functions() {
+        let e = errors(&one_rule("x509.cn == 'a'"));
+        assert!(e[0].contains("x509 has no field cn"), "{e:?}");
+        let e = errors(&one_rule("x509.publicKey.bits > 1"));
+        assert!(e[0].contains("x509.publicKey has no field bits"), "{e:?}");
+        let e = errors(&one_rule("x509.commonName.startsWithh('a')"));
+        assert!(e[0].contains("unknown function startsWithh"), "{e:?}");
+    }
+
+    #[test]
+    fn refuses_variables_used_before_they_are_declared() {
+        let e = errors(
+            "signerNames: [example.com/x]\nvariables:\n  - {name: a, expression: 'variables.b'}\n  - {name: b, expression: '1'}\nvalidations:\n  - {name: v, expression: 'variables.a == 1 && variables.c == 2'}\n",
+        );
+        assert_eq!(
+            e,
+            [
+                "spec.variables[0].expression: variables.b is not declared in spec.variables before this expression",
+                "spec.validations[0].expression: variables.c is not declared in spec.variables before this expression",
+            ]
+        );
+    }
+
+    #[test]
+    fn refuses_expressions_over_5_kib() {
+        let long = format!("x509.commonName == '{}'", "a".repeat(MAX_EXPRESSION_BYTES));
+        let e = errors(&one_rule(&long));
+        assert!(e[0].contains("more than the 5120-byte limit"), "{e:?}");
+    }
+
+    #[test]
+    fn refuses_thousands_of_chained_additions_without_overflowing() {
+        let chain = vec!["1"; 2500].join("+");
+        let e = errors(&one_rule(&format!("{chain} > 0")));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].starts_with("spec.validations[0].expression: "), "{e:?}");
+    }
+
+    #[test]
+    fn refuses_deep_nesting_without_overflowing() {
+        for source in [
+            format!("{}true{}", "(".repeat(2000), ")".repeat(2000)),
+            format!("{}1{} == [1]", "[".repeat(2000), "]".repeat(2000)),
+            format!("{}true", "!".repeat(5000)),
+            format!("{}1 > 0", "-".repeat(5000)),
+            format!("{}true", "true && (".repeat(500)) + &")".repeat(500),
+            format!("object{} == 1", ".a".repeat(2500)),
+            format!("object{} == 1", "[0]".repeat(1500)),
+            format!("{}1 == 1", "1 == ".repeat(1200)),
+            format!("{}true", "true ? true : ".repeat(700)),
+            format!("{}true", "false || ".repeat(600)),
+            format!("{}1 > 0", "1 * ".repeat(1200)),
+        ] {
+            let e = errors(&one_rule(&source));
+            assert_eq!(e.len(), 1, "{e:?}");
+            assert!(e[0].contains("deeper than") || e[0].contains("more than"), "{e:?}");
+        }
+    }
+
+    #[test]
+    fn refuses_comprehensions_nested_three_deep() {
+        let nested = "x509.dnsNames.all(a, x509.uris.all(b, x509.emailAddresses.all(c, a != b)))";
+        let e = errors(&one_rule(nested));
+        assert!(e[0].contains("nest 3 deep, more than 2"), "{e:?}");
+        assert!(errors(&one_rule("x509.dnsNames.all(a, x509.uris.all(b, a != b))")).is_empty());
+    }
+
+    #[test]
+    fn refuses_duplicate_and_malformed_names() {
+        let e = errors(
+            "signerNames: [example.com/x]\nvalidations:\n  - {name: v, expression: 'true'}\n  - {name: v, expression: 'true'}\n  - {name: Not_A_Label, expression: 'true'}\n",
+        );
+        assert_eq!(
+            e,
+            [
+                "spec.validations[1].name: duplicate name \"v\"",
+                "spec.validations[2].name: \"Not_A_Label\" is not a valid name (lowercase letters, digits and '-', at most 63)",
+            ]
+        );
+    }
+
+    #[test]
+    fn refuses_invalid_constant_regular_expressions_at_compile_time() {
+        let e = errors(&one_rule("x509.commonName.matches('(')"));
+        assert!(e[0].contains("not a valid regular expression"), "{e:?}");
+    }
+
+    #[test]
+    fn reports_syntax_errors_with_their_position() {
+        let e = errors(&one_rule("x509.commonName =="));
+        assert!(e[0].starts_with("spec.validations[0].expression: syntax error at 1:"), "{e:?}");
+    }
+
+    #[test]
+    fn warns_about_reading_the_raw_request() {
+        let compiled = ready("p", &one_rule("object.spec.request != ''"));
+        assert_eq!(compiled.warnings()[0].field_ref, "spec.validations[0].expression");
+    }
+
+    #[test]
+    fn refuses_bad_signer_names() {
+        let e = errors("signerNames: ['example.com', 'a.io/*x']\nvalidations:\n  - {name: v, expression: 'true'}\n");
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(e[0].starts_with("spec.signerNames[0]:"), "{e:?}");
+    }
+
+    #[test]
+    fn covers_exact_signers_and_domain_wildcards() {
+        let compiled = CompiledPolicy::compile(&policy(
+            "p",
+            "signerNames: [kubernetes.io/kubelet-serving, example.com/*]\nvalidations:\n  - {name: v, expression: 'true'}\n",
+        ));
+        assert!(compiled.covers("kubernetes.io/kubelet-serving"));
+        assert!(compiled.covers("example.com/workloads"));
+        assert!(!compiled.covers("example.com/"));
+        assert!(!compiled.covers("example.community/x"));
+        assert!(!compiled.covers("kubernetes.io/kube-apiserver-client"));
+    }
+
+    #[test]
+    fn a_policy_not_compiled_yet_is_not_ready_and_says_so() {
+        let placeholder = CompiledPolicy::not_compiled(&policy("p", &one_rule("true")));
+        assert!(!placeholder.is_ready());
+        assert_eq!(placeholder.not_ready_message().unwrap(), "generation 1 is not compiled yet");
     }
 }

@@ -46,6 +46,9 @@ mod env;
 mod evaluate;
 pub mod request;
 
+#[cfg(test)]
+mod fixtures;
+
 pub use compile::{
     CompileError, CompiledPolicy, MAX_AST_DEPTH, MAX_AST_NODES, MAX_COMPREHENSION_NESTING,
     MAX_EXPRESSION_BYTES,
