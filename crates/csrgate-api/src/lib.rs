@@ -38,6 +38,7 @@ pub const REASON_INVALID_EXPRESSION: &str = "InvalidExpression";
     shortname = "csrpolicy",
     status = "CsrApprovalPolicyStatus",
     derive = "PartialEq",
+    doc = "Rules that decide which CertificateSigningRequests csrgate approves or denies.",
     printcolumn = r#"{"name":"Mode","type":"string","jsonPath":".spec.mode"}"#,
     printcolumn = r#"{"name":"Signers","type":"string","jsonPath":".spec.signerNames"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
@@ -47,10 +48,10 @@ pub const REASON_INVALID_EXPRESSION: &str = "InvalidExpression";
 pub struct CsrApprovalPolicySpec {
     /// Signer names this policy covers: exact (`kubernetes.io/kubelet-serving`) or every signer
     /// of a domain (`example.com/*`). Between 1 and 16 entries.
-    #[schemars(length(min = 1, max = 16))]
+    #[schemars(length(min = 1, max = 16), inner(length(min = 3, max = 571)))]
     #[x_kube(
         merge_strategy = ListMerge::Set,
-        validation = Rule::new("self.all(s, s.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/([^/*]+|\\\\*)$'))")
+        validation = Rule::new("self.all(s, s.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/([^*]+|\\\\*)$'))")
             .message("each signer name must be <domain>/<path> or <domain>/*")
     )]
     pub signer_names: Vec<String>,

@@ -1,0 +1,98 @@
+//! `csrgate check`: the controller's decision, offline, for CSR manifests.
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use csrgate_policy::{CompiledPolicy, decide, node_name};
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+use k8s_openapi::api::core::v1::Node;
+
+use super::{Error, Outcome};
+use crate::cli::{CheckArgs, OutputFormat};
+use crate::load::{self, Loaded};
+use crate::report::{self, CsrReport};
+
+/// A policy that did not compile, named by file.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .lines.join("\n"))]
+pub struct InvalidPolicies {
+    /// One `file: field: error` line per problem.
+    pub lines: Vec<String>,
+}
+
+/// Compiles every loaded policy.
+///
+/// # Errors
+/// Any policy that is not Ready, with one line per error naming file and field.
+pub fn compile_all(
+    policies: &[Loaded<csrgate_api::CsrApprovalPolicy>],
+) -> Result<Vec<CompiledPolicy>, InvalidPolicies> {
+    let mut compiled = Vec::new();
+    let mut lines = Vec::new();
+    let mut names: HashMap<&str, &load::Source> = HashMap::new();
+    for policy in policies {
+        let name = policy.value.metadata.name.as_deref().unwrap_or("");
+        if let Some(first) = names.insert(name, &policy.source) {
+            lines.push(format!(
+                "{}: metadata.name: policy {name:?} is also defined in {first}",
+                policy.source
+            ));
+        }
+        let one = CompiledPolicy::compile(&policy.value);
+        lines.extend(one.errors().iter().map(|e| format!("{}: {e}", policy.source)));
+        compiled.push(one);
+    }
+    if lines.is_empty() {
+        Ok(compiled)
+    } else {
+        Err(InvalidPolicies { lines })
+    }
+}
+
+/// Nodes by name, for the `node` variable.
+pub fn nodes_by_name(nodes: Vec<Loaded<Node>>) -> HashMap<String, Node> {
+    nodes
+        .into_iter()
+        .filter_map(|n| Some((n.value.metadata.name.clone()?, n.value)))
+        .collect()
+}
+
+/// The Node a CSR's requestor speaks for, if any.
+pub fn node_for<'a>(csr: &CertificateSigningRequest, nodes: &'a HashMap<String, Node>) -> Option<&'a Node> {
+    nodes.get(node_name(csr.spec.username.as_deref()?)?)
+}
+
+/// Runs `csrgate check`.
+///
+/// # Errors
+/// Unreadable input or invalid policies.
+pub fn run(args: &CheckArgs) -> Result<Outcome, Error> {
+    let policies = compile_all(&load::policies(&args.policies)?)?;
+    let nodes = nodes_by_name(load::nodes(&args.nodes)?);
+    let mut csrs = load::csrs(&args.csrs)?;
+    for csr in &mut csrs {
+        if let Some(user) = &args.as_user {
+            csr.value.spec.username = Some(user.clone());
+        }
+        if !args.as_groups.is_empty() {
+            csr.value.spec.groups = Some(args.as_groups.clone());
+        }
+    }
+    let decisions: Vec<_> = csrs
+        .iter()
+        .map(|csr| decide(&policies, &csr.value, node_for(&csr.value, &nodes)))
+        .collect();
+    let reports: Vec<CsrReport<'_>> = csrs
+        .iter()
+        .zip(&decisions)
+        .map(|(csr, decision)| {
+            CsrReport::new(csr.value.metadata.name.as_deref().unwrap_or(""), decision)
+        })
+        .collect();
+    let text = match args.output {
+        OutputFormat::Json => serde_json::to_string_pretty(&reports)? + "\n",
+        OutputFormat::Table => report::table(&reports),
+    };
+    std::io::stdout().lock().write_all(text.as_bytes())?;
+    Ok(Outcome::Success)
+}
