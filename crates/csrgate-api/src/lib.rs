@@ -89,7 +89,9 @@ pub struct CsrApprovalPolicySpec {
 }
 
 /// Whether a policy's outcome is written to the CSR.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, schemars::JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, schemars::JsonSchema,
+)]
 pub enum PolicyMode {
     /// Decide and write the Approved or Denied condition.
     #[default]
@@ -109,7 +111,9 @@ impl PolicyMode {
 }
 
 /// What a failed validation means for the CSR.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, schemars::JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, schemars::JsonSchema,
+)]
 pub enum FailureAction {
     /// Deny the CSR.
     #[default]
@@ -123,7 +127,10 @@ pub enum FailureAction {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Variable {
     /// The variable's name: a CEL identifier, unique in the policy.
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-zA-Z_][a-zA-Z0-9_]*$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+    )]
     pub name: String,
     /// The CEL expression computing the value. At most 5 KiB.
     #[schemars(length(min = 1, max = 5120))]
@@ -135,7 +142,10 @@ pub struct Variable {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MatchCondition {
     /// A name for the condition, unique in the policy, DNS-label-like (`is-node`).
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub name: String,
     /// A CEL expression returning bool. At most 5 KiB.
     #[schemars(length(min = 1, max = 5120))]
@@ -148,7 +158,10 @@ pub struct MatchCondition {
 pub struct Validation {
     /// A name for the rule, unique in the policy, DNS-label-like (`cn-is-requestor`). It
     /// prefixes the rule's message in a denial.
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub name: String,
     /// A CEL expression returning bool; false fails the policy. At most 5 KiB.
     #[schemars(length(min = 1, max = 5120))]
@@ -213,7 +226,10 @@ mod tests {
     fn crd_is_cluster_scoped_with_short_name_and_status() {
         let crd = CsrApprovalPolicy::crd();
         assert_eq!(crd.spec.scope, "Cluster");
-        assert_eq!(crd.spec.names.short_names, Some(vec!["csrpolicy".to_owned()]));
+        assert_eq!(
+            crd.spec.names.short_names,
+            Some(vec!["csrpolicy".to_owned()])
+        );
         let version = &crd.spec.versions[0];
         assert!(version.subresources.as_ref().unwrap().status.is_some());
         let columns: Vec<_> = version
@@ -231,8 +247,14 @@ mod tests {
         let json = serde_json::to_value(CsrApprovalPolicy::crd()).unwrap();
         let spec = &json["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
         for list in ["validations", "matchConditions", "variables"] {
-            assert_eq!(spec["properties"][list]["x-kubernetes-list-type"], "map", "{list}");
-            assert_eq!(spec["properties"][list]["x-kubernetes-list-map-keys"][0], "name");
+            assert_eq!(
+                spec["properties"][list]["x-kubernetes-list-type"], "map",
+                "{list}"
+            );
+            assert_eq!(
+                spec["properties"][list]["x-kubernetes-list-map-keys"][0],
+                "name"
+            );
         }
         assert_eq!(spec["properties"]["signerNames"]["maxItems"], 16);
         assert_eq!(spec["properties"]["signerNames"]["minItems"], 1);
@@ -259,7 +281,10 @@ mod tests {
         let spec = &json["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
         let mut missing = Vec::new();
         walk(".spec", spec, &mut missing);
-        assert!(missing.is_empty(), "fields without a description: {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "fields without a description: {missing:?}"
+        );
     }
 
     #[test]

@@ -10,8 +10,8 @@
 use std::sync::Arc;
 
 use csrgate_api::{CsrApprovalPolicy, ExpressionWarning, FailureAction, PolicyMode};
-use kube::core::cel::cel::common::ast::{EntryExpr, Expr, IdedExpr, LiteralValue};
 use kube::core::cel::cel;
+use kube::core::cel::cel::common::ast::{EntryExpr, Expr, IdedExpr, LiteralValue};
 
 use crate::env;
 
@@ -283,10 +283,17 @@ impl Compiler {
         let mut variables = Vec::new();
         for (i, variable) in spec.variables.iter().enumerate() {
             let path = format!("spec.variables[{i}]");
-            self.name(&format!("{path}.name"), &variable.name, &declared, NameKind::Identifier);
-            if let Some(expression) =
-                self.expression(&format!("{path}.expression"), &variable.expression, &declared)
-            {
+            self.name(
+                &format!("{path}.name"),
+                &variable.name,
+                &declared,
+                NameKind::Identifier,
+            );
+            if let Some(expression) = self.expression(
+                &format!("{path}.expression"),
+                &variable.expression,
+                &declared,
+            ) {
                 variables.push((variable.name.clone(), expression));
             }
             declared.push(variable.name.clone());
@@ -296,11 +303,18 @@ impl Compiler {
         let mut match_conditions = Vec::new();
         for (i, condition) in spec.match_conditions.iter().enumerate() {
             let path = format!("spec.matchConditions[{i}]");
-            self.name(&format!("{path}.name"), &condition.name, &names, NameKind::Label);
+            self.name(
+                &format!("{path}.name"),
+                &condition.name,
+                &names,
+                NameKind::Label,
+            );
             names.push(condition.name.clone());
-            if let Some(expression) =
-                self.expression(&format!("{path}.expression"), &condition.expression, &declared)
-            {
+            if let Some(expression) = self.expression(
+                &format!("{path}.expression"),
+                &condition.expression,
+                &declared,
+            ) {
                 match_conditions.push((condition.name.clone(), expression));
             }
         }
@@ -309,7 +323,12 @@ impl Compiler {
         let mut validations = Vec::new();
         for (i, validation) in spec.validations.iter().enumerate() {
             let path = format!("spec.validations[{i}]");
-            self.name(&format!("{path}.name"), &validation.name, &names, NameKind::Label);
+            self.name(
+                &format!("{path}.name"),
+                &validation.name,
+                &names,
+                NameKind::Label,
+            );
             names.push(validation.name.clone());
             if let Some(message) = &validation.message
                 && (message.contains('\n') || message.contains('\r'))
@@ -319,9 +338,11 @@ impl Compiler {
             let message_expression = validation.message_expression.as_ref().and_then(|source| {
                 self.expression(&format!("{path}.messageExpression"), source, &declared)
             });
-            if let Some(expression) =
-                self.expression(&format!("{path}.expression"), &validation.expression, &declared)
-            {
+            if let Some(expression) = self.expression(
+                &format!("{path}.expression"),
+                &validation.expression,
+                &declared,
+            ) {
                 validations.push(CompiledValidation {
                     name: validation.name.clone(),
                     expression,
@@ -360,7 +381,10 @@ impl Compiler {
             NameKind::Identifier => is_identifier(name),
         };
         if !valid {
-            self.error(field, format!("{name:?} is not a valid {}", kind.describe()));
+            self.error(
+                field,
+                format!("{name:?} is not a valid {}", kind.describe()),
+            );
         }
     }
 
@@ -500,7 +524,27 @@ fn prescan(source: &str) -> Result<(), String> {
         }
         match b {
             b'"' | b'\'' => in_string = Some(b),
-            b'!' | b'-' if matches!(previous_significant, b'(' | b'[' | b'{' | b',' | b'!' | b'-' | b'+' | b'*' | b'/' | b'%' | b'<' | b'>' | b'=' | b'&' | b'|' | b'?' | b':') => {
+            b'!' | b'-'
+                if matches!(
+                    previous_significant,
+                    b'(' | b'['
+                        | b'{'
+                        | b','
+                        | b'!'
+                        | b'-'
+                        | b'+'
+                        | b'*'
+                        | b'/'
+                        | b'%'
+                        | b'<'
+                        | b'>'
+                        | b'='
+                        | b'&'
+                        | b'|'
+                        | b'?'
+                        | b':'
+                ) =>
+            {
                 unary_run += 1;
                 if unary_run > MAX_AST_DEPTH {
                     return Err(format!(
@@ -570,7 +614,9 @@ impl Check<'_> {
     fn walk(&mut self, node: &IdedExpr, depth: usize, comprehensions: usize) {
         self.nodes += 1;
         if depth > MAX_AST_DEPTH {
-            self.problem(format!("expression nests deeper than {MAX_AST_DEPTH} levels"));
+            self.problem(format!(
+                "expression nests deeper than {MAX_AST_DEPTH} levels"
+            ));
             return;
         }
         if self.nodes > MAX_AST_NODES {
@@ -633,7 +679,12 @@ impl Check<'_> {
         }
     }
 
-    fn entries(&mut self, entries: &[cel::common::ast::IdedEntryExpr], depth: usize, comprehensions: usize) {
+    fn entries(
+        &mut self,
+        entries: &[cel::common::ast::IdedEntryExpr],
+        depth: usize,
+        comprehensions: usize,
+    ) {
         for entry in entries {
             match &entry.expr {
                 EntryExpr::MapEntry(e) => {
@@ -674,7 +725,8 @@ impl Check<'_> {
                     "variables.{field} is not declared in spec.variables before this expression"
                 ));
             }
-        } else if root(env::X509) && !self.is_bound(env::X509) && !env::X509_FIELDS.contains(&field) {
+        } else if root(env::X509) && !self.is_bound(env::X509) && !env::X509_FIELDS.contains(&field)
+        {
             self.problem(format!(
                 "x509 has no field {field} (fields: {})",
                 env::X509_FIELDS.join(", ")
@@ -701,7 +753,11 @@ impl Check<'_> {
 
     fn function(&mut self, name: &str, target: Option<&IdedExpr>) {
         // Operators and macro internals are handled by the interpreter itself.
-        if name.starts_with('_') || name.starts_with('@') || name.starts_with('!') || name.starts_with('-') {
+        if name.starts_with('_')
+            || name.starts_with('@')
+            || name.starts_with('!')
+            || name.starts_with('-')
+        {
             return;
         }
         let qualified = match target.map(|t| &t.expr) {
@@ -766,14 +822,19 @@ validations:
     fn refuses_unknown_identifiers_with_the_field_path() {
         assert_eq!(
             errors(&one_rule("x509v.commonName == 'a'")),
-            ["spec.validations[0].expression: unknown identifier x509v (known: object, x509, node, variables)"]
+            [
+                "spec.validations[0].expression: unknown identifier x509v (known: object, x509, node, variables)"
+            ]
         );
     }
 
     #[test]
     fn comprehension_variables_are_in_scope_only_inside() {
         assert!(errors(&one_rule("x509.dnsNames.all(n, n.endsWith('.internal'))")).is_empty());
-        assert_eq!(errors(&one_rule("x509.dnsNames.all(n, true) && n == 'a'")).len(), 1);
+        assert_eq!(
+            errors(&one_rule("x509.dnsNames.all(n, true) && n == 'a'")).len(),
+            1
+        );
     }
 
     #[test]
@@ -812,7 +873,10 @@ validations:
         let chain = vec!["1"; 2500].join("+");
         let e = errors(&one_rule(&format!("{chain} > 0")));
         assert_eq!(e.len(), 1, "{e:?}");
-        assert!(e[0].starts_with("spec.validations[0].expression: "), "{e:?}");
+        assert!(
+            e[0].starts_with("spec.validations[0].expression: "),
+            "{e:?}"
+        );
     }
 
     #[test]
@@ -832,7 +896,10 @@ validations:
         ] {
             let e = errors(&one_rule(&source));
             assert_eq!(e.len(), 1, "{e:?}");
-            assert!(e[0].contains("deeper than") || e[0].contains("more than"), "{e:?}");
+            assert!(
+                e[0].contains("deeper than") || e[0].contains("more than"),
+                "{e:?}"
+            );
         }
     }
 
@@ -867,18 +934,26 @@ validations:
     #[test]
     fn reports_syntax_errors_with_their_position() {
         let e = errors(&one_rule("x509.commonName =="));
-        assert!(e[0].starts_with("spec.validations[0].expression: syntax error at 1:"), "{e:?}");
+        assert!(
+            e[0].starts_with("spec.validations[0].expression: syntax error at 1:"),
+            "{e:?}"
+        );
     }
 
     #[test]
     fn warns_about_reading_the_raw_request() {
         let compiled = ready("p", &one_rule("object.spec.request != ''"));
-        assert_eq!(compiled.warnings()[0].field_ref, "spec.validations[0].expression");
+        assert_eq!(
+            compiled.warnings()[0].field_ref,
+            "spec.validations[0].expression"
+        );
     }
 
     #[test]
     fn refuses_bad_signer_names() {
-        let e = errors("signerNames: ['example.com', 'a.io/*x']\nvalidations:\n  - {name: v, expression: 'true'}\n");
+        let e = errors(
+            "signerNames: ['example.com', 'a.io/*x']\nvalidations:\n  - {name: v, expression: 'true'}\n",
+        );
         assert_eq!(e.len(), 2, "{e:?}");
         assert!(e[0].starts_with("spec.signerNames[0]:"), "{e:?}");
     }
@@ -900,6 +975,9 @@ validations:
     fn a_policy_not_compiled_yet_is_not_ready_and_says_so() {
         let placeholder = CompiledPolicy::not_compiled(&policy("p", &one_rule("true")));
         assert!(!placeholder.is_ready());
-        assert_eq!(placeholder.not_ready_message().unwrap(), "generation 1 is not compiled yet");
+        assert_eq!(
+            placeholder.not_ready_message().unwrap(),
+            "generation 1 is not compiled yet"
+        );
     }
 }

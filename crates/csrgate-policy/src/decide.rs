@@ -196,7 +196,12 @@ fn combine(reports: Vec<PolicyReport>) -> Decision {
     }
     let approvals: Vec<String> = enforced()
         .filter(|r| r.verdict == Verdict::Approve)
-        .map(|r| format!("CsrApprovalPolicy {:?} (generation {})", r.name, r.generation))
+        .map(|r| {
+            format!(
+                "CsrApprovalPolicy {:?} (generation {})",
+                r.name, r.generation
+            )
+        })
         .collect();
     if !approvals.is_empty() {
         return decided(
@@ -334,7 +339,10 @@ validations:
 
     #[test]
     fn denies_with_every_failed_validation_and_its_message() {
-        let csr = CsrBuilder::new().request("jane-masters.csr").username("bob").build();
+        let csr = CsrBuilder::new()
+            .request("jane-masters.csr")
+            .username("bob")
+            .build();
         let decision = decide(&[admins("")], &csr, None);
         assert_eq!(decision.outcome, Outcome::Denied);
         assert_eq!(decision.reason, Some(reasons::POLICY_DENIED));
@@ -359,14 +367,23 @@ validations:
     fn deny_overrides_approval_and_policies_are_sorted_by_name() {
         let strict = ready(
             "b-strict",
-            &format!("signerNames: [{CLIENT}]\nvalidations:\n  - {{name: short, expression: 'object.spec.expirationSeconds <= 3600', message: at most one hour}}\n"),
+            &format!(
+                "signerNames: [{CLIENT}]\nvalidations:\n  - {{name: short, expression: 'object.spec.expirationSeconds <= 3600', message: at most one hour}}\n"
+            ),
         );
-        let lax = ready("a-lax", &format!("signerNames: [{CLIENT}]\nvalidations:\n  - {{name: any, expression: 'true'}}\n"));
+        let lax = ready(
+            "a-lax",
+            &format!(
+                "signerNames: [{CLIENT}]\nvalidations:\n  - {{name: any, expression: 'true'}}\n"
+            ),
+        );
         let decision = decide(&[strict, lax], &CsrBuilder::new().build(), None);
         assert_eq!(decision.outcome, Outcome::Denied);
         assert_eq!(
             decision.message.as_deref(),
-            Some(r#"csrgate: denied by CsrApprovalPolicy "b-strict" (generation 1): short: at most one hour"#)
+            Some(
+                r#"csrgate: denied by CsrApprovalPolicy "b-strict" (generation 1): short: at most one hour"#
+            )
         );
         let names: Vec<_> = decision.policies.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["a-lax", "b-strict"]);
@@ -375,12 +392,22 @@ validations:
 
     #[test]
     fn names_every_approving_policy() {
-        let a = ready("a", &format!("signerNames: [{CLIENT}]\nvalidations:\n  - {{name: v, expression: 'true'}}\n"));
-        let b = ready("b", "signerNames: [kubernetes.io/*]\nvalidations:\n  - {name: v, expression: 'true'}\n");
+        let a = ready(
+            "a",
+            &format!(
+                "signerNames: [{CLIENT}]\nvalidations:\n  - {{name: v, expression: 'true'}}\n"
+            ),
+        );
+        let b = ready(
+            "b",
+            "signerNames: [kubernetes.io/*]\nvalidations:\n  - {name: v, expression: 'true'}\n",
+        );
         let decision = decide(&[b, a], &CsrBuilder::new().build(), None);
         assert_eq!(
             decision.message.as_deref(),
-            Some(r#"csrgate: approved by CsrApprovalPolicy "a" (generation 1), CsrApprovalPolicy "b" (generation 1)"#)
+            Some(
+                r#"csrgate: approved by CsrApprovalPolicy "a" (generation 1), CsrApprovalPolicy "b" (generation 1)"#
+            )
         );
     }
 
@@ -415,7 +442,9 @@ validations:
     #[test]
     fn match_conditions_that_are_false_make_the_policy_not_applicable() {
         let decision = decide(
-            &[admins("matchConditions:\n  - {name: only-nodes, expression: 'object.spec.username.startsWith(\"system:node:\")'}")],
+            &[admins(
+                "matchConditions:\n  - {name: only-nodes, expression: 'object.spec.username.startsWith(\"system:node:\")'}",
+            )],
             &CsrBuilder::new().username("bob").build(),
             None,
         );
@@ -427,18 +456,36 @@ validations:
     fn an_invalid_enforce_policy_holds_its_csrs_even_if_another_approves() {
         let broken = CompiledPolicy::compile(&policy(
             "broken",
-            &format!("signerNames: [{CLIENT}]\nvalidations:\n  - {{name: v, expression: 'x509v == 1'}}\n"),
+            &format!(
+                "signerNames: [{CLIENT}]\nvalidations:\n  - {{name: v, expression: 'x509v == 1'}}\n"
+            ),
         ));
         let decision = decide(&[broken, admins("")], &CsrBuilder::new().build(), None);
         assert_eq!(decision.outcome, Outcome::Pending);
-        assert!(matches!(decision.pending, Some(PendingCause::PolicyNotReady { ref policy, .. }) if policy == "broken"));
-        assert!(decision.message.unwrap().contains("unknown identifier x509v"));
+        assert!(
+            matches!(decision.pending, Some(PendingCause::PolicyNotReady { ref policy, .. }) if policy == "broken")
+        );
+        assert!(
+            decision
+                .message
+                .unwrap()
+                .contains("unknown identifier x509v")
+        );
     }
 
     #[test]
     fn a_not_yet_compiled_policy_holds_but_an_audit_one_does_not() {
-        let pending_policy = policy("new", &format!("signerNames: [{CLIENT}]\nvalidations:\n  - {{name: v, expression: 'true'}}\n"));
-        let held = decide(&[CompiledPolicy::not_compiled(&pending_policy), admins("")], &CsrBuilder::new().build(), None);
+        let pending_policy = policy(
+            "new",
+            &format!(
+                "signerNames: [{CLIENT}]\nvalidations:\n  - {{name: v, expression: 'true'}}\n"
+            ),
+        );
+        let held = decide(
+            &[CompiledPolicy::not_compiled(&pending_policy), admins("")],
+            &CsrBuilder::new().build(),
+            None,
+        );
         assert_eq!(held.outcome, Outcome::Pending);
         let audit = CompiledPolicy::not_compiled(&pending_policy).with_mode(PolicyMode::Audit);
         let decided = decide(&[audit, admins("")], &CsrBuilder::new().build(), None);
@@ -448,10 +495,19 @@ validations:
     #[test]
     fn an_unreadable_request_is_denied_as_invalid_request() {
         for file in ["jane-forged.csr", "jane-rsa1024.csr"] {
-            let decision = decide(&[admins("")], &CsrBuilder::new().request(file).build(), None);
+            let decision = decide(
+                &[admins("")],
+                &CsrBuilder::new().request(file).build(),
+                None,
+            );
             assert_eq!(decision.outcome, Outcome::Denied, "{file}");
             assert_eq!(decision.reason, Some(reasons::INVALID_REQUEST));
-            assert!(decision.message.unwrap().starts_with("csrgate: invalid request: "));
+            assert!(
+                decision
+                    .message
+                    .unwrap()
+                    .starts_with("csrgate: invalid request: ")
+            );
         }
     }
 
@@ -460,51 +516,94 @@ validations:
         let csr = CsrBuilder::new().raw_request(b"junk").build();
         let decision = decide(&[admins("failureAction: Ignore")], &csr, None);
         assert_eq!(decision.outcome, Outcome::Pending);
-        assert!(matches!(decision.pending, Some(PendingCause::InvalidRequest(_))));
+        assert!(matches!(
+            decision.pending,
+            Some(PendingCause::InvalidRequest(_))
+        ));
     }
 
     #[test]
     fn an_evaluation_error_is_a_failure_with_the_error() {
-        let p = ready("p", &format!("signerNames: [{CLIENT}]\nvalidations:\n  - {{name: bad-index, expression: 'x509.dnsNames[3] == \"a\"'}}\n"));
+        let p = ready(
+            "p",
+            &format!(
+                "signerNames: [{CLIENT}]\nvalidations:\n  - {{name: bad-index, expression: 'x509.dnsNames[3] == \"a\"'}}\n"
+            ),
+        );
         let decision = decide(&[p], &CsrBuilder::new().build(), None);
         assert_eq!(decision.outcome, Outcome::Denied);
-        assert!(decision.message.unwrap().contains("bad-index: expression could not be evaluated: "));
+        assert!(
+            decision
+                .message
+                .unwrap()
+                .contains("bad-index: expression could not be evaluated: ")
+        );
     }
 
     #[test]
     fn a_non_bool_validation_is_a_failure() {
-        let p = ready("p", &format!("signerNames: [{CLIENT}]\nvalidations:\n  - {{name: not-bool, expression: 'x509.commonName'}}\n"));
+        let p = ready(
+            "p",
+            &format!(
+                "signerNames: [{CLIENT}]\nvalidations:\n  - {{name: not-bool, expression: 'x509.commonName'}}\n"
+            ),
+        );
         let decision = decide(&[p], &CsrBuilder::new().build(), None);
         assert_eq!(decision.outcome, Outcome::Denied);
-        assert!(decision.message.unwrap().contains("expression returned string, not bool"));
+        assert!(
+            decision
+                .message
+                .unwrap()
+                .contains("expression returned string, not bool")
+        );
     }
 
     #[test]
     fn a_match_condition_error_fails_the_policy_closed() {
-        let p = ready("p", &format!("signerNames: [{CLIENT}]\nmatchConditions:\n  - {{name: broken, expression: 'object.spec.nope == 1'}}\nvalidations:\n  - {{name: v, expression: 'true'}}\n"));
+        let p = ready(
+            "p",
+            &format!(
+                "signerNames: [{CLIENT}]\nmatchConditions:\n  - {{name: broken, expression: 'object.spec.nope == 1'}}\nvalidations:\n  - {{name: v, expression: 'true'}}\n"
+            ),
+        );
         let decision = decide(&[p], &CsrBuilder::new().build(), None);
         assert_eq!(decision.outcome, Outcome::Denied);
-        assert!(decision.message.unwrap().contains("matchConditions.broken: match condition could not be evaluated"));
+        assert!(
+            decision
+                .message
+                .unwrap()
+                .contains("matchConditions.broken: match condition could not be evaluated")
+        );
     }
 
     #[test]
     fn message_falls_back_to_static_then_to_the_expression() {
-        let p = ready("p", &format!(r#"signerNames: [{CLIENT}]
+        let p = ready(
+            "p",
+            &format!(
+                r#"signerNames: [{CLIENT}]
 validations:
   - {{name: with-bad-expression, expression: 'false', message: static text, messageExpression: '1'}}
   - {{name: bare, expression: 'false'}}
   - {{name: multiline, expression: 'false', message: fallback, messageExpression: '"a\nb"'}}
-"#));
+"#
+            ),
+        );
         let decision = decide(&[p], &CsrBuilder::new().build(), None);
         assert_eq!(
             decision.message.as_deref(),
-            Some(r#"csrgate: denied by CsrApprovalPolicy "p" (generation 1): with-bad-expression: static text; bare: failed validation "bare": false; multiline: fallback"#)
+            Some(
+                r#"csrgate: denied by CsrApprovalPolicy "p" (generation 1): with-bad-expression: static text; bare: failed validation "bare": false; multiline: fallback"#
+            )
         );
     }
 
     #[test]
     fn variables_see_earlier_ones_and_errors_reach_the_rules_that_read_them() {
-        let p = ready("p", &format!(r#"signerNames: [{CLIENT}]
+        let p = ready(
+            "p",
+            &format!(
+                r#"signerNames: [{CLIENT}]
 variables:
   - {{name: user, expression: 'object.spec.username'}}
   - {{name: isJane, expression: 'variables.user == "jane"'}}
@@ -512,7 +611,9 @@ variables:
 validations:
   - {{name: is-jane, expression: 'variables.isJane'}}
   - {{name: uses-broken, expression: 'variables.broken == 1'}}
-"#));
+"#
+            ),
+        );
         let decision = decide(&[p], &CsrBuilder::new().build(), None);
         let message = decision.message.unwrap();
         assert!(!message.contains("is-jane"), "{message}");
@@ -521,25 +622,44 @@ validations:
 
     #[test]
     fn node_is_the_requestors_node_or_null() {
-        let serving = ready("kubelet-serving", r#"signerNames: [kubernetes.io/kubelet-serving]
+        let serving = ready(
+            "kubelet-serving",
+            r#"signerNames: [kubernetes.io/kubelet-serving]
 variables:
   - {name: addresses, expression: 'node == null ? [] : node.status.addresses.map(a, a.address)'}
 validations:
   - {name: node-exists, expression: 'node != null', message: no Node object for this requestor}
   - {name: ips-are-the-nodes, expression: 'x509.ipAddresses.all(ip, ip in variables.addresses)'}
   - {name: dns-are-the-nodes, expression: 'x509.dnsNames.all(n, n in variables.addresses)'}
-"#);
+"#,
+        );
         let csr = CsrBuilder::new()
             .signer("kubernetes.io/kubelet-serving")
             .request("worker-1-serving.csr")
             .username("system:node:worker-1")
             .groups(&["system:nodes", "system:authenticated"])
             .build();
-        let worker = node("worker-1", &[("InternalIP", "10.0.0.11"), ("InternalIP", "fd00::b"), ("Hostname", "worker-1"), ("InternalDNS", "worker-1.cluster.internal")]);
-        assert_eq!(decide(std::slice::from_ref(&serving), &csr, Some(&worker)).outcome, Outcome::Approved);
+        let worker = node(
+            "worker-1",
+            &[
+                ("InternalIP", "10.0.0.11"),
+                ("InternalIP", "fd00::b"),
+                ("Hostname", "worker-1"),
+                ("InternalDNS", "worker-1.cluster.internal"),
+            ],
+        );
+        assert_eq!(
+            decide(std::slice::from_ref(&serving), &csr, Some(&worker)).outcome,
+            Outcome::Approved
+        );
         let missing = decide(std::slice::from_ref(&serving), &csr, None);
         assert_eq!(missing.outcome, Outcome::Denied);
-        assert!(missing.message.unwrap().contains("node-exists: no Node object"));
+        assert!(
+            missing
+                .message
+                .unwrap()
+                .contains("node-exists: no Node object")
+        );
         let spoof = CsrBuilder::new()
             .signer("kubernetes.io/kubelet-serving")
             .request("worker-1-spoofing.csr")
@@ -548,20 +668,51 @@ validations:
         let decision = decide(&[serving], &spoof, Some(&worker));
         assert_eq!(decision.outcome, Outcome::Denied);
         let message = decision.message.unwrap();
-        assert!(message.contains("ips-are-the-nodes") && message.contains("dns-are-the-nodes"), "{message}");
+        assert!(
+            message.contains("ips-are-the-nodes") && message.contains("dns-are-the-nodes"),
+            "{message}"
+        );
     }
 
     #[test]
     fn kubernetes_cel_libraries_are_available() {
-        let p = ready("p", r#"signerNames: [kubernetes.io/kubelet-serving]
+        let p = ready(
+            "p",
+            r#"signerNames: [kubernetes.io/kubelet-serving]
 validations:
   - {name: ip-in-range, expression: 'x509.ipAddresses.all(ip, !isIP(ip) || cidr("10.0.0.0/8").containsIP(ip) || ip(ip).family() == 6)'}
   - {name: lower, expression: 'x509.dnsNames.all(n, n.lowerAscii() == n)'}
   - {name: regex, expression: 'x509.commonName.matches("^system:node:[a-z0-9-]+$")'}
-"#);
-        let csr = CsrBuilder::new().signer("kubernetes.io/kubelet-serving").request("worker-1-serving.csr").build();
+"#,
+        );
+        let csr = CsrBuilder::new()
+            .signer("kubernetes.io/kubelet-serving")
+            .request("worker-1-serving.csr")
+            .build();
         let decision = decide(&[p], &csr, None);
-        assert_eq!(decision.outcome, Outcome::Approved, "{:?}", decision.message);
+        assert_eq!(
+            decision.outcome,
+            Outcome::Approved,
+            "{:?}",
+            decision.message
+        );
+    }
+
+    #[test]
+    fn absent_fields_are_absent_so_has_tells_them_apart() {
+        let p = ready(
+            "p",
+            &format!(
+                "signerNames: [{CLIENT}]\nvalidations:\n  - {{name: bounded, expression: 'has(object.spec.expirationSeconds) && object.spec.expirationSeconds <= 3600'}}\n"
+            ),
+        );
+        let unset = CsrBuilder::new().expiration(None).build();
+        assert_eq!(
+            decide(std::slice::from_ref(&p), &unset, None).outcome,
+            Outcome::Denied
+        );
+        let short = CsrBuilder::new().expiration(Some(600)).build();
+        assert_eq!(decide(&[p], &short, None).outcome, Outcome::Approved);
     }
 
     #[test]

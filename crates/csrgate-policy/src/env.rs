@@ -181,7 +181,17 @@ mod tests {
 
     #[test]
     fn known_functions_include_standard_and_kubernetes_libraries() {
-        for name in ["size", "matches", "startsWith", "isIP", "cidr", "url", "quantity", "lowerAscii", "find"] {
+        for name in [
+            "size",
+            "matches",
+            "startsWith",
+            "isIP",
+            "cidr",
+            "url",
+            "quantity",
+            "lowerAscii",
+            "find",
+        ] {
             assert!(is_known_function(name), "{name} should be known");
         }
         assert!(!is_known_function("noSuchFunction"));
@@ -196,7 +206,11 @@ mod tests {
 
     #[test]
     fn invalid_patterns_are_errors_not_panics() {
-        assert!(compiled_regex("(").unwrap_err().contains("not a valid regular expression"));
+        assert!(
+            compiled_regex("(")
+                .unwrap_err()
+                .contains("not a valid regular expression")
+        );
     }
 
     #[test]

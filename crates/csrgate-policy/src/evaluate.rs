@@ -101,7 +101,10 @@ pub fn evaluate(policy: &CompiledPolicy, scope: &CsrScope) -> Verdict {
 }
 
 /// Evaluates `spec.variables` in order, each seeing the ones before it.
-fn evaluate_variables(rules: &Rules, csr_context: &Context<'_>) -> (Value, HashMap<String, String>) {
+fn evaluate_variables(
+    rules: &Rules,
+    csr_context: &Context<'_>,
+) -> (Value, HashMap<String, String>) {
     let mut values: HashMap<Key, Value> = HashMap::new();
     let mut errors = HashMap::new();
     for (name, variable) in &rules.variables {

@@ -1,9 +1,9 @@
 //! Test-only builders: policies from YAML, CSRs from `testdata/`.
 
 use csrgate_api::CsrApprovalPolicy;
+use k8s_openapi::ByteString;
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::Node;
-use k8s_openapi::ByteString;
 
 use crate::CompiledPolicy;
 

@@ -144,8 +144,8 @@ pub fn parse_request(pem: &[u8]) -> Result<ParsedRequest, RequestError> {
         return Err(RequestError::TooLarge(pem.len()));
     }
     let der = decode_pem(pem)?;
-    let (rest, csr) = X509CertificationRequest::from_der(&der)
-        .map_err(|e| RequestError::Der(e.to_string()))?;
+    let (rest, csr) =
+        X509CertificationRequest::from_der(&der).map_err(|e| RequestError::Der(e.to_string()))?;
     if !rest.is_empty() {
         return Err(RequestError::TrailingDer(rest.len()));
     }
@@ -167,7 +167,9 @@ fn decode_pem(pem: &[u8]) -> Result<Vec<u8>, RequestError> {
         .map_err(|_| RequestError::NotPem("request is not UTF-8 text".into()))?;
     let trimmed = text.trim_start();
     if !trimmed.starts_with("-----BEGIN ") {
-        return Err(RequestError::NotPem("no \"-----BEGIN\" line at the start".into()));
+        return Err(RequestError::NotPem(
+            "no \"-----BEGIN\" line at the start".into(),
+        ));
     }
     let (rest, block) = x509_parser::pem::parse_x509_pem(trimmed.as_bytes())
         .map_err(|e| RequestError::NotPem(e.to_string()))?;
@@ -185,7 +187,9 @@ fn public_key_info(csr: &X509CertificationRequest<'_>) -> Result<PublicKeyInfo, 
     let algorithm = &spki.algorithm.algorithm;
     if *algorithm == OID_PKCS1_RSAENCRYPTION {
         let Ok(PublicKey::RSA(rsa)) = spki.parsed() else {
-            return Err(RequestError::UnsupportedKey("RSA key does not parse".into()));
+            return Err(RequestError::UnsupportedKey(
+                "RSA key does not parse".into(),
+            ));
         };
         return Ok(PublicKeyInfo {
             algorithm: "RSA".into(),
@@ -199,7 +203,9 @@ fn public_key_info(csr: &X509CertificationRequest<'_>) -> Result<PublicKeyInfo, 
             .parameters
             .as_ref()
             .and_then(|p| p.as_oid().ok())
-            .ok_or_else(|| RequestError::UnsupportedKey("ECDSA key without a named curve".into()))?;
+            .ok_or_else(|| {
+                RequestError::UnsupportedKey("ECDSA key without a named curve".into())
+            })?;
         let (name, size) = if curve == OID_EC_P256 {
             ("P-256", 256)
         } else if curve == OID_NIST_EC_P384 {
@@ -222,7 +228,9 @@ fn public_key_info(csr: &X509CertificationRequest<'_>) -> Result<PublicKeyInfo, 
             curve: String::new(),
         });
     }
-    Err(RequestError::UnsupportedKey(format!("algorithm {algorithm}")))
+    Err(RequestError::UnsupportedKey(format!(
+        "algorithm {algorithm}"
+    )))
 }
 
 fn verify_signature(
@@ -306,7 +314,11 @@ fn read_extensions(
             "more than one extensionRequest attribute".into(),
         ));
     }
-    check_limit("requested extensions", request.extensions.len(), MAX_EXTENSIONS)?;
+    check_limit(
+        "requested extensions",
+        request.extensions.len(),
+        MAX_EXTENSIONS,
+    )?;
     let mut seen_san = false;
     for extension in &request.extensions {
         parsed.extensions.push(extension.oid.to_id_string());
@@ -336,12 +348,17 @@ fn read_extensions(
     Ok(())
 }
 
-fn read_general_name(name: &GeneralName<'_>, parsed: &mut ParsedRequest) -> Result<(), RequestError> {
+fn read_general_name(
+    name: &GeneralName<'_>,
+    parsed: &mut ParsedRequest,
+) -> Result<(), RequestError> {
     let (kind, list, value) = match name {
         GeneralName::DNSName(dns) => ("DNS names", &mut parsed.dns_names, (*dns).to_owned()),
-        GeneralName::RFC822Name(email) => {
-            ("email addresses", &mut parsed.email_addresses, (*email).to_owned())
-        }
+        GeneralName::RFC822Name(email) => (
+            "email addresses",
+            &mut parsed.email_addresses,
+            (*email).to_owned(),
+        ),
         GeneralName::URI(uri) => ("URIs", &mut parsed.uris, (*uri).to_owned()),
         GeneralName::IPAddress(bytes) => {
             ("IP addresses", &mut parsed.ip_addresses, ip_text(bytes)?)
@@ -352,7 +369,9 @@ fn read_general_name(name: &GeneralName<'_>, parsed: &mut ParsedRequest) -> Resu
         GeneralName::EDIPartyName(_) => return Err(RequestError::UnsupportedSan("ediPartyName")),
         GeneralName::RegisteredID(_) => return Err(RequestError::UnsupportedSan("registeredID")),
         GeneralName::Invalid(tag, _) => {
-            return Err(RequestError::InvalidSan(format!("entry with tag {tag} does not parse")));
+            return Err(RequestError::InvalidSan(format!(
+                "entry with tag {tag} does not parse"
+            )));
         }
     };
     check_string(kind, &value)?;
@@ -376,7 +395,11 @@ fn invalid_ip(bytes: &[u8]) -> RequestError {
 }
 
 fn check_string(what: &str, value: &str) -> Result<(), RequestError> {
-    check_limit(&format!("length of one of {what}"), value.len(), MAX_STRING_BYTES)
+    check_limit(
+        &format!("length of one of {what}"),
+        value.len(),
+        MAX_STRING_BYTES,
+    )
 }
 
 fn check_limit(what: &str, count: usize, limit: usize) -> Result<(), RequestError> {
@@ -418,7 +441,9 @@ mod tests {
         fn new() -> Self {
             let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
             params.distinguished_name.push(DnType::CommonName, "jane");
-            params.distinguished_name.push(DnType::OrganizationName, "dev-team");
+            params
+                .distinguished_name
+                .push(DnType::OrganizationName, "dev-team");
             Self { params }
         }
         fn san(mut self, san: SanType) -> Self {
@@ -475,9 +500,15 @@ mod tests {
     #[test]
     fn reads_rsa_ed25519_and_p384_keys() {
         let rsa = parse_request(&testdata("jane-rsa2048.csr")).unwrap();
-        assert_eq!((rsa.public_key.algorithm.as_str(), rsa.public_key.size), ("RSA", 2048));
+        assert_eq!(
+            (rsa.public_key.algorithm.as_str(), rsa.public_key.size),
+            ("RSA", 2048)
+        );
         let ed = parse_request(&testdata("jane-ed25519.csr")).unwrap();
-        assert_eq!((ed.public_key.algorithm.as_str(), ed.public_key.size), ("Ed25519", 256));
+        assert_eq!(
+            (ed.public_key.algorithm.as_str(), ed.public_key.size),
+            ("Ed25519", 256)
+        );
         let p384 = parse_request(&testdata("jane-p384.csr")).unwrap();
         assert_eq!(p384.public_key.curve, "P-384");
         assert_eq!(p384.organizational_units, ["platform"]);
@@ -530,11 +561,20 @@ mod tests {
     fn refuses_a_second_pem_block_or_trailing_text() {
         let one = String::from_utf8(testdata("jane.csr")).unwrap();
         let two = format!("{one}{one}");
-        assert_eq!(parse_request(two.as_bytes()).unwrap_err(), RequestError::TrailingPem);
+        assert_eq!(
+            parse_request(two.as_bytes()).unwrap_err(),
+            RequestError::TrailingPem
+        );
         let trailing = format!("{one}garbage");
-        assert_eq!(parse_request(trailing.as_bytes()).unwrap_err(), RequestError::TrailingPem);
+        assert_eq!(
+            parse_request(trailing.as_bytes()).unwrap_err(),
+            RequestError::TrailingPem
+        );
         let leading = format!("garbage\n{one}");
-        assert!(matches!(parse_request(leading.as_bytes()).unwrap_err(), RequestError::NotPem(_)));
+        assert!(matches!(
+            parse_request(leading.as_bytes()).unwrap_err(),
+            RequestError::NotPem(_)
+        ));
         // Surrounding whitespace is fine.
         assert!(parse_request(format!("\n  {one}\n\n").as_bytes()).is_ok());
     }
@@ -575,7 +615,10 @@ mod tests {
                 rcgen::OtherNameValue::Utf8String("jane@corp".into()),
             )))
             .pem();
-        assert_eq!(parse_request(&pem).unwrap_err(), RequestError::UnsupportedSan("otherName"));
+        assert_eq!(
+            parse_request(&pem).unwrap_err(),
+            RequestError::UnsupportedSan("otherName")
+        );
     }
 
     #[test]
@@ -585,7 +628,10 @@ mod tests {
         let pem = CsrBuilder::new()
             .extension(CustomExtension::from_oid_content(&[2, 5, 29, 17], content))
             .pem();
-        assert!(matches!(parse_request(&pem).unwrap_err(), RequestError::InvalidSan(_)));
+        assert!(matches!(
+            parse_request(&pem).unwrap_err(),
+            RequestError::InvalidSan(_)
+        ));
     }
 
     #[test]
@@ -595,20 +641,41 @@ mod tests {
             builder = builder.san(dns(&format!("h{i}.example.com")));
         }
         let err = parse_request(&builder.pem()).unwrap_err();
-        assert!(matches!(err, RequestError::Limit { limit: MAX_SANS_PER_TYPE, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                RequestError::Limit {
+                    limit: MAX_SANS_PER_TYPE,
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]
     fn refuses_strings_longer_than_1_kib() {
         let long = "a".repeat(MAX_STRING_BYTES + 1);
         let err = parse_request(&CsrBuilder::new().san(dns(&long)).pem()).unwrap_err();
-        assert!(matches!(err, RequestError::Limit { limit: MAX_STRING_BYTES, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                RequestError::Limit {
+                    limit: MAX_STRING_BYTES,
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]
     fn refuses_requests_larger_than_64_kib() {
         let big = vec![b' '; MAX_REQUEST_BYTES + 1];
-        assert_eq!(parse_request(&big).unwrap_err(), RequestError::TooLarge(MAX_REQUEST_BYTES + 1));
+        assert_eq!(
+            parse_request(&big).unwrap_err(),
+            RequestError::TooLarge(MAX_REQUEST_BYTES + 1)
+        );
     }
 
     #[test]
@@ -616,7 +683,10 @@ mod tests {
         let mut builder = CsrBuilder::new();
         builder.params.distinguished_name = rcgen::DistinguishedName::new();
         // rcgen keeps one value per type, so build the second CN through a custom type.
-        builder.params.distinguished_name.push(DnType::CommonName, "jane");
+        builder
+            .params
+            .distinguished_name
+            .push(DnType::CommonName, "jane");
         builder
             .params
             .distinguished_name

@@ -40,13 +40,12 @@ pub enum LoadError {
         source: std::io::Error,
     },
     /// The file is not valid YAML.
-    #[error("{}: not valid YAML", path.display())]
+    #[error("{}: not valid YAML: {message}", path.display())]
     Yaml {
         /// The file.
         path: PathBuf,
-        /// The parser's error, with its line and column.
-        #[source]
-        source: serde_saphyr::Error,
+        /// The parser's error, with its line and column, on one line.
+        message: String,
     },
     /// A document does not have the expected shape.
     #[error("{document}: {field}: {message}")]
@@ -157,9 +156,9 @@ pub fn read_text(path: &Path) -> Result<String, LoadError> {
 pub fn documents(path: &Path) -> Result<Vec<Loaded<serde_json::Value>>, LoadError> {
     let text = read_text(path)?;
     let values: Vec<serde_json::Value> =
-        serde_saphyr::from_multiple(&text).map_err(|source| LoadError::Yaml {
+        serde_saphyr::from_multiple(&text).map_err(|error| LoadError::Yaml {
             path: path.to_owned(),
-            source,
+            message: first_line(&error.to_string()),
         })?;
     let values: Vec<serde_json::Value> = values.into_iter().filter(|v| !v.is_null()).collect();
     let several = values.len() > 1;
@@ -189,6 +188,12 @@ pub fn documents(path: &Path) -> Result<Vec<Loaded<serde_json::Value>>, LoadErro
     Ok(documents)
 }
 
+/// The parser's message without its source snippet (which follows on later lines).
+fn first_line(message: &str) -> String {
+    let line = message.lines().next().unwrap_or(message);
+    line.strip_prefix("error: ").unwrap_or(line).to_owned()
+}
+
 /// The `kind` of a document, or empty.
 pub fn kind_of(value: &serde_json::Value) -> &str {
     value.get("kind").and_then(|k| k.as_str()).unwrap_or("")
@@ -198,7 +203,9 @@ pub fn kind_of(value: &serde_json::Value) -> &str {
 ///
 /// # Errors
 /// The document does not deserialize as `T`.
-pub fn typed<T: DeserializeOwned>(document: Loaded<serde_json::Value>) -> Result<Loaded<T>, LoadError> {
+pub fn typed<T: DeserializeOwned>(
+    document: Loaded<serde_json::Value>,
+) -> Result<Loaded<T>, LoadError> {
     match serde_path_to_error::deserialize::<_, T>(document.value) {
         Ok(value) => Ok(Loaded {
             source: document.source,
@@ -254,7 +261,14 @@ pub fn policies(paths: &[PathBuf]) -> Result<Vec<Loaded<CsrApprovalPolicy>>, Loa
     let mut loaded: Vec<Loaded<CsrApprovalPolicy>> =
         of_kind(paths, "CsrApprovalPolicy", "csrgate.dev/v1alpha1")?;
     for policy in &mut loaded {
-        if policy.value.metadata.name.as_deref().unwrap_or("").is_empty() {
+        if policy
+            .value
+            .metadata
+            .name
+            .as_deref()
+            .unwrap_or("")
+            .is_empty()
+        {
             return Err(LoadError::Field {
                 document: policy.source.clone(),
                 field: "metadata.name".into(),
@@ -304,9 +318,14 @@ mod tests {
             "p.yaml",
             "apiVersion: csrgate.dev/v1alpha1\nkind: CsrApprovalPolicy\nmetadata: {name: p}\nspec:\n  signerNames: [a.io/b]\n  validations:\n    - {name: v, expression: 'true', bogus: 1}\n",
         );
-        let err = policies(&[file.clone()]).unwrap_err().to_string();
+        let err = policies(std::slice::from_ref(&file))
+            .unwrap_err()
+            .to_string();
         assert!(
-            err.starts_with(&format!("{}: spec.validations[0].bogus: unknown field `bogus`", file.display())),
+            err.starts_with(&format!(
+                "{}: spec.validations[0].bogus: unknown field `bogus`",
+                file.display()
+            )),
             "{err}"
         );
     }
@@ -320,7 +339,10 @@ mod tests {
             "apiVersion: csrgate.dev/v1alpha1\nkind: CsrApprovalPolicy\nmetadata: {name: p}\nspec: {signerNames: [a.io/b], validations: [{name: v, expression: 'true'}]}\n---\napiVersion: v1\nkind: ConfigMap\n",
         );
         let err = policies(&[file]).unwrap_err().to_string();
-        assert!(err.ends_with("p.yaml (document 2): kind is \"ConfigMap\", expected CsrApprovalPolicy"), "{err}");
+        assert!(
+            err.ends_with("p.yaml (document 2): kind is \"ConfigMap\", expected CsrApprovalPolicy"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -329,7 +351,11 @@ mod tests {
         let file = write(dir.path(), "bad.yaml", "a: [unclosed\n");
         let err = policies(&[file]).unwrap_err();
         assert!(matches!(err, LoadError::Yaml { .. }));
-        assert!(err.to_string().ends_with("bad.yaml: not valid YAML"));
+        assert!(
+            err.to_string()
+                .ends_with("bad.yaml: not valid YAML: line 1 column 4: unclosed bracket '['"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -339,10 +365,17 @@ mod tests {
         write(dir.path(), "kustomization.yaml", "resources: []\n");
         write(dir.path(), "README.md", "not yaml");
         let policy = "apiVersion: csrgate.dev/v1alpha1\nkind: CsrApprovalPolicy\nmetadata: {name: NAME}\nspec: {signerNames: [a.io/b], validations: [{name: v, expression: 'true'}]}\n";
-        write(&dir.path().join("sub"), "b.yml", &policy.replace("NAME", "b"));
+        write(
+            &dir.path().join("sub"),
+            "b.yml",
+            &policy.replace("NAME", "b"),
+        );
         write(dir.path(), "a.yaml", &policy.replace("NAME", "a"));
         let loaded = policies(&[dir.path().to_owned()]).unwrap();
-        let names: Vec<_> = loaded.iter().map(|p| p.value.metadata.name.clone().unwrap()).collect();
+        let names: Vec<_> = loaded
+            .iter()
+            .map(|p| p.value.metadata.name.clone().unwrap())
+            .collect();
         assert_eq!(names, ["a", "b"]);
         assert_eq!(loaded[0].value.metadata.generation, Some(1));
     }

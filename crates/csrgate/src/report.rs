@@ -84,19 +84,35 @@ pub fn table(reports: &[CsrReport<'_>]) -> String {
         let policies = report
             .policies
             .iter()
-            .map(|p| format!("{}={}{}", p.name, p.verdict, if p.mode == "Audit" { "(audit)" } else { "" }))
+            .map(|p| {
+                format!(
+                    "{}={}{}",
+                    p.name,
+                    p.verdict,
+                    if p.mode == "Audit" { "(audit)" } else { "" }
+                )
+            })
             .collect::<Vec<_>>()
             .join(",");
         rows.push([
             report.csr.to_owned(),
             report.decision.to_owned(),
             report.reason.unwrap_or("-").to_owned(),
-            if policies.is_empty() { "-".into() } else { policies },
+            if policies.is_empty() {
+                "-".into()
+            } else {
+                policies
+            },
             report.message.unwrap_or("-").to_owned(),
         ]);
     }
     let widths: Vec<usize> = (0..4)
-        .map(|column| rows.iter().map(|r| r[column].chars().count()).max().unwrap_or(0))
+        .map(|column| {
+            rows.iter()
+                .map(|r| r[column].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut out = String::new();
     for row in rows {

@@ -39,7 +39,11 @@ pub fn compile_all(
             ));
         }
         let one = CompiledPolicy::compile(&policy.value);
-        lines.extend(one.errors().iter().map(|e| format!("{}: {e}", policy.source)));
+        lines.extend(
+            one.errors()
+                .iter()
+                .map(|e| format!("{}: {e}", policy.source)),
+        );
         compiled.push(one);
     }
     if lines.is_empty() {
@@ -58,7 +62,10 @@ pub fn nodes_by_name(nodes: Vec<Loaded<Node>>) -> HashMap<String, Node> {
 }
 
 /// The Node a CSR's requestor speaks for, if any.
-pub fn node_for<'a>(csr: &CertificateSigningRequest, nodes: &'a HashMap<String, Node>) -> Option<&'a Node> {
+pub fn node_for<'a>(
+    csr: &CertificateSigningRequest,
+    nodes: &'a HashMap<String, Node>,
+) -> Option<&'a Node> {
     nodes.get(node_name(csr.spec.username.as_deref()?)?)
 }
 

@@ -44,6 +44,9 @@ mod tests {
     #[test]
     fn crd_yaml_reads_back_as_the_same_definition() {
         let parsed: serde_json::Value = serde_saphyr::from_str(&crd_yaml().unwrap()).unwrap();
-        assert_eq!(parsed, serde_json::to_value(CsrApprovalPolicy::crd()).unwrap());
+        assert_eq!(
+            parsed,
+            serde_json::to_value(CsrApprovalPolicy::crd()).unwrap()
+        );
     }
 }

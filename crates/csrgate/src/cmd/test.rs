@@ -128,7 +128,11 @@ pub fn run(args: &TestArgs) -> Result<Outcome, Error> {
     }
     let _ = writeln!(out, "{passed} passed, {failed} failed");
     std::io::stdout().lock().write_all(out.as_bytes())?;
-    Ok(if failed == 0 { Outcome::Success } else { Outcome::Mismatch })
+    Ok(if failed == 0 {
+        Outcome::Success
+    } else {
+        Outcome::Mismatch
+    })
 }
 
 struct CaseResult {
@@ -154,7 +158,12 @@ fn run_suite(suite: &Loaded<Suite>) -> Result<Vec<CaseResult>, Error> {
 }
 
 /// The CSR a case describes, as the API server would store it.
-fn case_csr(case: &Case, base: &Path, suite: &Source, index: usize) -> Result<CertificateSigningRequest, Error> {
+fn case_csr(
+    case: &Case,
+    base: &Path,
+    suite: &Source,
+    index: usize,
+) -> Result<CertificateSigningRequest, Error> {
     let field_error = |field: &str, message: &str| LoadError::Field {
         document: suite.clone(),
         field: format!("cases[{index}].{field}"),
@@ -164,7 +173,11 @@ fn case_csr(case: &Case, base: &Path, suite: &Source, index: usize) -> Result<Ce
         (Some(path), None) => {
             let mut loaded = load::csrs(&[base.join(path)])?;
             if loaded.len() != 1 {
-                return Err(field_error("csr", "the file must hold exactly one CertificateSigningRequest").into());
+                return Err(field_error(
+                    "csr",
+                    "the file must hold exactly one CertificateSigningRequest",
+                )
+                .into());
             }
             loaded.remove(0).value
         }
@@ -179,7 +192,13 @@ fn case_csr(case: &Case, base: &Path, suite: &Source, index: usize) -> Result<Ce
             csr.spec.usages = Some(vec!["client auth".into()]);
             csr
         }
-        _ => return Err(field_error("csr", "set exactly one of csr (a manifest) or request (a PEM file)").into()),
+        _ => {
+            return Err(field_error(
+                "csr",
+                "set exactly one of csr (a manifest) or request (a PEM file)",
+            )
+            .into());
+        }
     };
     if let Some(signer) = &case.signer_name {
         csr.spec.signer_name.clone_from(signer);

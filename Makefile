@@ -1,0 +1,33 @@
+# csrgate: `make test` is what CI runs; `make check-examples` runs the example policies.
+CARGO ?= cargo
+CSRGATE := target/debug/csrgate
+
+.PHONY: test fmt-check clippy unit check-examples crd bench build
+
+## test: formatting, lints, then every test of the workspace (what .ci/run calls)
+test: fmt-check clippy unit
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+unit:
+	$(CARGO) test --workspace --locked
+
+build:
+	$(CARGO) build --locked -p csrgate
+
+## check-examples: decide the example CSRs offline and run the example test suites
+check-examples: build
+	$(CSRGATE) check --policy examples/policies --node examples/nodes/worker-1.yaml examples/csrs/*.yaml
+	$(CSRGATE) test examples/tests
+
+## crd: regenerate crds/ from the Rust types
+crd: build
+	$(CSRGATE) crd > crds/csrapprovalpolicies.csrgate.dev.yaml
+
+## bench: engine benchmarks (criterion); medians in target/criterion
+bench:
+	$(CARGO) bench --locked -p csrgate-policy --bench decide

@@ -1,0 +1,228 @@
+//! `csrgate check`: offline decisions, output formats, exit codes and input errors.
+
+use crate::util::{assert_golden, csrgate, run, write};
+
+const POLICY: &str = "apiVersion: csrgate.dev/v1alpha1\nkind: CsrApprovalPolicy\nmetadata: {name: p}\nspec:\n  signerNames: [kubernetes.io/kube-apiserver-client]\n  validations:\n    - {name: v, expression: 'EXPR'}\n";
+
+#[test]
+fn json_output_of_the_examples_matches_the_golden_file() {
+    let (code, stdout, stderr) = run(csrgate().args([
+        "check",
+        "--policy",
+        "examples/policies",
+        "--node",
+        "examples/nodes/worker-1.yaml",
+        "--output",
+        "json",
+        "examples/csrs/jane.yaml",
+        "examples/csrs/jane-masters.yaml",
+        "examples/csrs/jane-forged.yaml",
+        "examples/csrs/mallory.yaml",
+        "examples/csrs/worker-1-serving.yaml",
+        "examples/csrs/worker-1-spoofing.yaml",
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+    let parsed: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(parsed.as_array().unwrap().len(), 6);
+    assert_golden("check-examples.json", &stdout);
+}
+
+#[test]
+fn table_output_has_one_row_per_csr() {
+    let (code, stdout, _) = run(csrgate().args([
+        "check",
+        "--policy",
+        "examples/policies",
+        "examples/csrs/jane.yaml",
+        "examples/csrs/jane-as-admin.yaml",
+    ]));
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert!(lines[0].starts_with("CSR "));
+    assert!(
+        lines[1].starts_with("jane ") && lines[1].contains("Approved"),
+        "{stdout}"
+    );
+    assert!(
+        lines[2].contains("Denied") && lines[2].contains("cn-is-requestor"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn as_and_as_group_replace_the_requestor() {
+    let (code, stdout, _) = run(csrgate().args([
+        "check",
+        "--policy",
+        "examples/policies",
+        "--output",
+        "json",
+        "--as",
+        "bob",
+        "--as-group",
+        "platform-admins",
+        "examples/csrs/jane.yaml",
+    ]));
+    assert_eq!(code, 0);
+    let parsed: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(parsed[0]["decision"], "Denied");
+    assert!(
+        parsed[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not match the requestor bob")
+    );
+}
+
+#[test]
+fn an_invalid_policy_exits_2_naming_file_field_and_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write(
+        dir.path(),
+        "bad.yaml",
+        &POLICY.replace("EXPR", "x509v.commonName == \"a\""),
+    );
+    let (code, stdout, stderr) = run(csrgate()
+        .args(["check", "--policy"])
+        .arg(&policy)
+        .arg("examples/csrs/jane.yaml"));
+    assert_eq!(code, 2);
+    assert!(stdout.is_empty());
+    assert_eq!(
+        stderr.trim(),
+        format!(
+            "error: {}: spec.validations[0].expression: unknown identifier x509v (known: object, x509, node, variables)",
+            policy.display()
+        )
+    );
+}
+
+#[test]
+fn bad_inputs_exit_2_with_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let unknown_field = write(
+        dir.path(),
+        "unknown.yaml",
+        &POLICY
+            .replace("EXPR", "true")
+            .replace("validations:", "bogus: 1\n  validations:"),
+    );
+    let not_yaml = write(dir.path(), "broken.yaml", "spec: [unclosed\n");
+    let not_a_csr = write(
+        dir.path(),
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n",
+    );
+    let good = write(dir.path(), "good.yaml", &POLICY.replace("EXPR", "true"));
+    let cases: Vec<(Vec<std::ffi::OsString>, String)> = vec![
+        (
+            vec![
+                "--policy".into(),
+                unknown_field.clone().into(),
+                "examples/csrs/jane.yaml".into(),
+            ],
+            format!(
+                "{}: spec.bogus: unknown field `bogus`",
+                unknown_field.display()
+            ),
+        ),
+        (
+            vec![
+                "--policy".into(),
+                not_yaml.clone().into(),
+                "examples/csrs/jane.yaml".into(),
+            ],
+            format!("{}: not valid YAML", not_yaml.display()),
+        ),
+        (
+            vec![
+                "--policy".into(),
+                good.clone().into(),
+                not_a_csr.clone().into(),
+            ],
+            format!(
+                "{}: kind is \"ConfigMap\", expected CertificateSigningRequest",
+                not_a_csr.display()
+            ),
+        ),
+        (
+            vec![
+                "--policy".into(),
+                good.into(),
+                "examples/csrs/does-not-exist.yaml".into(),
+            ],
+            "examples/csrs/does-not-exist.yaml: cannot read".to_owned(),
+        ),
+    ];
+    for (args, expected) in cases {
+        let (code, _, stderr) = run(csrgate().arg("check").args(&args));
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with(&format!("error: {expected}")),
+            "{args:?}:\n{stderr}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    }
+}
+
+#[test]
+fn a_csr_whose_request_is_not_a_certificate_request_is_denied_not_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write(dir.path(), "p.yaml", &POLICY.replace("EXPR", "true"));
+    let cert_pem = "-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n";
+    let csr = write(
+        dir.path(),
+        "csr.yaml",
+        &format!(
+            "apiVersion: certificates.k8s.io/v1\nkind: CertificateSigningRequest\nmetadata: {{name: cert}}\nspec:\n  request: {}\n  signerName: kubernetes.io/kube-apiserver-client\n  usages: [client auth]\n  username: jane\n",
+            base64_encode(cert_pem.as_bytes())
+        ),
+    );
+    let (code, stdout, stderr) = run(csrgate()
+        .args(["check", "--output", "json", "--policy"])
+        .arg(&policy)
+        .arg(&csr));
+    assert_eq!(code, 0, "{stderr}");
+    let parsed: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(parsed[0]["decision"], "Denied");
+    assert_eq!(parsed[0]["reason"], "InvalidRequest");
+    assert_eq!(
+        parsed[0]["message"],
+        "csrgate: invalid request: PEM block is \"CERTIFICATE\", not \"CERTIFICATE REQUEST\""
+    );
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(TABLE[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn crd_command_prints_the_committed_crd() {
+    let (code, stdout, _) = run(csrgate().arg("crd"));
+    assert_eq!(code, 0);
+    assert_eq!(
+        stdout,
+        std::fs::read_to_string(crate::util::repo(
+            "crds/csrapprovalpolicies.csrgate.dev.yaml"
+        ))
+        .unwrap()
+    );
+}
