@@ -1,0 +1,247 @@
+//! Wiring: health server, leader election, the policy controller, the Node reflector and the
+//! CSR controller, and a graceful shutdown that lets in-flight writes finish.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use csrgate_api::CsrApprovalPolicy;
+use csrgate_policy::CompiledPolicy;
+use futures::future::{BoxFuture, Shared};
+use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+use k8s_openapi::api::core::v1::Node;
+use kube::Client;
+use kube::api::Api;
+use kube::runtime::controller::{self, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::cache::PolicyCache;
+use crate::csr::{self, CsrContext};
+use crate::health::{self, Readiness};
+pub use crate::leader::LeaseSettings;
+use crate::policy::{self, PolicyContext};
+use crate::{Error, Metrics, Result, leader};
+
+/// How the controller runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where `/metrics`, `/healthz` and `/readyz` are served.
+    pub metrics_addr: SocketAddr,
+    /// Leader election settings; `None` runs as the only replica.
+    pub leader_election: Option<LeaseSettings>,
+    /// Treat every policy as Audit: decide and record, never write a condition.
+    pub dry_run: bool,
+    /// Watch Nodes for the `node` variable (off: `node` is always null).
+    pub watch_nodes: bool,
+    /// How many CSRs are decided at once.
+    pub concurrency: u16,
+    /// The name events are reported under (the deployment's name).
+    pub reporter: String,
+}
+
+type ShutdownSignal = Shared<BoxFuture<'static, ()>>;
+
+/// Runs the operator until `shutdown` completes (then lets in-flight work finish) or, under
+/// leader election, until the lease is lost.
+///
+/// # Errors
+/// The metrics address cannot be bound, leader election fails, or the lease is lost.
+pub async fn run(
+    client: Client,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_listening: impl FnOnce(SocketAddr) + Send,
+) -> Result<()> {
+    let shutdown: ShutdownSignal = shutdown.boxed().shared();
+    let metrics = Arc::new(Metrics::default());
+    let readiness = Arc::new(Readiness::default());
+    let (metrics_addr, server) = health::serve(
+        config.metrics_addr,
+        Arc::clone(&metrics),
+        Arc::clone(&readiness),
+    )
+    .await?;
+    on_listening(metrics_addr);
+    info!(%metrics_addr, dry_run = config.dry_run, "csrgate controller starting");
+    let server = tokio::spawn(server);
+
+    let result = match &config.leader_election {
+        None => {
+            readiness.role_known.store(true, Ordering::Relaxed);
+            readiness.leader.store(true, Ordering::Relaxed);
+            run_controllers(client, &config, metrics, Arc::clone(&readiness), shutdown).await
+        }
+        Some(settings) => {
+            let mut leading =
+                leader::elect(client.clone(), settings, Arc::clone(&readiness)).await?;
+            // Stand by until this replica holds the lease, or shutdown.
+            loop {
+                if *leading.borrow_and_update() {
+                    break;
+                }
+                tokio::select! {
+                    changed = leading.changed() => if changed.is_err() { return Err(Error::LostLeadership) },
+                    () = shutdown.clone() => { server.abort(); return Ok(()); }
+                }
+            }
+            readiness.leader.store(true, Ordering::Relaxed);
+            info!("became the leader");
+            let lost = async move {
+                loop {
+                    if leading.changed().await.is_err() || !*leading.borrow() {
+                        return;
+                    }
+                }
+            };
+            tokio::select! {
+                result = run_controllers(client, &config, metrics, Arc::clone(&readiness), shutdown) => result,
+                () = lost => {
+                    readiness.leader.store(false, Ordering::Relaxed);
+                    Err(Error::LostLeadership)
+                }
+            }
+        }
+    };
+    server.abort();
+    result
+}
+
+async fn run_controllers(
+    client: Client,
+    config: &Config,
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
+    shutdown: ShutdownSignal,
+) -> Result<()> {
+    let reporter = Reporter {
+        controller: config.reporter.clone(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
+    let recorder = Recorder::new(client.clone(), reporter);
+    let cache = PolicyCache::default();
+    let (changed_tx, changed_rx) = mpsc::channel::<()>(1);
+
+    let policy_controller = Controller::new(
+        Api::<CsrApprovalPolicy>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .graceful_shutdown_on(shutdown.clone());
+    let policies: Store<CsrApprovalPolicy> = policy_controller.store();
+    let policy_context = Arc::new(PolicyContext {
+        client: client.clone(),
+        cache: cache.clone(),
+        recorder: recorder.clone(),
+        metrics: Arc::clone(&metrics),
+        changed: changed_tx,
+    });
+    let policy_task = tokio::spawn(
+        policy_controller
+            .run(policy::reconcile, policy::error_policy, policy_context)
+            .for_each(|result| async move {
+                if let Err(error) = result {
+                    debug!(%error, "policy controller event");
+                }
+            }),
+    );
+
+    let nodes = if config.watch_nodes {
+        let (store, writer) = reflector::store::<Node>();
+        let stream = reflector::reflector(
+            writer,
+            watcher(Api::<Node>::all(client.clone()), watcher::Config::default()),
+        )
+        .default_backoff()
+        .touched_objects()
+        .for_each(|_| futures::future::ready(()));
+        tokio::spawn(stream);
+        Some(store)
+    } else {
+        None
+    };
+
+    // Nothing is decided before the policy store has synced; compile what it holds now so
+    // CSRs are not held (and reported held) while the policy controller catches up.
+    tokio::select! {
+        ready = policies.wait_until_ready() => if ready.is_err() { return Ok(()) },
+        () = shutdown.clone() => return Ok(()),
+    }
+    for policy in policies.state() {
+        if cache.get(&policy).is_none() {
+            cache.insert(&policy, CompiledPolicy::compile(&policy));
+        }
+    }
+    if let Some(nodes) = &nodes {
+        tokio::select! {
+            ready = nodes.wait_until_ready() => if ready.is_err() { return Ok(()) },
+            () = shutdown.clone() => return Ok(()),
+        }
+    }
+    info!(
+        policies = policies.state().len(),
+        "policy store synced; deciding CSRs"
+    );
+
+    let csr_context = Arc::new(CsrContext {
+        client: client.clone(),
+        recorder,
+        metrics: Arc::clone(&metrics),
+        cache: cache.clone(),
+        policies: policies.clone(),
+        nodes,
+        dry_run: config.dry_run,
+        seen: Mutex::new(HashMap::new()),
+    });
+    let policy_changes = tokio_stream_from(changed_rx);
+    let csr_controller = Controller::new(
+        Api::<CertificateSigningRequest>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .with_config(controller::Config::default().concurrency(config.concurrency))
+    .reconcile_all_on(policy_changes)
+    .graceful_shutdown_on(shutdown.clone());
+    let csrs = csr_controller.store();
+
+    let gauge_metrics = Arc::clone(&metrics);
+    let gauge_store = csrs.clone();
+    let gauge_cache = cache.clone();
+    let gauge_policies = policies.clone();
+    let gauges = tokio::spawn(async move {
+        loop {
+            csr::count_pending(&gauge_metrics, &gauge_store);
+            gauge_cache.retain(&gauge_policies);
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+    });
+    readiness.synced.store(true, Ordering::Relaxed);
+
+    csr_controller
+        .run(csr::reconcile, csr::error_policy, csr_context)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                match error {
+                    controller::Error::ReconcilerFailed(..) => {}
+                    other => warn!(error = %other, "CSR controller event"),
+                }
+            }
+        })
+        .await;
+    gauges.abort();
+    // The policy controller stops on the same signal; wait so its last status write lands.
+    if let Err(error) = policy_task.await {
+        warn!(%error, "policy controller task failed");
+    }
+    info!("csrgate controller stopped");
+    Ok(())
+}
+
+/// A stream of `()` from the channel, for `reconcile_all_on`.
+fn tokio_stream_from(mut receiver: mpsc::Receiver<()>) -> impl futures::Stream<Item = ()> + Send {
+    futures::stream::poll_fn(move |cx| receiver.poll_recv(cx))
+}

@@ -1,0 +1,440 @@
+//! The CSR reconciler: guard terminal states, decide with the engine, then make one
+//! `approval` write computed beforehand.
+//!
+//! The write is a PUT of the CSR as read, with its resourceVersion, plus one condition: if
+//! anyone changed the CSR since (another approver, a person), the API server answers 409 and
+//! the CSR is re-read and decided again. A CSR that already has Approved, Denied or Failed is
+//! never written, so no CSR is decided twice.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use csrgate_api::{CsrApprovalPolicy, PolicyMode};
+use csrgate_policy::{Decision, Outcome, PendingCause, Verdict, decide, node_name, reasons};
+use k8s_openapi::api::certificates::v1::{
+    CertificateSigningRequest, CertificateSigningRequestCondition,
+};
+use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
+use kube::api::{Api, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{EventType, Recorder};
+use kube::runtime::reflector::{ObjectRef, Store};
+use tracing::{Span, debug, info, instrument, warn};
+
+use crate::cache::PolicyCache;
+use crate::metrics::{AuditLabels, DecisionLabels, ErrorLabel};
+use crate::{Error, Metrics, Result, events};
+
+/// How many conflicting writes in a row before giving up until the next event.
+const MAX_WRITE_ATTEMPTS: usize = 5;
+
+/// Shared handles of the CSR reconciler.
+pub struct CsrContext {
+    /// The client for approval writes.
+    pub client: kube::Client,
+    /// Publishes decision events.
+    pub recorder: Recorder,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Compiled policies.
+    pub cache: PolicyCache,
+    /// The policy reflector's store.
+    pub policies: Store<CsrApprovalPolicy>,
+    /// The Node store, when the `node` variable is enabled.
+    pub nodes: Option<Store<Node>>,
+    /// Every policy is treated as Audit.
+    pub dry_run: bool,
+    /// When each pending CSR was first seen, for the decision-duration histogram; also
+    /// remembers which holds and audit verdicts were already reported, so events are not
+    /// repeated on every re-evaluation.
+    pub seen: Mutex<HashMap<String, Seen>>,
+}
+
+/// What the controller remembers of one pending CSR.
+pub struct Seen {
+    first: Instant,
+    reported: Vec<String>,
+}
+
+/// Whether a CSR already has a terminal condition (Approved, Denied or Failed).
+pub fn is_terminal(csr: &CertificateSigningRequest) -> bool {
+    csr.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|conditions| {
+            conditions.iter().any(|c| {
+                matches!(c.type_.as_str(), "Approved" | "Denied" | "Failed") && c.status == "True"
+            })
+        })
+}
+
+/// Decides one CSR and writes the outcome.
+#[instrument(skip(csr, ctx), fields(
+    csr = %csr.name_any(),
+    signer = %csr.spec.signer_name,
+    requestor = csr.spec.username.as_deref().unwrap_or(""),
+    decision = tracing::field::Empty,
+    reason = tracing::field::Empty,
+))]
+pub async fn reconcile(
+    csr: Arc<CertificateSigningRequest>,
+    ctx: Arc<CsrContext>,
+) -> Result<Action> {
+    if is_terminal(&csr) {
+        forget(&ctx, &csr.name_any());
+        return Ok(Action::await_change());
+    }
+    let name = csr.name_any();
+    remember(&ctx, &name);
+    let api: Api<CertificateSigningRequest> = Api::all(ctx.client.clone());
+    let mut current = (*csr).clone();
+    for _attempt in 0..MAX_WRITE_ATTEMPTS {
+        let decision = evaluate(&ctx, &current);
+        report_once(&ctx, &current, &decision).await;
+        let Some(condition) = condition_for(&decision) else {
+            debug!(
+                message = decision.message.as_deref().unwrap_or(""),
+                "left pending"
+            );
+            return Ok(Action::await_change());
+        };
+        let mut body = current.clone();
+        body.status
+            .get_or_insert_with(Default::default)
+            .conditions
+            .get_or_insert_with(Vec::new)
+            .push(condition);
+        match api
+            .replace_subresource("approval", &name, &PostParams::default(), &body)
+            .await
+        {
+            Ok(_) => {
+                written(&ctx, &current, &decision).await;
+                return Ok(Action::await_change());
+            }
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                debug!("CSR changed since it was read; reading it again");
+                current = api.get(&name).await.map_err(|source| {
+                    ctx.metrics.api_error("get_csr");
+                    Error::CsrReadFailed {
+                        csr: name.clone(),
+                        source,
+                    }
+                })?;
+                if is_terminal(&current) {
+                    forget(&ctx, &name);
+                    return Ok(Action::await_change());
+                }
+            }
+            Err(kube::Error::Api(status)) if status.code == 404 => {
+                forget(&ctx, &name);
+                return Ok(Action::await_change());
+            }
+            Err(source) => {
+                ctx.metrics.api_error("update_approval");
+                return Err(Error::ApprovalWriteFailed { csr: name, source });
+            }
+        }
+    }
+    Err(Error::TooManyConflicts {
+        csr: name,
+        attempts: MAX_WRITE_ATTEMPTS,
+    })
+}
+
+fn evaluate(ctx: &CsrContext, csr: &CertificateSigningRequest) -> Decision {
+    let policies = ctx.cache.snapshot(&ctx.policies, ctx.dry_run);
+    let node = ctx.nodes.as_ref().and_then(|nodes| {
+        let name = node_name(csr.spec.username.as_deref()?)?;
+        nodes.get(&ObjectRef::new(name))
+    });
+    decide(&policies, csr, node.as_deref())
+}
+
+/// The condition to write, or `None` to leave the CSR pending.
+pub fn condition_for(decision: &Decision) -> Option<CertificateSigningRequestCondition> {
+    let type_ = match decision.outcome {
+        Outcome::Approved => "Approved",
+        Outcome::Denied => "Denied",
+        Outcome::Pending => return None,
+    };
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    Some(CertificateSigningRequestCondition {
+        type_: type_.to_owned(),
+        status: "True".to_owned(),
+        reason: decision.reason.map(str::to_owned),
+        message: decision.message.clone(),
+        last_update_time: Some(now.clone()),
+        last_transition_time: Some(now),
+    })
+}
+
+/// After a successful write: the log line, the event, the metrics.
+async fn written(ctx: &CsrContext, csr: &CertificateSigningRequest, decision: &Decision) {
+    let name = csr.name_any();
+    let reason = decision.reason.unwrap_or("");
+    let span = Span::current();
+    span.record("decision", decision.outcome.as_str());
+    span.record("reason", reason);
+    let deciding: Vec<&str> = deciding_policies(decision);
+    info!(policies = ?deciding, message = decision.message.as_deref().unwrap_or(""), "decision written");
+    if let Some(seen) = ctx.seen.lock().ok().and_then(|mut seen| seen.remove(&name)) {
+        ctx.metrics
+            .decision_duration
+            .observe(seen.first.elapsed().as_secs_f64());
+    }
+    let policy_labels: Vec<String> = if deciding.is_empty() {
+        vec![String::new()]
+    } else {
+        deciding.iter().map(|p| (*p).to_owned()).collect()
+    };
+    for policy in policy_labels {
+        ctx.metrics
+            .decisions
+            .get_or_create(&DecisionLabels {
+                policy,
+                signer: csr.spec.signer_name.clone(),
+                decision: decision.outcome.as_str().to_owned(),
+            })
+            .inc();
+    }
+    let type_ = if decision.outcome == Outcome::Approved {
+        EventType::Normal
+    } else {
+        EventType::Warning
+    };
+    events::publish(
+        &ctx.recorder,
+        &ctx.metrics,
+        csr,
+        type_,
+        reason,
+        decision.outcome.as_str(),
+        decision.message.clone().unwrap_or_default(),
+    )
+    .await;
+}
+
+/// The Enforce policies the decision names: the denying ones, or the approving ones.
+fn deciding_policies(decision: &Decision) -> Vec<&str> {
+    decision
+        .policies
+        .iter()
+        .filter(|p| p.mode == PolicyMode::Enforce)
+        .filter(|p| match decision.outcome {
+            Outcome::Approved => p.verdict == Verdict::Approve,
+            Outcome::Denied => matches!(p.verdict, Verdict::Fail(_)),
+            Outcome::Pending => false,
+        })
+        .map(|p| p.name.as_str())
+        .collect()
+}
+
+/// Audit verdicts and holds, reported once per CSR and policy generation.
+async fn report_once(ctx: &CsrContext, csr: &CertificateSigningRequest, decision: &Decision) {
+    let name = csr.name_any();
+    let mut to_report: Vec<(EventType, &'static str, String)> = Vec::new();
+    for report in decision
+        .policies
+        .iter()
+        .filter(|p| p.mode == PolicyMode::Audit)
+    {
+        let key = format!("audit/{}/{}", report.name, report.generation);
+        if !first_time(ctx, &name, key) {
+            continue;
+        }
+        ctx.metrics
+            .audit_decisions
+            .get_or_create(&AuditLabels {
+                policy: report.name.clone(),
+                verdict: report.verdict.as_str().to_owned(),
+            })
+            .inc();
+        let detail = match &report.verdict {
+            Verdict::Fail(failures) => format!(
+                ": {}",
+                failures
+                    .iter()
+                    .map(|f| format!("{}: {}", f.validation, f.message))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+            Verdict::NotReady(message) => format!(": {message}"),
+            _ => String::new(),
+        };
+        debug!(policy = %report.name, verdict = report.verdict.as_str(), "audit verdict");
+        to_report.push((
+            EventType::Normal,
+            reasons::AUDIT_DECISION,
+            format!(
+                "csrgate: Audit CsrApprovalPolicy {:?} (generation {}) would {}{detail}",
+                report.name,
+                report.generation,
+                match report.verdict {
+                    Verdict::Approve => "approve",
+                    Verdict::Fail(_) => "fail",
+                    Verdict::NotApplicable => "not apply",
+                    Verdict::NotReady(_) => "not be Ready",
+                }
+            ),
+        ));
+    }
+    match &decision.pending {
+        Some(PendingCause::PolicyNotReady { policy, .. })
+            if first_time(ctx, &name, format!("held/{policy}")) =>
+        {
+            warn!(%policy, "held: a covering Enforce policy is not Ready");
+            to_report.push((
+                EventType::Warning,
+                reasons::POLICY_NOT_READY,
+                decision.message.clone().unwrap_or_default(),
+            ));
+        }
+        Some(PendingCause::InvalidRequest(_)) if first_time(ctx, &name, "invalid".to_owned()) => {
+            to_report.push((
+                EventType::Warning,
+                reasons::INVALID_REQUEST,
+                decision.message.clone().unwrap_or_default(),
+            ));
+        }
+        _ => {}
+    }
+    for (type_, reason, note) in to_report {
+        events::publish(
+            &ctx.recorder,
+            &ctx.metrics,
+            csr,
+            type_,
+            reason,
+            "Evaluate",
+            note,
+        )
+        .await;
+    }
+}
+
+fn remember(ctx: &CsrContext, name: &str) {
+    if let Ok(mut seen) = ctx.seen.lock() {
+        seen.entry(name.to_owned()).or_insert_with(|| Seen {
+            first: Instant::now(),
+            reported: Vec::new(),
+        });
+    }
+}
+
+fn forget(ctx: &CsrContext, name: &str) {
+    if let Ok(mut seen) = ctx.seen.lock() {
+        seen.remove(name);
+    }
+}
+
+fn first_time(ctx: &CsrContext, name: &str, key: String) -> bool {
+    let Ok(mut seen) = ctx.seen.lock() else {
+        return true;
+    };
+    let entry = seen.entry(name.to_owned()).or_insert_with(|| Seen {
+        first: Instant::now(),
+        reported: Vec::new(),
+    });
+    if entry.reported.contains(&key) {
+        false
+    } else {
+        entry.reported.push(key);
+        true
+    }
+}
+
+/// Logs and counts a failed CSR reconcile, then retries shortly.
+pub fn error_policy(
+    csr: Arc<CertificateSigningRequest>,
+    error: &Error,
+    ctx: Arc<CsrContext>,
+) -> Action {
+    warn!(csr = %csr.name_any(), %error, "CSR reconcile failed");
+    ctx.metrics
+        .reconcile_errors
+        .get_or_create(&ErrorLabel {
+            error: error.metric_label().to_owned(),
+        })
+        .inc();
+    Action::requeue(Duration::from_secs(2))
+}
+
+/// Sets `csrgate_pending_csrs{signer}` from the CSR store.
+pub fn count_pending(metrics: &Metrics, store: &Store<CertificateSigningRequest>) {
+    let mut counts: HashMap<String, i64> = HashMap::new();
+    for csr in store.state() {
+        if !is_terminal(&csr) {
+            *counts.entry(csr.spec.signer_name.clone()).or_default() += 1;
+        }
+    }
+    let _guard = metrics.pending_lock.lock();
+    metrics.pending_csrs.clear();
+    for (signer, count) in counts {
+        metrics
+            .pending_csrs
+            .get_or_create(&crate::metrics::SignerLabel { signer })
+            .set(count);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_condition(type_: &str, status: &str) -> CertificateSigningRequest {
+        CertificateSigningRequest {
+            status: Some(
+                k8s_openapi::api::certificates::v1::CertificateSigningRequestStatus {
+                    conditions: Some(vec![CertificateSigningRequestCondition {
+                        type_: type_.into(),
+                        status: status.into(),
+                        ..Default::default()
+                    }]),
+                    certificate: None,
+                },
+            ),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn approved_denied_and_failed_csrs_are_terminal() {
+        for type_ in ["Approved", "Denied", "Failed"] {
+            assert!(is_terminal(&with_condition(type_, "True")), "{type_}");
+        }
+        assert!(!is_terminal(&with_condition("Approved", "False")));
+        assert!(!is_terminal(&CertificateSigningRequest::default()));
+    }
+
+    #[test]
+    fn pending_decisions_write_no_condition() {
+        let decision = Decision {
+            outcome: Outcome::Pending,
+            reason: None,
+            message: Some("x".into()),
+            pending: Some(PendingCause::NoApproval),
+            policies: Vec::new(),
+        };
+        assert!(condition_for(&decision).is_none());
+    }
+
+    #[test]
+    fn a_denial_becomes_a_denied_condition_with_reason_and_message() {
+        let decision = Decision {
+            outcome: Outcome::Denied,
+            reason: Some(reasons::POLICY_DENIED),
+            message: Some("csrgate: denied by ...".into()),
+            pending: None,
+            policies: Vec::new(),
+        };
+        let condition = condition_for(&decision).unwrap();
+        assert_eq!(condition.type_, "Denied");
+        assert_eq!(condition.status, "True");
+        assert_eq!(condition.reason.as_deref(), Some("PolicyDenied"));
+        assert_eq!(condition.message.as_deref(), Some("csrgate: denied by ..."));
+    }
+}

@@ -1,0 +1,112 @@
+//! The csrgate operator: watches CertificateSigningRequests and CsrApprovalPolicies, decides
+//! each pending CSR with `csrgate_policy::decide`, and writes the Approved or Denied condition
+//! through the `approval` subresource.
+//!
+//! [`run`] wires the parts: a policy controller that compiles each policy once per generation
+//! and keeps its status, a CSR controller that decides (re-run for every pending CSR when a
+//! policy changes), an optional Node reflector for the `node` variable, leader election, and
+//! the metrics and health endpoints.
+
+mod cache;
+mod controller;
+mod csr;
+mod events;
+mod health;
+mod leader;
+mod metrics;
+mod policy;
+pub mod telemetry;
+
+pub use controller::{Config, run};
+pub use metrics::Metrics;
+
+/// What can go wrong while reconciling; each variant is a step that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Writing the Approved or Denied condition failed.
+    #[error("writing the approval condition of CSR {csr} failed")]
+    ApprovalWriteFailed {
+        /// The CSR.
+        csr: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+    /// Re-reading a CSR after a conflict failed.
+    #[error("re-reading CSR {csr} failed")]
+    CsrReadFailed {
+        /// The CSR.
+        csr: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+    /// The CSR kept changing under every write attempt.
+    #[error("CSR {csr} changed under {attempts} approval writes in a row")]
+    TooManyConflicts {
+        /// The CSR.
+        csr: String,
+        /// How many writes conflicted.
+        attempts: usize,
+    },
+    /// Writing a policy's status failed.
+    #[error("writing the status of CsrApprovalPolicy {policy} failed")]
+    PolicyStatusWriteFailed {
+        /// The policy.
+        policy: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+    /// Serializing an object for the API failed (a bug).
+    #[error("serializing {what} failed")]
+    Serialize {
+        /// What was serialized.
+        what: &'static str,
+        /// The cause.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Building the Kubernetes client failed.
+    #[error("building the Kubernetes client failed")]
+    ClientFailed(#[source] kube::Error),
+    /// Reading the kubeconfig failed.
+    #[error("reading the kubeconfig failed")]
+    KubeconfigFailed(#[source] kube::config::KubeconfigError),
+    /// The metrics and health server could not start.
+    #[error("the metrics server could not listen on {addr}")]
+    MetricsServerFailed {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Leader election failed.
+    #[error("leader election failed")]
+    LeaderElectionFailed(#[source] kube_lease_manager::LeaseManagerError),
+    /// This replica was the leader and lost the lease; it stops so it never writes as a follower.
+    #[error("lost the leader lease")]
+    LostLeadership,
+}
+
+impl Error {
+    /// A bounded label for the error metric: the variant alone, never the object name.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::ApprovalWriteFailed { .. } => "ApprovalWriteFailed",
+            Error::CsrReadFailed { .. } => "CsrReadFailed",
+            Error::TooManyConflicts { .. } => "TooManyConflicts",
+            Error::PolicyStatusWriteFailed { .. } => "PolicyStatusWriteFailed",
+            Error::Serialize { .. } => "Serialize",
+            Error::ClientFailed(_) => "ClientFailed",
+            Error::KubeconfigFailed(_) => "KubeconfigFailed",
+            Error::MetricsServerFailed { .. } => "MetricsServerFailed",
+            Error::LeaderElectionFailed(_) => "LeaderElectionFailed",
+            Error::LostLeadership => "LostLeadership",
+        }
+    }
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,157 @@
+//! Prometheus metrics (OpenMetrics text on `/metrics`), with bounded labels only.
+
+use std::sync::Mutex;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels of `csrgate_decisions_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DecisionLabels {
+    /// The deciding policy (each policy named in the message counts once).
+    pub policy: String,
+    /// The CSR's signer.
+    pub signer: String,
+    /// Approved or Denied.
+    pub decision: String,
+}
+
+/// Labels of `csrgate_audit_decisions_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuditLabels {
+    /// The Audit policy.
+    pub policy: String,
+    /// Its verdict.
+    pub verdict: String,
+}
+
+/// A label set of one key.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SignerLabel {
+    /// The signer name.
+    pub signer: String,
+}
+
+/// A label set of one key.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyLabel {
+    /// The policy name.
+    pub policy: String,
+}
+
+/// A label set of one key.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerbLabel {
+    /// The API verb or the error variant.
+    pub verb: String,
+}
+
+/// A label set of one key.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabel {
+    /// The error variant.
+    pub error: String,
+}
+
+/// Every metric the controller exports.
+pub struct Metrics {
+    registry: Registry,
+    /// Conditions written, per deciding policy, signer and decision.
+    pub decisions: Family<DecisionLabels, Counter>,
+    /// Audit verdicts recorded.
+    pub audit_decisions: Family<AuditLabels, Counter>,
+    /// Seconds from the controller first seeing a CSR to its condition being written.
+    pub decision_duration: Histogram,
+    /// Pending CSRs per signer.
+    pub pending_csrs: Family<SignerLabel, Gauge>,
+    /// 1 when a policy is Ready, 0 when not.
+    pub policy_ready: Family<PolicyLabel, Gauge>,
+    /// Failed API calls per verb.
+    pub api_errors: Family<VerbLabel, Counter>,
+    /// Reconcile failures per error variant.
+    pub reconcile_errors: Family<ErrorLabel, Counter>,
+    /// Serializes pending-gauge resets so a scrape never sees a half-updated family.
+    pub pending_lock: Mutex<()>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("csrgate");
+        let decisions = Family::<DecisionLabels, Counter>::default();
+        let audit_decisions = Family::<AuditLabels, Counter>::default();
+        let decision_duration = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        let pending_csrs = Family::<SignerLabel, Gauge>::default();
+        let policy_ready = Family::<PolicyLabel, Gauge>::default();
+        let api_errors = Family::<VerbLabel, Counter>::default();
+        let reconcile_errors = Family::<ErrorLabel, Counter>::default();
+        registry.register(
+            "decisions",
+            "Approval conditions written",
+            decisions.clone(),
+        );
+        registry.register(
+            "audit_decisions",
+            "Audit policy verdicts recorded",
+            audit_decisions.clone(),
+        );
+        registry.register(
+            "decision_duration_seconds",
+            "Seconds from first seeing a CSR to writing its condition",
+            decision_duration.clone(),
+        );
+        registry.register(
+            "pending_csrs",
+            "CSRs without an Approved, Denied or Failed condition",
+            pending_csrs.clone(),
+        );
+        registry.register(
+            "policy_ready",
+            "1 when the policy compiled, 0 when not",
+            policy_ready.clone(),
+        );
+        registry.register(
+            "api_errors",
+            "Failed Kubernetes API calls",
+            api_errors.clone(),
+        );
+        registry.register(
+            "reconcile_errors",
+            "Failed reconciliations by error",
+            reconcile_errors.clone(),
+        );
+        Self {
+            registry,
+            decisions,
+            audit_decisions,
+            decision_duration,
+            pending_csrs,
+            policy_ready,
+            api_errors,
+            reconcile_errors,
+            pending_lock: Mutex::new(()),
+        }
+    }
+}
+
+impl Metrics {
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+
+    /// Counts a failed API call.
+    pub fn api_error(&self, verb: &str) {
+        self.api_errors
+            .get_or_create(&VerbLabel {
+                verb: verb.to_owned(),
+            })
+            .inc();
+    }
+}

@@ -1,0 +1,208 @@
+//! The policy reconciler: compile each CsrApprovalPolicy once per generation, keep its status
+//! (`observedGeneration`, the `Ready` condition, `expressionWarnings`), write it only when it
+//! changes, and tell the CSR controller to re-decide.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use csrgate_api::{
+    CONDITION_READY, CsrApprovalPolicy, CsrApprovalPolicyStatus, REASON_COMPILED,
+    REASON_INVALID_EXPRESSION,
+};
+use csrgate_policy::CompiledPolicy;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{EventType, Recorder};
+use tokio::sync::mpsc;
+use tracing::{info, instrument, warn};
+
+use crate::cache::PolicyCache;
+use crate::metrics::PolicyLabel;
+use crate::{Error, Metrics, Result, events};
+
+/// Shared handles of the policy reconciler.
+pub struct PolicyContext {
+    /// The client for status writes.
+    pub client: kube::Client,
+    /// Where compiled policies go.
+    pub cache: PolicyCache,
+    /// Publishes compile-error events.
+    pub recorder: Recorder,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Wakes the CSR controller to re-decide every pending CSR.
+    pub changed: mpsc::Sender<()>,
+}
+
+/// Compiles the policy if its generation is new, then writes its status if it differs.
+#[instrument(skip(policy, ctx), fields(policy = %policy.name_any(), generation = policy.metadata.generation))]
+pub async fn reconcile(policy: Arc<CsrApprovalPolicy>, ctx: Arc<PolicyContext>) -> Result<Action> {
+    let compiled = match ctx.cache.get(&policy) {
+        Some(compiled) => compiled,
+        None => {
+            let compiled = CompiledPolicy::compile(&policy);
+            ctx.cache.insert(&policy, compiled.clone());
+            if compiled.is_ready() {
+                info!("compiled");
+            } else {
+                let message = compiled.not_ready_message().unwrap_or_default();
+                warn!(%message, "policy is not Ready");
+                events::publish(
+                    &ctx.recorder,
+                    &ctx.metrics,
+                    policy.as_ref(),
+                    EventType::Warning,
+                    REASON_INVALID_EXPRESSION,
+                    "Compile",
+                    message,
+                )
+                .await;
+            }
+            // Ignore a full channel: a wake-up is already queued.
+            let _ = ctx.changed.try_send(());
+            compiled
+        }
+    };
+    ctx.metrics
+        .policy_ready
+        .get_or_create(&PolicyLabel {
+            policy: policy.name_any(),
+        })
+        .set(i64::from(compiled.is_ready()));
+
+    let desired = desired_status(&policy, &compiled);
+    if policy.status.as_ref() != Some(&desired) {
+        let api: Api<CsrApprovalPolicy> = Api::all(ctx.client.clone());
+        let patch = serde_json::json!({ "status": desired });
+        api.patch_status(
+            &policy.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .map_err(|source| {
+            ctx.metrics.api_error("patch_policy_status");
+            Error::PolicyStatusWriteFailed {
+                policy: policy.name_any(),
+                source,
+            }
+        })?;
+    }
+    Ok(Action::await_change())
+}
+
+/// The status the policy should have; the transition time is kept while the Ready status
+/// does not change, so an unchanged policy compares equal and is not written.
+pub fn desired_status(
+    policy: &CsrApprovalPolicy,
+    compiled: &CompiledPolicy,
+) -> CsrApprovalPolicyStatus {
+    let (status, reason, message) = if compiled.is_ready() {
+        (
+            "True",
+            REASON_COMPILED,
+            format!(
+                "compiled {} expressions of generation {}",
+                policy.spec.variables.len()
+                    + policy.spec.match_conditions.len()
+                    + policy.spec.validations.len()
+                    + policy
+                        .spec
+                        .validations
+                        .iter()
+                        .filter(|v| v.message_expression.is_some())
+                        .count(),
+                compiled.generation()
+            ),
+        )
+    } else {
+        (
+            "False",
+            REASON_INVALID_EXPRESSION,
+            compiled.not_ready_message().unwrap_or_default(),
+        )
+    };
+    let previous = policy.ready_condition();
+    let last_transition_time = match previous {
+        Some(c) if c.status == status => c.last_transition_time.clone(),
+        _ => Time(k8s_openapi::jiff::Timestamp::now()),
+    };
+    CsrApprovalPolicyStatus {
+        observed_generation: policy.metadata.generation,
+        conditions: vec![Condition {
+            type_: CONDITION_READY.to_owned(),
+            status: status.to_owned(),
+            reason: reason.to_owned(),
+            message,
+            observed_generation: policy.metadata.generation,
+            last_transition_time,
+        }],
+        expression_warnings: compiled.warnings().to_vec(),
+    }
+}
+
+/// Logs and counts a failed policy reconcile, then retries shortly.
+pub fn error_policy(
+    _policy: Arc<CsrApprovalPolicy>,
+    error: &Error,
+    ctx: Arc<PolicyContext>,
+) -> Action {
+    warn!(%error, "policy reconcile failed");
+    ctx.metrics
+        .reconcile_errors
+        .get_or_create(&crate::metrics::ErrorLabel {
+            error: error.metric_label().to_owned(),
+        })
+        .inc();
+    Action::requeue(Duration::from_secs(5))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(expression: &str) -> CsrApprovalPolicy {
+        let mut policy = CsrApprovalPolicy::new(
+            "p",
+            serde_json::from_value(serde_json::json!({
+                "signerNames": ["example.com/x"],
+                "validations": [{"name": "v", "expression": expression}]
+            }))
+            .unwrap(),
+        );
+        policy.metadata.generation = Some(3);
+        policy
+    }
+
+    #[test]
+    fn a_compiled_policy_is_ready_at_its_generation() {
+        let p = policy("true");
+        let status = desired_status(&p, &CompiledPolicy::compile(&p));
+        assert_eq!(status.observed_generation, Some(3));
+        assert_eq!(status.conditions[0].status, "True");
+        assert_eq!(status.conditions[0].reason, "Compiled");
+    }
+
+    #[test]
+    fn an_invalid_policy_is_not_ready_with_the_field_path() {
+        let p = policy("x509v == 1");
+        let status = desired_status(&p, &CompiledPolicy::compile(&p));
+        assert_eq!(status.conditions[0].status, "False");
+        assert_eq!(status.conditions[0].reason, "InvalidExpression");
+        assert!(
+            status.conditions[0]
+                .message
+                .starts_with("spec.validations[0].expression: unknown identifier x509v")
+        );
+    }
+
+    #[test]
+    fn an_unchanged_policy_produces_an_equal_status_so_nothing_is_written() {
+        let mut p = policy("true");
+        let first = desired_status(&p, &CompiledPolicy::compile(&p));
+        p.status = Some(first.clone());
+        assert_eq!(desired_status(&p, &CompiledPolicy::compile(&p)), first);
+    }
+}
