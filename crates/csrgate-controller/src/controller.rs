@@ -168,20 +168,18 @@ async fn run_controllers(
 
     // Nothing is decided before the policy store has synced; compile what it holds now so
     // CSRs are not held (and reported held) while the policy controller catches up.
-    tokio::select! {
-        ready = policies.wait_until_ready() => if ready.is_err() { return Ok(()) },
-        () = shutdown.clone() => return Ok(()),
+    if !wait_until_ready(&policies, &shutdown).await {
+        return Ok(());
     }
     for policy in policies.state() {
         if cache.get(&policy).is_none() {
             cache.insert(&policy, CompiledPolicy::compile(&policy));
         }
     }
-    if let Some(nodes) = &nodes {
-        tokio::select! {
-            ready = nodes.wait_until_ready() => if ready.is_err() { return Ok(()) },
-            () = shutdown.clone() => return Ok(()),
-        }
+    if let Some(nodes) = &nodes
+        && !wait_until_ready(nodes, &shutdown).await
+    {
+        return Ok(());
     }
     info!(
         policies = policies.state().len(),
@@ -239,6 +237,27 @@ async fn run_controllers(
     }
     info!("csrgate controller stopped");
     Ok(())
+}
+
+/// Waits for a store's first full list; `false` on shutdown or when its writer is gone.
+///
+/// `Store::wait_until_ready` wakes only the last task that polled it (it is a oneshot
+/// underneath), and the Controller polls the same store, so poll it again on a short timer.
+async fn wait_until_ready<K>(store: &Store<K>, shutdown: &ShutdownSignal) -> bool
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    loop {
+        tokio::select! {
+            ready = tokio::time::timeout(Duration::from_millis(100), store.wait_until_ready()) => match ready {
+                Ok(Ok(())) => return true,
+                Ok(Err(_)) => return false,
+                Err(_) => continue,
+            },
+            () = shutdown.clone() => return false,
+        }
+    }
 }
 
 /// A stream of `()` from the channel, for `reconcile_all_on`.

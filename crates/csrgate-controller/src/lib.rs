@@ -17,7 +17,7 @@ mod metrics;
 mod policy;
 pub mod telemetry;
 
-pub use controller::{Config, run};
+pub use controller::{Config, LeaseSettings, run};
 pub use metrics::Metrics;
 
 /// What can go wrong while reconciling; each variant is a step that failed.

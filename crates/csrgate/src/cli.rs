@@ -30,6 +30,81 @@ pub enum Command {
     Test(TestArgs),
     /// Print the CsrApprovalPolicy CustomResourceDefinition as YAML.
     Crd,
+    /// Run the operator: decide pending CSRs and write Approved or Denied conditions.
+    Controller(ControllerArgs),
+    /// Run a local Kubernetes API server for CSRs, policies, events, leases and nodes, in
+    /// memory, that kubectl and the controller talk to; it also plays the standard signer.
+    Sandbox(SandboxArgs),
+}
+
+/// Arguments of `csrgate sandbox`.
+#[derive(Debug, clap::Args)]
+pub struct SandboxArgs {
+    /// Address to listen on (plain HTTP); port 0 picks a free port.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    pub listen: std::net::SocketAddr,
+    /// Where to write an admin kubeconfig naming the real address (the CA goes next to it).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig_out: PathBuf,
+    /// Also sign approved CSRs of this signer (besides kubernetes.io/*). Repeat for several.
+    #[arg(long = "sign", value_name = "SIGNER")]
+    pub sign: Vec<String>,
+    /// A SubjectAccessReview rule, e.g. `allow,user=jane,verb=approve,resource=signers`.
+    /// Repeat for several; the first match wins; system:masters is always allowed.
+    #[arg(long = "sar-rule", value_name = "RULE")]
+    pub sar_rules: Vec<String>,
+    /// Watch events kept; a watch from an older resourceVersion gets 410 Gone.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub history: usize,
+}
+
+/// Arguments of `csrgate controller`.
+#[derive(Debug, clap::Args)]
+pub struct ControllerArgs {
+    /// The kubeconfig to use; without it, KUBECONFIG, then the in-cluster service account.
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Where /metrics, /healthz and /readyz are served.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: std::net::SocketAddr,
+    /// Elect a leader among replicas through a Lease; only the leader writes.
+    #[arg(long)]
+    pub leader_elect: bool,
+    /// Namespace of the leader-election Lease.
+    #[arg(
+        long,
+        value_name = "NAMESPACE",
+        default_value = "csrgate-system",
+        env = "POD_NAMESPACE"
+    )]
+    pub lease_namespace: String,
+    /// Name of the leader-election Lease.
+    #[arg(long, value_name = "NAME", default_value = "csrgate-controller")]
+    pub lease_name: String,
+    /// Seconds a lease lasts unrenewed; a standby takes over within this time.
+    #[arg(long, value_name = "SECONDS", default_value_t = 15)]
+    pub lease_duration: u64,
+    /// Treat every policy as Audit: decide and record (events, metrics, logs), never write.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not watch Nodes; the `node` variable is then always null.
+    #[arg(long)]
+    pub no_node_watch: bool,
+    /// How many CSRs are decided at once.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub concurrency: u16,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// Arguments of `csrgate check`.

@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use crate::cli::{Cli, Command};
 
 mod check;
+mod controller;
 mod crd;
+mod sandbox;
 mod test;
 
 /// How a command ended.
@@ -41,5 +43,7 @@ pub fn run(cli: Cli) -> Result<Outcome, Error> {
         Command::Check(args) => check::run(&args),
         Command::Test(args) => test::run(&args),
         Command::Crd => crd::run(),
+        Command::Controller(args) => controller::run(&args),
+        Command::Sandbox(args) => sandbox::run(&args),
     }
 }

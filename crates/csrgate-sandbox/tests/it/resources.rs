@@ -1,0 +1,355 @@
+//! The other resources: policies, CRDs, leases (with server-side apply), events, nodes, namespaces, SARs.
+
+use csrgate_sandbox::{SandboxConfig, SarRule};
+use k8s_openapi::api::authorization::v1::SubjectAccessReview;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Namespace, Node};
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{
+    Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams,
+};
+use serde_json::json;
+
+use crate::common::*;
+
+fn policy_api(client: &kube::Client) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk("csrgate.dev", "v1alpha1", "CsrApprovalPolicy");
+    Api::all_with(
+        client.clone(),
+        &ApiResource::from_gvk_with_plural(&gvk, "csrapprovalpolicies"),
+    )
+}
+
+fn policy(name: &str, mode: &str) -> DynamicObject {
+    serde_json::from_value(json!({
+        "apiVersion": "csrgate.dev/v1alpha1", "kind": "CsrApprovalPolicy",
+        "metadata": {"name": name},
+        "spec": {"signerNames": ["kubernetes.io/kubelet-serving"], "mode": mode,
+            "validations": [{"name": "always", "expression": "true"}]},
+        "status": {"observedGeneration": 99},
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn policy_generation_moves_on_spec_changes_only_and_status_is_a_subresource() {
+    let env = start().await;
+    let api = policy_api(&env.client);
+    let created = api
+        .create(&PostParams::default(), &policy("p", "Enforce"))
+        .await
+        .unwrap();
+    assert_eq!(created.metadata.generation, Some(1));
+    assert!(
+        created.data.get("status").is_none(),
+        "status is dropped on create"
+    );
+    let labelled = api
+        .patch(
+            "p",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"a": "b"}}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(labelled.metadata.generation, Some(1));
+    let changed = api
+        .patch(
+            "p",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"mode": "Audit"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(changed.metadata.generation, Some(2));
+    let status = json!({"status": {"observedGeneration": 2, "conditions": [{"type": "Ready", "status": "True"}]}});
+    let with_status = api
+        .patch_status("p", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+    assert_eq!(with_status.metadata.generation, Some(2));
+    assert_eq!(with_status.data["status"]["observedGeneration"], 2);
+    let ignored = api
+        .patch(
+            "p",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"observedGeneration": 7}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        ignored.data["status"]["observedGeneration"], 2,
+        "the main resource does not write status"
+    );
+}
+
+#[tokio::test]
+async fn a_policy_breaking_the_built_in_crd_schema_is_invalid() {
+    let env = start().await;
+    let api = policy_api(&env.client);
+    let mut obj = policy("bad", "Loud");
+    obj.data["spec"]
+        .as_object_mut()
+        .unwrap()
+        .remove("validations");
+    let (code, reason, message) = api_error(api.create(&PostParams::default(), &obj).await);
+    assert_eq!((code, reason.as_str()), (422, "Invalid"));
+    assert!(
+        message.contains("spec.validations: Required value"),
+        "{message}"
+    );
+    assert!(
+        message.contains("spec.mode: Unsupported value: \"Loud\""),
+        "{message}"
+    );
+    let defaulted = api
+        .create(&PostParams::default(), &policy("good", "Audit"))
+        .await
+        .unwrap();
+    assert_eq!(
+        defaulted.data["spec"]["failureAction"], "Deny",
+        "schema defaults are applied"
+    );
+}
+
+#[tokio::test]
+async fn leases_support_server_side_apply_and_optimistic_updates() {
+    let env = start().await;
+    let api = Api::<Lease>::namespaced(env.client.clone(), "kube-system");
+    let apply = json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "csrgate"},
+        "spec": {"holderIdentity": "pod-a", "leaseDurationSeconds": 15},
+    });
+    let pp = PatchParams::apply("lease-manager").force();
+    let created = api
+        .patch("csrgate", &pp, &Patch::Apply(&apply))
+        .await
+        .unwrap();
+    assert_eq!(
+        created.spec.as_ref().unwrap().holder_identity.as_deref(),
+        Some("pod-a")
+    );
+    let take = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "csrgate"},
+        "spec": {"holderIdentity": "pod-b"}});
+    let taken = api
+        .patch("csrgate", &pp, &Patch::Apply(&take))
+        .await
+        .unwrap();
+    assert_eq!(
+        taken.spec.as_ref().unwrap().holder_identity.as_deref(),
+        Some("pod-b")
+    );
+    assert_eq!(
+        taken.spec.as_ref().unwrap().lease_duration_seconds,
+        Some(15)
+    );
+    let mut stale = created.clone();
+    stale.spec.as_mut().unwrap().holder_identity = Some("pod-c".into());
+    let (code, reason, _) = api_error(api.replace("csrgate", &PostParams::default(), &stale).await);
+    assert_eq!((code, reason.as_str()), (409, "Conflict"));
+    let (code, _, _) = api_error(
+        Api::<Lease>::namespaced(env.client.clone(), "nowhere")
+            .create(&PostParams::default(), &created)
+            .await,
+    );
+    assert_eq!(code, 404, "a namespace that does not exist");
+}
+
+#[tokio::test]
+async fn events_and_nodes_are_stored_and_listed() {
+    let env = start().await;
+    let events = Api::<Event>::namespaced(env.client.clone(), "default");
+    let event: Event = serde_json::from_value(json!({
+        "metadata": {"generateName": "csr-"},
+        "eventTime": "2025-01-01T00:00:00.000000Z",
+        "reportingController": "csrgate.dev/controller", "reportingInstance": "x",
+        "action": "Decide", "reason": "PolicyApproved", "type": "Normal", "note": "approved",
+        "regarding": {"kind": "CertificateSigningRequest", "name": "a"},
+    }))
+    .unwrap();
+    events.create(&PostParams::default(), &event).await.unwrap();
+    assert_eq!(
+        events
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    let nodes = Api::<Node>::all(env.client.clone());
+    let node: Node =
+        serde_json::from_value(json!({"metadata": {"name": "n1", "labels": {"role": "worker"}}}))
+            .unwrap();
+    nodes.create(&PostParams::default(), &node).await.unwrap();
+    assert_eq!(
+        nodes.get("n1").await.unwrap().metadata.labels.unwrap()["role"],
+        "worker"
+    );
+    let namespaces = Api::<Namespace>::all(env.client.clone());
+    let names: Vec<String> = namespaces
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|n| n.metadata.name)
+        .collect();
+    assert!(
+        names.contains(&"default".to_string()) && names.contains(&"kube-system".to_string()),
+        "{names:?}"
+    );
+}
+
+#[tokio::test]
+async fn subject_access_reviews_are_answered_from_rules() {
+    let rules = vec![
+        "allow user=approver verb=approve resource=signers name=example.com/*"
+            .parse::<SarRule>()
+            .unwrap(),
+    ];
+    let env = start_with(SandboxConfig {
+        sar_rules: rules,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let api = Api::<SubjectAccessReview>::all(env.client.clone());
+    let review = |user: &str| -> SubjectAccessReview {
+        serde_json::from_value(json!({"spec": {"user": user, "resourceAttributes":
+            {"group": "certificates.k8s.io", "resource": "signers", "verb": "approve", "name": "example.com/x"}}}))
+        .unwrap()
+    };
+    let allowed = api
+        .create(&PostParams::default(), &review("approver"))
+        .await
+        .unwrap();
+    assert!(allowed.status.unwrap().allowed);
+    let refused = api
+        .create(&PostParams::default(), &review("jane"))
+        .await
+        .unwrap();
+    assert!(!refused.status.unwrap().allowed);
+}
+
+#[tokio::test]
+async fn an_applied_crd_replaces_the_built_in_schema_which_prunes_and_strictly_validates_policies()
+{
+    let env = start().await;
+    let crds = Api::<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>::all(env.client.clone());
+    let crd = serde_json::from_value(json!({
+        "metadata": {"name": "csrapprovalpolicies.csrgate.dev"},
+        "spec": {"group": "csrgate.dev", "scope": "Cluster",
+            "names": {"kind": "CsrApprovalPolicy", "plural": "csrapprovalpolicies"},
+            "versions": [{"name": "v1alpha1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {
+                "type": "object", "properties": {"spec": {"type": "object", "properties": {
+                    "signerNames": {"type": "array", "items": {"type": "string"}}, "mode": {"type": "string"}}}}}}}]}
+    }))
+    .unwrap();
+    let builtin = crds.get("csrapprovalpolicies.csrgate.dev").await.unwrap();
+    assert_eq!(
+        builtin.spec.names.short_names,
+        Some(vec!["csrpolicy".to_string()]),
+        "the policy CRD is built in"
+    );
+    crds.delete("csrapprovalpolicies.csrgate.dev", &Default::default())
+        .await
+        .unwrap();
+    crds.create(&PostParams::default(), &crd).await.unwrap();
+    let api = policy_api(&env.client);
+    let mut obj = policy("p", "Enforce");
+    obj.data.as_object_mut().unwrap().remove("status");
+    obj.data["spec"]
+        .as_object_mut()
+        .unwrap()
+        .remove("validations");
+    obj.data["spec"]["bogus"] = json!(1);
+    let pruned = api.create(&PostParams::default(), &obj).await.unwrap();
+    assert!(
+        pruned.data["spec"].get("bogus").is_none(),
+        "unknown fields are pruned"
+    );
+    obj.metadata.name = Some("q".into());
+    let path = "/apis/csrgate.dev/v1alpha1/csrapprovalpolicies?fieldValidation=Strict";
+    let (code, body) = raw(
+        &env.sandbox,
+        "POST",
+        path,
+        "application/json",
+        serde_json::to_vec(&obj).unwrap(),
+    )
+    .await;
+    assert_eq!((code, body["reason"].as_str()), (400, Some("BadRequest")));
+    assert_eq!(
+        body["message"],
+        "strict decoding error: unknown field \"spec.bogus\""
+    );
+    assert!(api.get_opt("q").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn an_object_with_finalizers_is_marked_and_removed_when_the_last_finalizer_goes() {
+    let env = start().await;
+    let nodes = Api::<Node>::all(env.client.clone());
+    let node: Node = serde_json::from_value(
+        json!({"metadata": {"name": "n1", "finalizers": ["csrgate.dev/test"]}}),
+    )
+    .unwrap();
+    nodes.create(&PostParams::default(), &node).await.unwrap();
+    nodes.delete("n1", &Default::default()).await.unwrap();
+    let marked = nodes.get("n1").await.unwrap();
+    assert!(
+        marked.metadata.deletion_timestamp.is_some(),
+        "deletion waits for the finalizer"
+    );
+    nodes
+        .patch(
+            "n1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+        )
+        .await
+        .unwrap();
+    assert!(
+        nodes.get_opt("n1").await.unwrap().is_none(),
+        "removing the last finalizer deletes the object"
+    );
+}
+
+#[tokio::test]
+async fn an_event_written_through_events_k8s_io_is_listed_as_a_core_event() {
+    let env = start().await;
+    let events = Api::<Event>::namespaced(env.client.clone(), "default");
+    let event: Event = serde_json::from_value(json!({
+        "metadata": {"name": "csr-a.1"},
+        "eventTime": "2025-01-01T00:00:00.000000Z",
+        "reportingController": "csrgate.dev/controller", "reportingInstance": "x",
+        "action": "Decide", "reason": "PolicyApproved", "type": "Normal", "note": "approved by policy",
+        "regarding": {"kind": "CertificateSigningRequest", "name": "a"},
+    }))
+    .unwrap();
+    events.create(&PostParams::default(), &event).await.unwrap();
+    let core = Api::<k8s_openapi::api::core::v1::Event>::namespaced(env.client.clone(), "default");
+    let listed = core
+        .list(&ListParams::default().fields("involvedObject.name=a"))
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 1);
+    assert_eq!(
+        listed.items[0].message.as_deref(),
+        Some("approved by policy")
+    );
+    assert_eq!(
+        listed.items[0].involved_object.kind.as_deref(),
+        Some("CertificateSigningRequest")
+    );
+    let patched = events
+        .patch(
+            "csr-a.1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"note": "again"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(patched.note.as_deref(), Some("again"));
+}

@@ -1,0 +1,93 @@
+//! `csrgate controller`: build the client and run the operator until SIGTERM or SIGINT.
+
+use csrgate_controller::telemetry::{self, LogFormat};
+use csrgate_controller::{Config, Error as ControllerError};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+use super::{Error, Outcome};
+use crate::cli::{self, ControllerArgs};
+
+/// Runs the operator.
+///
+/// # Errors
+/// The kubeconfig cannot be read, the client cannot be built, the metrics address cannot be
+/// bound, or leader election fails.
+pub fn run(args: &ControllerArgs) -> Result<Outcome, Error> {
+    telemetry::init(match args.log_format {
+        cli::LogFormat::Text => LogFormat::Text,
+        cli::LogFormat::Json => LogFormat::Json,
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let client = client(args).await?;
+        let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
+            format!(
+                "{}-{}",
+                std::env::var("HOSTNAME").unwrap_or_else(|_| "csrgate".into()),
+                std::process::id()
+            )
+        });
+        let config = Config {
+            metrics_addr: args.metrics_addr,
+            leader_election: args
+                .leader_elect
+                .then(|| csrgate_controller::LeaseSettings {
+                    namespace: args.lease_namespace.clone(),
+                    name: args.lease_name.clone(),
+                    identity,
+                    duration_seconds: args.lease_duration,
+                }),
+            dry_run: args.dry_run,
+            watch_nodes: !args.no_node_watch,
+            concurrency: args.concurrency,
+            reporter: "csrgate".into(),
+        };
+        csrgate_controller::run(client, config, shutdown_signal(), |addr| {
+            tracing::info!(%addr, "metrics and health endpoints listening");
+        })
+        .await?;
+        Ok::<_, Error>(Outcome::Success)
+    })
+}
+
+async fn client(args: &ControllerArgs) -> Result<kube::Client, ControllerError> {
+    let config = match &args.kubeconfig {
+        Some(path) => {
+            let kubeconfig =
+                Kubeconfig::read_from(path).map_err(ControllerError::KubeconfigFailed)?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                .await
+                .map_err(ControllerError::KubeconfigFailed)?
+        }
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| ControllerError::ClientFailed(kube::Error::InferConfig(e)))?,
+    };
+    kube::Client::try_from(config).map_err(ControllerError::ClientFailed)
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {},
+                    _ = terminate.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+    tracing::info!("shutting down: finishing in-flight decisions");
+}
