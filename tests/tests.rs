@@ -8,4 +8,5 @@
 mod util;
 
 mod check;
+mod controller;
 mod test_command;

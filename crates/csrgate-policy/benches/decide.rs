@@ -68,7 +68,7 @@ fn benches(c: &mut Criterion) {
         b.iter(|| parse_request(black_box(REQUEST)))
     });
     c.bench_function("csr_scope", |b| {
-        b.iter(|| CsrScope::new(black_box(&csr), &parsed, None))
+        b.iter(|| CsrScope::new(black_box(&csr), &parsed, None, &policies))
     });
     c.bench_function("decide_10_policies", |b| {
         b.iter(|| decide(black_box(&policies), black_box(&csr), None))

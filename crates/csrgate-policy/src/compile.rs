@@ -43,6 +43,9 @@ pub(crate) struct CompiledExpression {
     /// `variables.<name>` this expression reads, so a variable's evaluation error can be
     /// reported on the expressions that needed it.
     pub(crate) reads_variables: Vec<String>,
+    /// Field paths under `object`, `x509` and `node` this expression reads, flattened into
+    /// single identifiers (see [`flatten`]).
+    pub(crate) paths: Vec<String>,
 }
 
 /// A compiled `spec.validations[]` entry.
@@ -206,6 +209,21 @@ impl CompiledPolicy {
 
     pub(crate) fn rules(&self) -> Option<&Rules> {
         self.rules.as_deref().ok()
+    }
+
+    /// Every flattened field path this policy's expressions read, for [`crate::CsrScope`].
+    pub fn field_paths(&self) -> impl Iterator<Item = &str> {
+        self.rules().into_iter().flat_map(|rules| {
+            rules
+                .variables
+                .iter()
+                .map(|(_, e)| e)
+                .chain(rules.match_conditions.iter().map(|(_, e)| e))
+                .chain(rules.validations.iter().flat_map(|v| {
+                    std::iter::once(&v.expression).chain(v.message_expression.iter())
+                }))
+                .flat_map(|e| e.paths.iter().map(String::as_str))
+        })
     }
 }
 
@@ -444,11 +462,109 @@ impl Compiler {
         let mut reads_variables = check.reads_variables;
         reads_variables.sort();
         reads_variables.dedup();
+        let mut expression = expression;
+        let mut paths = Vec::new();
+        flatten(&mut expression, &mut Vec::new(), &mut paths);
+        paths.sort();
+        paths.dedup();
         Some(CompiledExpression {
             expression,
             source: source.to_owned(),
             reads_variables,
+            paths,
         })
+    }
+}
+
+/// Rewrites field selections on the root variables into single identifiers:
+/// `object.spec.username` becomes the identifier `object.spec.username`, bound once per CSR,
+/// and `variables.name` becomes `variables.name`, bound once per policy evaluation.
+///
+/// Why: the interpreter deep-copies the selected value at every step of a selection, so
+/// `object.spec.username` would copy the whole `spec` (the base64 request included) on every
+/// evaluation. An identifier lookup borrows. Dotted names cannot clash with user identifiers.
+/// A path that does not exist in a CSR is left unbound, so reading it is an evaluation error,
+/// as selecting a missing field is in CEL.
+fn flatten(node: &mut IdedExpr, bound: &mut Vec<String>, paths: &mut Vec<String>) {
+    if let Some(path) = selection_path(node, bound) {
+        if !path.starts_with("variables.") {
+            paths.push(path.clone());
+        }
+        node.expr = Expr::Ident(path);
+        return;
+    }
+    match &mut node.expr {
+        Expr::Unspecified | Expr::Literal(_) | Expr::Ident(_) => {}
+        Expr::Select(select) => flatten(&mut select.operand, bound, paths),
+        Expr::Call(call) => {
+            if let Some(target) = call.target.as_deref_mut() {
+                flatten(target, bound, paths);
+            }
+            for arg in &mut call.args {
+                flatten(arg, bound, paths);
+            }
+        }
+        Expr::List(list) => {
+            for element in &mut list.elements {
+                flatten(element, bound, paths);
+            }
+        }
+        Expr::Map(map) => flatten_entries(&mut map.entries, bound, paths),
+        Expr::Struct(structure) => flatten_entries(&mut structure.entries, bound, paths),
+        Expr::Comprehension(comprehension) => {
+            flatten(&mut comprehension.iter_range, bound, paths);
+            flatten(&mut comprehension.accu_init, bound, paths);
+            let scope = bound.len();
+            bound.push(comprehension.iter_var.clone());
+            bound.push(comprehension.accu_var.clone());
+            bound.extend(comprehension.iter_var2.clone());
+            flatten(&mut comprehension.loop_cond, bound, paths);
+            flatten(&mut comprehension.loop_step, bound, paths);
+            flatten(&mut comprehension.result, bound, paths);
+            bound.truncate(scope);
+        }
+    }
+}
+
+fn flatten_entries(
+    entries: &mut [cel::common::ast::IdedEntryExpr],
+    bound: &mut Vec<String>,
+    paths: &mut Vec<String>,
+) {
+    for entry in entries {
+        match &mut entry.expr {
+            EntryExpr::MapEntry(e) => {
+                flatten(&mut e.key, bound, paths);
+                flatten(&mut e.value, bound, paths);
+            }
+            EntryExpr::StructField(f) => flatten(&mut f.value, bound, paths),
+        }
+    }
+}
+
+/// The dotted path of a plain selection chain on an unshadowed root variable
+/// (`object.spec.username`); for `variables`, only `variables.<name>`.
+fn selection_path(node: &IdedExpr, bound: &[String]) -> Option<String> {
+    let mut fields = Vec::new();
+    let mut current = node;
+    while let Expr::Select(select) = &current.expr {
+        if select.test {
+            return None;
+        }
+        fields.push(select.field.as_str());
+        current = &select.operand;
+    }
+    let Expr::Ident(root) = &current.expr else {
+        return None;
+    };
+    if fields.is_empty() || bound.iter().any(|b| b == root) {
+        return None;
+    }
+    fields.reverse();
+    match root.as_str() {
+        env::VARIABLES if fields.len() == 1 => Some(format!("{root}.{}", fields[0])),
+        env::OBJECT | env::X509 | env::NODE => Some(format!("{root}.{}", fields.join("."))),
+        _ => None,
     }
 }
 

@@ -127,7 +127,7 @@ pub fn decide(
     let request = parse_request(&csr.spec.request.0);
     let reports: Vec<PolicyReport> = match &request {
         Ok(request) => {
-            let scope = CsrScope::new(csr, request, node);
+            let scope = CsrScope::new(csr, request, node, covering.iter().copied());
             covering
                 .iter()
                 .map(|policy| report(policy, evaluate(policy, &scope)))

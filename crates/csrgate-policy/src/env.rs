@@ -136,17 +136,20 @@ pub(crate) fn is_known_function(name: &str) -> bool {
 }
 
 /// The variables one CSR exposes to every policy (`object`, `x509`, `node`), converted once
-/// and shared by all policies evaluated for it.
+/// and shared by all policies evaluated for it, with the field paths those policies read
+/// bound as their own identifiers (see `compile::flatten`).
 pub struct CsrScope {
     context: Context<'static>,
 }
 
 impl CsrScope {
-    /// Converts the CSR, its parsed request and the requestor's Node into CEL values.
-    pub fn new(
+    /// Converts the CSR, its parsed request and the requestor's Node into CEL values, and
+    /// binds every field path that `policies` read.
+    pub fn new<'a>(
         csr: &CertificateSigningRequest,
         request: &ParsedRequest,
         node: Option<&Node>,
+        policies: impl IntoIterator<Item = &'a crate::CompiledPolicy>,
     ) -> Self {
         // Serializing these API types cannot fail (no maps with non-string keys, no
         // non-finite floats); should it ever, the variable is null and rules reading it fail.
@@ -156,16 +159,49 @@ impl CsrScope {
             .and_then(|n| cel::to_value(n).ok())
             .unwrap_or(Value::Null);
         let mut context = root_context().new_inner_scope();
+        let mut bound: Vec<&str> = Vec::new();
+        for policy in policies {
+            for path in policy.field_paths() {
+                if bound.contains(&path) {
+                    continue;
+                }
+                bound.push(path);
+                let mut segments = path.split('.');
+                let root = match segments.next() {
+                    Some(OBJECT) => &object,
+                    Some(X509) => &x509,
+                    Some(NODE) => &node,
+                    _ => continue,
+                };
+                if let Some(value) = select_path(root, segments) {
+                    context.add_variable_from_value(path, value.clone());
+                }
+            }
+        }
         context.add_variable_from_value(OBJECT, object);
         context.add_variable_from_value(X509, x509);
         context.add_variable_from_value(NODE, node);
         Self { context }
     }
 
-    /// The child of the root context holding `object`, `x509` and `node`.
+    /// The child of the root context holding `object`, `x509`, `node` and the bound paths.
     pub(crate) fn context(&self) -> &Context<'static> {
         &self.context
     }
+}
+
+/// Follows map keys from `value`; `None` when a step is missing or not a map.
+fn select_path<'v>(value: &'v Value, segments: std::str::Split<'_, char>) -> Option<&'v Value> {
+    let mut current = value;
+    for segment in segments {
+        let Value::Map(map) = current else {
+            return None;
+        };
+        current = map
+            .map
+            .get(&cel::objects::Key::String(Arc::new(segment.to_owned())))?;
+    }
+    Some(current)
 }
 
 /// The Node name a requestor speaks for, if it is a node (`system:node:<name>`).

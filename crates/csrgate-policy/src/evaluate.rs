@@ -5,9 +5,7 @@
 //! carrying the error: csrgate never approves on an expression it could not evaluate.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use kube::core::cel::cel::objects::{Key, Map};
 use kube::core::cel::cel::{Context, Value};
 use serde::Serialize;
 
@@ -58,10 +56,8 @@ pub fn evaluate(policy: &CompiledPolicy, scope: &CsrScope) -> Verdict {
     let Some(rules) = policy.rules() else {
         return Verdict::NotReady(policy.not_ready_message().unwrap_or_default());
     };
-    let csr_context = scope.context();
-    let (variables, variable_errors) = evaluate_variables(rules, csr_context);
-    let mut context = csr_context.new_inner_scope();
-    context.add_variable_from_value(env::VARIABLES, variables);
+    let mut context = scope.context().new_inner_scope();
+    let variable_errors = bind_variables(rules, &mut context);
 
     for (name, condition) in &rules.match_conditions {
         match evaluate_bool(condition, &context, &variable_errors) {
@@ -100,32 +96,22 @@ pub fn evaluate(policy: &CompiledPolicy, scope: &CsrScope) -> Verdict {
     }
 }
 
-/// Evaluates `spec.variables` in order, each seeing the ones before it.
-fn evaluate_variables(
-    rules: &Rules,
-    csr_context: &Context<'_>,
-) -> (Value, HashMap<String, String>) {
-    let mut values: HashMap<Key, Value> = HashMap::new();
+/// Evaluates `spec.variables` in order, each seeing the ones before it, and binds each as
+/// the identifier `variables.<name>` (expressions were rewritten to read it so). Returns
+/// the evaluation errors by variable name.
+fn bind_variables(rules: &Rules, context: &mut Context<'_>) -> HashMap<String, String> {
     let mut errors = HashMap::new();
     for (name, variable) in &rules.variables {
-        let mut context = csr_context.new_inner_scope();
-        context.add_variable_from_value(env::VARIABLES, map_value(&values));
-        match evaluate_value(variable, &context, &errors) {
+        match evaluate_value(variable, context, &errors) {
             Ok(value) => {
-                values.insert(Key::String(Arc::new(name.clone())), value);
+                context.add_variable_from_value(format!("{}.{name}", env::VARIABLES), value)
             }
             Err(error) => {
                 errors.insert(name.clone(), error);
             }
         }
     }
-    (map_value(&values), errors)
-}
-
-fn map_value(values: &HashMap<Key, Value>) -> Value {
-    Value::Map(Map {
-        map: Arc::new(values.clone()),
-    })
+    errors
 }
 
 fn evaluate_value(

@@ -15,6 +15,7 @@ use crate::csr::{self, UpdatePath};
 use crate::events;
 use crate::faults::WriteRecord;
 use crate::identity::UserInfo;
+use crate::managed;
 use crate::patch::{self, PatchKind};
 use crate::query::{Query, Selector};
 use crate::registry::{self, Behavior, ResourceDef, store_key};
@@ -540,6 +541,7 @@ fn create(app: &Arc<App>, target: &Target, call: &Call) -> ApiResult<Response> {
         .store
         .create(store_key(def), &ns, &name, obj)
         .map_err(|e| store_error(def, &name, e))?;
+    app.managed.record(None, &stored, &manager(call), None);
     Ok(warning_headers(
         json_response(StatusCode::CREATED, &stored),
         &unknown,
@@ -645,12 +647,23 @@ fn next_state(
     Ok(next)
 }
 
+/// The field manager of a call.
+fn manager(call: &Call) -> String {
+    managed::manager_name(
+        call.query.get("fieldManager"),
+        call.headers.get("user-agent").and_then(|v| v.to_str().ok()),
+    )
+}
+
+/// Store `body` over the current object through the target's path; `applied` is the body of a
+/// server-side apply, whose fields the manager then owns.
 fn write(
     app: &Arc<App>,
     target: &Target,
     name: &str,
     body: Value,
     call: &Call,
+    applied: Option<&Value>,
 ) -> ApiResult<Value> {
     let def = target.def;
     let sub = target.sub.as_deref();
@@ -671,8 +684,11 @@ fn write(
             .store
             .delete(store_key(def), &ns, name, rv)
             .map_err(|e| store_error(def, name, e))?;
+        app.managed.forget(&gone);
         return Ok(gone);
     }
+    app.managed
+        .record(Some(&before), &stored, &manager(call), applied);
     if def.behavior == Behavior::Csr {
         if sub == Some("approval") {
             record_approval(app, name, &before, &stored, call);
@@ -801,7 +817,7 @@ fn update(
             "the name of the object ({body_name}) does not match the name on the URL ({name})"
         )));
     }
-    let stored = write(app, target, name, obj, call)?;
+    let stored = write(app, target, name, obj, call, None)?;
     Ok(warning_headers(
         json_response(StatusCode::OK, &stored),
         &unknown,
@@ -854,6 +870,19 @@ fn patch_object(
             }
             return Err(ApiError::not_found(def, name));
         };
+        let applied = if kind == PatchKind::Apply {
+            let body = patch::parse_body(&call.body, true)?;
+            if !call.query.flag("force")
+                && let Some(conflict) =
+                    app.managed
+                        .apply_conflicts(def, name, &current, &body, &manager(call))
+            {
+                return Err(conflict);
+            }
+            Some(body)
+        } else {
+            None
+        };
         let patched = patch::apply(kind, &current, &call.body)?;
         let (obj, unknown) = decode(app, def, patched, &call.query)?;
         if obj.pointer("/metadata/name").and_then(Value::as_str) != Some(name) {
@@ -866,7 +895,7 @@ fn patch_object(
         }
         let precondition = obj.pointer("/metadata/resourceVersion")
             != current.pointer("/metadata/resourceVersion");
-        match write(app, target, name, obj, call) {
+        match write(app, target, name, obj, call, applied.as_ref()) {
             Err(e) if e.reason == "Conflict" && !precondition => continue,
             Err(e) => return Err(e),
             Ok(stored) => {
@@ -936,6 +965,7 @@ fn delete(app: &App, target: &Target, name: &str, call: &Call) -> ApiResult<Resp
         .store
         .delete(store_key(def), ns, name, rv)
         .map_err(|e| store_error(def, name, e))?;
+    app.managed.forget(&gone);
     let uid = gone
         .pointer("/metadata/uid")
         .and_then(Value::as_str)
@@ -972,6 +1002,7 @@ fn delete_collection(app: &App, target: &Target, call: &Call) -> ApiResult<Respo
             .and_then(Value::as_str)
             .unwrap_or_default();
         if let Ok(gone) = app.store.delete(store_key(def), ns, name, None) {
+            app.managed.forget(&gone);
             deleted.push(gone);
         }
     }

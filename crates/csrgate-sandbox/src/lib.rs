@@ -19,6 +19,7 @@ mod faults;
 mod handlers;
 mod identity;
 mod kubeconfig;
+mod managed;
 mod openapi;
 mod patch;
 mod protobuf;
@@ -229,6 +230,7 @@ impl Sandbox {
             bookmark_interval: config.bookmark_interval,
             policy_schema_file,
             addr,
+            managed: managed::Managed::default(),
         });
         let (stop, stopped) = signal::channel(false);
         let task = tokio::spawn(server::serve(listener, app, stopped));

@@ -50,6 +50,8 @@ pub struct App {
     pub policy_schema_file: Option<Value>,
     /// The bound address.
     pub addr: SocketAddr,
+    /// Field ownership for server-side apply.
+    pub managed: crate::managed::Managed,
 }
 
 fn crd_version(crd: &Value) -> Option<&Value> {

@@ -353,3 +353,106 @@ async fn an_event_written_through_events_k8s_io_is_listed_as_a_core_event() {
         .unwrap();
     assert_eq!(patched.note.as_deref(), Some("again"));
 }
+
+#[tokio::test]
+async fn an_apply_without_force_conflicts_on_fields_another_manager_holds() {
+    let env = start().await;
+    let api = Api::<Lease>::namespaced(env.client.clone(), "default");
+    let lease = |holder: &str| {
+        json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "l"},
+            "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15}})
+    };
+    api.patch("l", &PatchParams::apply("mgr-a"), &Patch::Apply(lease("a")))
+        .await
+        .unwrap();
+    let (code, reason, message) = api_error(
+        api.patch("l", &PatchParams::apply("mgr-b"), &Patch::Apply(lease("b")))
+            .await,
+    );
+    assert_eq!((code, reason.as_str()), (409, "Conflict"));
+    assert!(
+        message.contains("conflict with \"mgr-a\"") && message.contains(".spec.holderIdentity"),
+        "{message}"
+    );
+    let release = json!({"spec": {"holderIdentity": null, "leaseDurationSeconds": null}});
+    api.patch(
+        "l",
+        &PatchParams {
+            field_manager: Some("mgr-a".into()),
+            ..PatchParams::default()
+        },
+        &Patch::Strategic(release),
+    )
+    .await
+    .unwrap();
+    let taken = api
+        .patch("l", &PatchParams::apply("mgr-b"), &Patch::Apply(lease("b")))
+        .await
+        .unwrap();
+    assert_eq!(
+        taken.spec.unwrap().holder_identity.as_deref(),
+        Some("b"),
+        "a released lease can be taken"
+    );
+    let forced = api
+        .patch(
+            "l",
+            &PatchParams::apply("mgr-a").force(),
+            &Patch::Apply(lease("a")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        forced.spec.unwrap().holder_identity.as_deref(),
+        Some("a"),
+        "force takes the fields"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_lease_manager_elects_exactly_one_leader_and_hands_over_on_release() {
+    use kube_lease_manager::LeaseManagerBuilder;
+    let env = start().await;
+    let mut watchers = Vec::new();
+    for identity in ["a", "b"] {
+        let manager = LeaseManagerBuilder::new(env.client.clone(), "csrgate")
+            .with_namespace("default")
+            .with_identity(identity)
+            .with_duration(3)
+            .with_grace(1)
+            .build()
+            .await
+            .unwrap();
+        watchers.push(manager.watch().await);
+    }
+    let leaders = || watchers.iter().filter(|(rx, _)| *rx.borrow()).count();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while leaders() == 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(leaders(), 1, "one leader at a time");
+    let lease = Api::<Lease>::namespaced(env.client.clone(), "default")
+        .get("csrgate")
+        .await
+        .unwrap();
+    let holder = lease.spec.unwrap().holder_identity.unwrap();
+    let (leader_index, _) = watchers
+        .iter()
+        .enumerate()
+        .find(|(_, (rx, _))| *rx.borrow())
+        .unwrap();
+    assert_eq!(holder, ["a", "b"][leader_index]);
+    // The leader steps down (dropping its receiver releases the lease); the other takes over.
+    let (rx, handle) = watchers.remove(leader_index);
+    drop(rx);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), handle).await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !*watchers[0].0.borrow() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        *watchers[0].0.borrow(),
+        "the other candidate becomes leader"
+    );
+}

@@ -1,0 +1,430 @@
+//! `csrgate controller` against `csrgate sandbox`, driven with real kubectl.
+
+use std::collections::HashMap;
+
+use crate::util::{Cluster, condition, csrgate, http, run};
+
+const DEMO_SIGNER: &str = "example.com/demo";
+
+/// The requestor of an example manifest: (username, groups without system:authenticated).
+fn requestor(manifest: &str) -> (String, Vec<String>) {
+    let value: serde_json::Value = serde_saphyr::from_str(manifest).unwrap();
+    let user = value["spec"]["username"].as_str().unwrap().to_owned();
+    let groups = value["spec"]["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|g| g.as_str())
+        .filter(|g| *g != "system:authenticated")
+        .map(str::to_owned)
+        .collect();
+    (user, groups)
+}
+
+/// Creates a CSR from a manifest as its requestor; returns kubectl's (code, stdout, stderr).
+fn create_as(cluster: &Cluster, path: &str) -> (i32, String, String) {
+    let manifest = std::fs::read_to_string(crate::util::repo(path)).unwrap();
+    let (user, groups) = requestor(&manifest);
+    let mut args = vec![
+        "create".to_owned(),
+        "-f".to_owned(),
+        path.to_owned(),
+        "--as".to_owned(),
+        user,
+    ];
+    for group in groups {
+        args.push("--as-group".into());
+        args.push(group);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    cluster.kubectl(&args)
+}
+
+/// A CSR manifest for the demo signer, reusing jane's request.
+fn demo_csr(cluster: &Cluster, name: &str) -> String {
+    let jane = std::fs::read_to_string(crate::util::repo("examples/csrs/jane.yaml")).unwrap();
+    let manifest = jane
+        .replace("name: jane\n", &format!("name: {name}\n"))
+        .replace("kubernetes.io/kube-apiserver-client", DEMO_SIGNER);
+    let path = cluster.dir.path().join(format!("{name}.yaml"));
+    std::fs::write(&path, manifest).unwrap();
+    path.display().to_string()
+}
+
+fn demo_policy(cluster: &Cluster, name: &str, failure_action: &str, expression: &str) -> String {
+    let path = cluster.dir.path().join(format!("{name}-policy.yaml"));
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: csrgate.dev/v1alpha1\nkind: CsrApprovalPolicy\nmetadata:\n  name: {name}\nspec:\n  signerNames: [{DEMO_SIGNER}]\n  failureAction: {failure_action}\n  validations:\n    - name: requestor\n      expression: {}\n      message: not the expected requestor\n",
+            serde_json::to_string(expression).unwrap()
+        ),
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn example_policies_decide_example_csrs_online_exactly_as_offline() {
+    let mut cluster = Cluster::start();
+    cluster.kubectl_ok(&["apply", "-f", "examples/policies/"]);
+    cluster.kubectl_ok(&["apply", "-f", "examples/nodes/worker-1.yaml"]);
+    cluster.start_controller(&[]);
+
+    let files: Vec<String> = std::fs::read_dir(crate::util::repo("examples/csrs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|f| f.ends_with(".yaml"))
+        .map(|f| format!("examples/csrs/{f}"))
+        .collect();
+    let (code, stdout, stderr) = run(csrgate()
+        .args([
+            "check",
+            "--policy",
+            "examples/policies",
+            "--node",
+            "examples/nodes/worker-1.yaml",
+            "--output",
+            "json",
+        ])
+        .args(&files));
+    assert_eq!(code, 0, "{stderr}");
+    let offline: Vec<serde_json::Value> = serde_json::from_str(&stdout).unwrap();
+    let offline: HashMap<String, serde_json::Value> = offline
+        .into_iter()
+        .map(|r| (r["csr"].as_str().unwrap().to_owned(), r))
+        .collect();
+
+    let mut created = Vec::new();
+    for file in &files {
+        let name = file
+            .trim_start_matches("examples/csrs/")
+            .trim_end_matches(".yaml")
+            .to_owned();
+        let (code, _, stderr) = create_as(&cluster, file);
+        if name == "jane-masters" {
+            // The API server's CertificateSubjectRestriction admission refuses it first.
+            assert_ne!(
+                code, 0,
+                "system:masters CSR for kube-apiserver-client must be refused"
+            );
+            assert!(stderr.contains("system:masters"), "{stderr}");
+            continue;
+        }
+        if name == "jane-forged" {
+            // The API server checks the self-signature on create, as csrgate does offline.
+            assert_ne!(code, 0, "a forged request must be refused on create");
+            assert!(stderr.contains("spec.request"), "{stderr}");
+            assert_eq!(offline[&name]["reason"], "InvalidRequest");
+            continue;
+        }
+        assert_eq!(code, 0, "{file}: {stderr}");
+        created.push(name);
+    }
+    for name in created
+        .iter()
+        .filter(|n| offline[*n]["decision"] != "Pending")
+    {
+        let (type_, reason, message) = cluster
+            .wait_for_condition(name, 30)
+            .unwrap_or_else(|| panic!("{name} was not decided"));
+        assert_eq!(type_, offline[name]["decision"].as_str().unwrap(), "{name}");
+        assert_eq!(reason, offline[name]["reason"].as_str().unwrap(), "{name}");
+        assert_eq!(
+            message,
+            offline[name]["message"].as_str().unwrap(),
+            "{name}"
+        );
+    }
+    for name in created
+        .iter()
+        .filter(|n| offline[*n]["decision"] == "Pending")
+    {
+        assert_eq!(
+            condition(&cluster.csr(name)),
+            None,
+            "{name} should stay pending"
+        );
+    }
+    let writes = cluster.writes();
+    for name in &created {
+        let count = writes.iter().filter(|w| w["csr"] == name.as_str()).count();
+        let expected = usize::from(offline[name]["decision"] != "Pending");
+        assert_eq!(count, expected, "{name}: approval writes");
+    }
+    // The sandbox's signer issued the approved ones.
+    let jane = cluster.csr("jane");
+    assert!(
+        jane["status"]["certificate"]
+            .as_str()
+            .is_some_and(|c| !c.is_empty())
+    );
+}
+
+#[test]
+fn kubectl_shows_decisions_reasons_and_ready_policies() {
+    let mut cluster = Cluster::start();
+    cluster.kubectl_ok(&["apply", "-f", "examples/policies/administrators.yaml"]);
+    cluster.start_controller(&[]);
+    assert_eq!(create_as(&cluster, "examples/csrs/jane.yaml").0, 0);
+    assert_eq!(create_as(&cluster, "examples/csrs/jane-as-admin.yaml").0, 0);
+    cluster.wait_for_condition("jane", 30).unwrap();
+    cluster.wait_for_condition("jane-as-admin", 30).unwrap();
+    let table = cluster.kubectl_ok(&["get", "csr"]);
+    let jane = table.lines().find(|l| l.starts_with("jane ")).unwrap();
+    assert!(jane.contains("Approved"), "{table}");
+    let admin = table
+        .lines()
+        .find(|l| l.starts_with("jane-as-admin "))
+        .unwrap();
+    assert!(admin.contains("Denied"), "{table}");
+    let reason = cluster.kubectl_ok(&[
+        "get",
+        "csr",
+        "jane-as-admin",
+        "-o",
+        "jsonpath={.status.conditions[0].reason}",
+    ]);
+    assert_eq!(reason, "PolicyDenied");
+    let ready = cluster.kubectl_ok(&[
+        "get",
+        "csrpolicy",
+        "administrators",
+        "-o",
+        "jsonpath={.status.conditions[0].status}",
+    ]);
+    assert_eq!(ready, "True");
+    let policies = cluster.kubectl_ok(&["get", "csrpolicy"]);
+    assert!(
+        policies.lines().nth(1).unwrap().contains("True"),
+        "{policies}"
+    );
+    // The decision is also an event an auditor can list.
+    let events = cluster.kubectl_ok(&["get", "events.events.k8s.io", "-A", "-o", "json"]);
+    let events: serde_json::Value = serde_json::from_str(&events).unwrap();
+    let denied = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["regarding"]["name"] == "jane-as-admin" && e["reason"] == "PolicyDenied")
+        .expect("a PolicyDenied event on the CSR");
+    assert!(denied["note"].as_str().unwrap().contains("cn-is-requestor"));
+}
+
+#[test]
+fn a_policy_changed_from_failing_to_passing_approves_a_pending_csr() {
+    let mut cluster = Cluster::start();
+    let policy = demo_policy(&cluster, "demo", "Ignore", "object.spec.username == 'bob'");
+    cluster.kubectl_ok(&["apply", "-f", &policy]);
+    cluster.start_controller(&[]);
+    let csr = demo_csr(&cluster, "demo-1");
+    cluster.kubectl_ok(&["create", "-f", &csr, "--as", "jane"]);
+    assert_eq!(
+        cluster.wait_for_condition("demo-1", 2),
+        None,
+        "Ignore must leave it pending"
+    );
+    let policy = demo_policy(&cluster, "demo", "Ignore", "object.spec.username == 'jane'");
+    cluster.kubectl_ok(&["apply", "-f", &policy]);
+    let (type_, reason, message) = cluster
+        .wait_for_condition("demo-1", 30)
+        .expect("approved after the change");
+    assert_eq!(
+        (type_.as_str(), reason.as_str()),
+        ("Approved", "PolicyApproved")
+    );
+    assert_eq!(
+        message,
+        "csrgate: approved by CsrApprovalPolicy \"demo\" (generation 2)"
+    );
+}
+
+#[test]
+fn an_invalid_policy_is_not_ready_and_holds_its_csrs_until_fixed() {
+    let mut cluster = Cluster::start();
+    let policy = demo_policy(&cluster, "demo", "Deny", "x509v.commonName == 'jane'");
+    cluster.kubectl_ok(&["apply", "-f", &policy]);
+    let (index, _) = cluster.start_controller(&[]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let status = cluster.kubectl_ok(&["get", "csrpolicy", "demo", "-o", "jsonpath={.status.conditions[0].status}/{.status.conditions[0].reason}/{.status.conditions[0].message}"]);
+        if status.starts_with("False/") {
+            assert!(status.starts_with("False/InvalidExpression/spec.validations[0].expression: unknown identifier x509v"), "{status}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "policy never became Ready=False: {status}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let csr = demo_csr(&cluster, "held");
+    cluster.kubectl_ok(&["create", "-f", &csr, "--as", "jane"]);
+    assert_eq!(
+        cluster.wait_for_condition("held", 2),
+        None,
+        "held while the policy is invalid"
+    );
+    assert!(
+        cluster.controller_log(index).contains("held"),
+        "{}",
+        cluster.controller_log(index)
+    );
+    let fixed = demo_policy(&cluster, "demo", "Deny", "x509.commonName == 'jane'");
+    cluster.kubectl_ok(&["apply", "-f", &fixed]);
+    let (type_, _, _) = cluster
+        .wait_for_condition("held", 30)
+        .expect("released after the fix");
+    assert_eq!(type_, "Approved");
+}
+
+#[test]
+fn metrics_and_health_endpoints_answer_as_documented() {
+    let mut cluster = Cluster::start();
+    cluster.kubectl_ok(&["apply", "-f", "examples/policies/administrators.yaml"]);
+    let (_, metrics) = cluster.start_controller(&[]);
+    assert_eq!(
+        http("GET", &format!("http://{metrics}/healthz"), None).0,
+        200
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while http("GET", &format!("http://{metrics}/readyz"), None).0 != 200 {
+        assert!(std::time::Instant::now() < deadline, "never ready");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(create_as(&cluster, "examples/csrs/jane.yaml").0, 0);
+    cluster.wait_for_condition("jane", 30).unwrap();
+    let (status, text) = http("GET", &format!("http://{metrics}/metrics"), None);
+    assert_eq!(status, 200);
+    assert!(text.contains(r#"csrgate_decisions_total{policy="administrators",signer="kubernetes.io/kube-apiserver-client",decision="Approved"} 1"#), "{text}");
+    assert!(
+        text.contains(r#"csrgate_policy_ready{policy="administrators"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains("csrgate_decision_duration_seconds_count 1"),
+        "{text}"
+    );
+    assert!(
+        text.trim_end().ends_with("# EOF"),
+        "OpenMetrics text ends with # EOF"
+    );
+}
+
+#[test]
+fn server_errors_on_approval_writes_are_retried_and_the_csr_is_decided_once() {
+    let mut cluster = Cluster::start();
+    cluster.kubectl_ok(&["apply", "-f", "examples/policies/administrators.yaml"]);
+    cluster.start_controller(&[]);
+    cluster.fault(
+        "faults/fail",
+        Some(r#"{"method":"PUT","path_prefix":"/apis/certificates.k8s.io/v1/certificatesigningrequests/jane/approval","status":500,"count":3}"#),
+    );
+    assert_eq!(create_as(&cluster, "examples/csrs/jane.yaml").0, 0);
+    let (type_, _, _) = cluster
+        .wait_for_condition("jane", 60)
+        .expect("decided despite 500s");
+    assert_eq!(type_, "Approved");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let writes = cluster.writes();
+    assert_eq!(
+        writes.iter().filter(|w| w["csr"] == "jane").count(),
+        1,
+        "{writes:?}"
+    );
+}
+
+#[test]
+fn a_controller_killed_mid_run_and_restarted_decides_everything_exactly_once() {
+    let mut cluster = Cluster::start();
+    let policy = demo_policy(&cluster, "demo", "Deny", "object.spec.username == 'jane'");
+    cluster.kubectl_ok(&["apply", "-f", &policy]);
+    let names: Vec<String> = (0..20).map(|i| format!("burst-{i}")).collect();
+    let mut manifest = String::new();
+    for name in &names {
+        manifest.push_str(&std::fs::read_to_string(demo_csr(&cluster, name)).unwrap());
+        manifest.push_str("---\n");
+    }
+    let path = cluster.dir.path().join("burst.yaml");
+    std::fs::write(&path, manifest).unwrap();
+    // Slow the API down so the kill lands mid-run.
+    cluster.fault("faults/latency", Some(r#"{"millis":40}"#));
+    cluster.kubectl_ok(&["create", "-f", path.to_str().unwrap(), "--as", "jane"]);
+    let (first, _) = cluster.start_controller(&[]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while cluster.writes().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no decision before the kill"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    cluster.kill_controller(first);
+    cluster.fault("faults/clear", None);
+    cluster.start_controller(&[]);
+    for name in &names {
+        let (type_, _, _) = cluster
+            .wait_for_condition(name, 60)
+            .unwrap_or_else(|| panic!("{name} not decided"));
+        assert_eq!(type_, "Approved", "{name}");
+    }
+    let writes = cluster.writes();
+    for name in &names {
+        assert_eq!(
+            writes.iter().filter(|w| w["csr"] == name.as_str()).count(),
+            1,
+            "{name} written once"
+        );
+    }
+}
+
+#[test]
+fn with_leader_election_a_standby_takes_over_when_the_leader_dies() {
+    let mut cluster = Cluster::start();
+    cluster.kubectl_ok(&["apply", "-f", "examples/policies/administrators.yaml"]);
+    let args = [
+        "--leader-elect",
+        "--lease-namespace",
+        "default",
+        "--lease-duration",
+        "3",
+    ];
+    let (a, metrics_a) = cluster.start_controller(&args);
+    let (b, metrics_b) = cluster.start_controller(&args);
+    let role = |metrics: &str| http("GET", &format!("http://{metrics}/readyz"), None).1;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let (leader, standby, standby_metrics) = loop {
+        let (ra, rb) = (role(&metrics_a), role(&metrics_b));
+        assert!(
+            !(ra.contains("leader") && rb.contains("leader")),
+            "two leaders: {ra} / {rb}"
+        );
+        if ra.contains("leader") && rb.contains("standby") {
+            break (a, b, metrics_b.clone());
+        }
+        if rb.contains("leader") && ra.contains("standby") {
+            break (b, a, metrics_a.clone());
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no leader elected: {ra} / {rb}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    cluster.kill_controller(leader);
+    assert_eq!(create_as(&cluster, "examples/csrs/jane.yaml").0, 0);
+    let (type_, _, _) = cluster
+        .wait_for_condition("jane", 30)
+        .expect("the standby took over");
+    assert_eq!(type_, "Approved");
+    assert!(role(&standby_metrics).contains("leader"));
+    let _ = standby;
+    assert_eq!(
+        cluster
+            .writes()
+            .iter()
+            .filter(|w| w["csr"] == "jane")
+            .count(),
+        1
+    );
+}
