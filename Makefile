@@ -1,8 +1,8 @@
-# csrgate: `make test` is what CI runs; `make check-examples` runs the example policies.
+# csrgate: `make demo` runs the main job; `make test` is what CI runs.
 CARGO ?= cargo
 CSRGATE := target/debug/csrgate
 
-.PHONY: test fmt-check clippy unit check-examples crd bench build
+.PHONY: test fmt-check clippy unit check-examples crd bench build demo bench-sandbox
 
 ## test: formatting, lints, then every test of the workspace (what .ci/run calls)
 test: fmt-check clippy unit
@@ -19,6 +19,10 @@ unit:
 build:
 	$(CARGO) build --locked -p csrgate
 
+## demo: the main job, no cluster needed: sandbox + controller + example policies and CSRs
+demo: build
+	$(CSRGATE) demo
+
 ## check-examples: decide the example CSRs offline and run the example test suites
 check-examples: build
 	$(CSRGATE) check --policy examples/policies --node examples/nodes/worker-1.yaml examples/csrs/*.yaml
@@ -31,3 +35,7 @@ crd: build
 ## bench: engine benchmarks (criterion); medians in target/criterion
 bench:
 	$(CARGO) bench --locked -p csrgate-policy --bench decide
+
+## bench-sandbox: requests per second of the sandbox API server on loopback
+bench-sandbox:
+	$(CARGO) bench --locked -p csrgate-sandbox --bench throughput

@@ -9,4 +9,5 @@ mod util;
 
 mod check;
 mod controller;
+mod demo;
 mod test_command;

@@ -32,6 +32,9 @@ pub enum Command {
     Crd,
     /// Run the operator: decide pending CSRs and write Approved or Denied conditions.
     Controller(ControllerArgs),
+    /// The main job, no cluster needed: a sandbox API server, the controller and the example
+    /// policies; submits example CSRs as different users and prints each decision.
+    Demo,
     /// Run a local Kubernetes API server for CSRs, policies, events, leases and nodes, in
     /// memory, that kubectl and the controller talk to; it also plays the standard signer.
     Sandbox(SandboxArgs),

@@ -7,6 +7,7 @@ use crate::cli::{Cli, Command};
 mod check;
 mod controller;
 mod crd;
+mod demo;
 mod sandbox;
 mod test;
 
@@ -43,6 +44,7 @@ pub fn run(cli: Cli) -> Result<Outcome, Error> {
         Command::Check(args) => check::run(&args),
         Command::Test(args) => test::run(&args),
         Command::Crd => crd::run(),
+        Command::Demo => demo::run(),
         Command::Controller(args) => controller::run(&args),
         Command::Sandbox(args) => sandbox::run(&args),
     }
