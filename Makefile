@@ -2,7 +2,7 @@
 CARGO ?= cargo
 CSRGATE := target/debug/csrgate
 
-.PHONY: test fmt-check clippy unit check-examples crd bench build demo bench-sandbox
+.PHONY: test fmt-check clippy unit check-examples crd bench build demo bench-sandbox bench-e2e
 
 ## test: formatting, lints, then every test of the workspace (what .ci/run calls)
 test: fmt-check clippy unit
@@ -35,6 +35,10 @@ crd: build
 ## bench: engine benchmarks (criterion); medians in target/criterion
 bench:
 	$(CARGO) bench --locked -p csrgate-policy --bench decide
+
+## bench-e2e: 5,000 CSRs in a burst through the controller and sandbox processes
+bench-e2e:
+	$(CARGO) bench --locked -p csrgate --bench e2e -- 5000
 
 ## bench-sandbox: requests per second of the sandbox API server on loopback
 bench-sandbox:

@@ -209,6 +209,9 @@ fn kubectl_shows_decisions_reasons_and_ready_policies() {
         .find(|e| e["regarding"]["name"] == "jane-as-admin" && e["reason"] == "PolicyDenied")
         .expect("a PolicyDenied event on the CSR");
     assert!(denied["note"].as_str().unwrap().contains("cn-is-requestor"));
+    // And `kubectl describe` shows it.
+    let described = cluster.kubectl_ok(&["describe", "csr", "jane-as-admin"]);
+    assert!(described.contains("PolicyDenied"), "{described}");
 }
 
 #[test]
@@ -427,4 +430,127 @@ fn with_leader_election_a_standby_takes_over_when_the_leader_dies() {
             .count(),
         1
     );
+}
+
+/// Creates `count` demo CSRs named `{prefix}-{i}` as jane in one kubectl call.
+fn create_burst(cluster: &Cluster, prefix: &str, count: usize) -> Vec<String> {
+    let names: Vec<String> = (0..count).map(|i| format!("{prefix}-{i}")).collect();
+    let mut manifest = String::new();
+    for name in &names {
+        manifest.push_str(&std::fs::read_to_string(demo_csr(cluster, name)).unwrap());
+        manifest.push_str("---\n");
+    }
+    let path = cluster.dir.path().join(format!("{prefix}.yaml"));
+    std::fs::write(&path, manifest).unwrap();
+    cluster.kubectl_ok(&["create", "-f", path.to_str().unwrap(), "--as", "jane"]);
+    names
+}
+
+/// Every CSR ends Approved, with exactly one approval write each.
+fn assert_all_approved_once(cluster: &Cluster, names: &[String]) {
+    for name in names {
+        let (type_, _, _) = cluster
+            .wait_for_condition(name, 60)
+            .unwrap_or_else(|| panic!("{name} not decided"));
+        assert_eq!(type_, "Approved", "{name}");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let writes = cluster.writes();
+    for name in names {
+        assert_eq!(
+            writes.iter().filter(|w| w["csr"] == name.as_str()).count(),
+            1,
+            "{name} written once"
+        );
+    }
+}
+
+#[test]
+fn watches_closed_every_second_and_410_gone_lose_nothing() {
+    let mut cluster = Cluster::start();
+    let policy = demo_policy(&cluster, "demo", "Deny", "object.spec.username == 'jane'");
+    cluster.kubectl_ok(&["apply", "-f", &policy]);
+    cluster.start_controller(&[]);
+    let mut names = Vec::new();
+    for round in 0..4 {
+        names.extend(create_burst(&cluster, &format!("round{round}"), 5));
+        // Close every watch; every other round also compact, so the re-watch gets 410 Gone
+        // and the controller must relist.
+        if round % 2 == 1 {
+            cluster.fault("compact", None);
+        }
+        cluster.fault("watches/close", None);
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+    assert_all_approved_once(&cluster, &names);
+}
+
+#[test]
+fn conflicts_from_a_concurrent_writer_are_re_read_and_decided_once() {
+    let mut cluster = Cluster::start();
+    let policy = demo_policy(&cluster, "demo", "Deny", "object.spec.username == 'jane'");
+    cluster.kubectl_ok(&["apply", "-f", &policy]);
+    cluster.fault("faults/latency", Some(r#"{"millis":30}"#));
+    let names = create_burst(&cluster, "contended", 8);
+    cluster.start_controller(&[]);
+    // Another writer keeps changing the CSRs (and their resourceVersions) while the
+    // controller decides, so its approval PUTs meet 409 Conflict.
+    for i in 0..6 {
+        for name in &names {
+            let _ = cluster.kubectl(&[
+                "label",
+                "csr",
+                name,
+                &format!("touched=t{i}"),
+                "--overwrite",
+            ]);
+        }
+    }
+    cluster.fault("faults/clear", None);
+    assert_all_approved_once(&cluster, &names);
+}
+
+#[test]
+fn a_sandbox_restart_mid_run_loses_nothing() {
+    let mut cluster = Cluster::start();
+    let policy = demo_policy(&cluster, "demo", "Deny", "object.spec.username == 'jane'");
+    cluster.kubectl_ok(&["apply", "-f", &policy]);
+    cluster.fault("faults/latency", Some(r#"{"millis":30}"#));
+    let mut names = create_burst(&cluster, "before", 10);
+    cluster.start_controller(&[]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while cluster.writes().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no decision before the restart"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    cluster.fault("restart", None);
+    cluster.fault("faults/clear", None);
+    names.extend(create_burst(&cluster, "after", 5));
+    assert_all_approved_once(&cluster, &names);
+}
+
+#[test]
+fn dry_run_records_audit_decisions_and_writes_nothing() {
+    let mut cluster = Cluster::start();
+    cluster.kubectl_ok(&["apply", "-f", "examples/policies/administrators.yaml"]);
+    cluster.start_controller(&["--dry-run"]);
+    assert_eq!(create_as(&cluster, "examples/csrs/jane.yaml").0, 0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let described = cluster.kubectl_ok(&["describe", "csr", "jane"]);
+        if described.contains("AuditDecision") {
+            assert!(described.contains("would approve"), "{described}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no AuditDecision event:\n{described}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(condition(&cluster.csr("jane")), None);
+    assert!(cluster.writes().is_empty());
 }

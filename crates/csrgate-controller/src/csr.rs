@@ -318,11 +318,15 @@ async fn report_once(ctx: &CsrContext, csr: &CertificateSigningRequest, decision
 
 fn remember(ctx: &CsrContext, name: &str) {
     if let Ok(mut seen) = ctx.seen.lock() {
-        seen.entry(name.to_owned()).or_insert_with(|| Seen {
-            first: Instant::now(),
-            reported: Vec::new(),
-        });
+        seen_entry(&mut seen, name);
     }
+}
+
+fn seen_entry<'a>(seen: &'a mut HashMap<String, Seen>, name: &str) -> &'a mut Seen {
+    seen.entry(name.to_owned()).or_insert_with(|| Seen {
+        first: Instant::now(),
+        reported: Vec::new(),
+    })
 }
 
 fn forget(ctx: &CsrContext, name: &str) {
@@ -335,10 +339,7 @@ fn first_time(ctx: &CsrContext, name: &str, key: String) -> bool {
     let Ok(mut seen) = ctx.seen.lock() else {
         return true;
     };
-    let entry = seen.entry(name.to_owned()).or_insert_with(|| Seen {
-        first: Instant::now(),
-        reported: Vec::new(),
-    });
+    let entry = seen_entry(&mut seen, name);
     if entry.reported.contains(&key) {
         false
     } else {
