@@ -70,11 +70,24 @@ fn benches(c: &mut Criterion) {
     c.bench_function("csr_scope", |b| {
         b.iter(|| CsrScope::new(black_box(&csr), &parsed, None, &policies))
     });
+    // The whole decision for a CSR seen for the first time: parse (with signature
+    // verification), scope, ten policies.
     c.bench_function("decide_10_policies", |b| {
+        b.iter(|| {
+            csrgate_policy::clear_request_cache();
+            decide(black_box(&policies), black_box(&csr), None)
+        })
+    });
+    // The same CSR decided again (policy change, conflict retry, resync): the verified
+    // request comes from the cache.
+    c.bench_function("decide_10_policies_seen_before", |b| {
         b.iter(|| decide(black_box(&policies), black_box(&csr), None))
     });
     c.bench_function("decide_1_policy", |b| {
-        b.iter(|| decide(black_box(&policies[..1]), black_box(&csr), None))
+        b.iter(|| {
+            csrgate_policy::clear_request_cache();
+            decide(black_box(&policies[..1]), black_box(&csr), None)
+        })
     });
     c.bench_function("compile_policy", |b| {
         b.iter(|| CompiledPolicy::compile(black_box(&one)))

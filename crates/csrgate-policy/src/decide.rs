@@ -13,7 +13,7 @@ use csrgate_api::{FailureAction, PolicyMode};
 use crate::compile::CompiledPolicy;
 use crate::env::CsrScope;
 use crate::evaluate::{Failure, Verdict, evaluate};
-use crate::request::{RequestError, parse_request};
+use crate::request::{RequestError, parse_request_cached};
 
 /// Condition reasons csrgate writes, and the event reasons it records.
 pub mod reasons {
@@ -124,8 +124,8 @@ pub fn decide(
         );
     }
 
-    let request = parse_request(&csr.spec.request.0);
-    let reports: Vec<PolicyReport> = match &request {
+    let request = parse_request_cached(&csr.spec.request.0);
+    let reports: Vec<PolicyReport> = match request.as_ref() {
         Ok(request) => {
             let scope = CsrScope::new(csr, request, node, covering.iter().copied());
             covering
@@ -158,9 +158,9 @@ pub fn decide(
             reports,
         );
     }
-    match request {
+    match request.as_ref() {
         Ok(_) => combine(reports),
-        Err(error) => invalid_request(&covering, error, reports),
+        Err(error) => invalid_request(&covering, error.clone(), reports),
     }
 }
 
@@ -745,7 +745,7 @@ mod proptests {
             let csr = CsrBuilder::new().raw_request(&bytes).build();
             let decision = decide(&[allow_all], &csr, None);
             if decision.outcome == Outcome::Approved {
-                prop_assert!(parse_request(&bytes).is_ok());
+                prop_assert!(crate::parse_request(&bytes).is_ok());
             } else {
                 prop_assert_eq!(decision.reason, Some(reasons::INVALID_REQUEST));
             }

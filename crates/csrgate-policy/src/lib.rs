@@ -58,4 +58,7 @@ pub use decide::{
 };
 pub use env::{CsrScope, NODE_USER_PREFIX, node_name};
 pub use evaluate::{Failure, Verdict, evaluate};
-pub use request::{ParsedRequest, PublicKeyInfo, RequestError, parse_request};
+pub use request::{
+    ParsedRequest, PublicKeyInfo, RequestError, clear_request_cache, parse_request,
+    parse_request_cached,
+};

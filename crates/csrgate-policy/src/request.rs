@@ -134,6 +134,52 @@ pub enum RequestError {
     },
 }
 
+/// Most verified requests remembered by [`parse_request_cached`]; past that the cache starts
+/// over. A request is at most 64 KiB, usually about 1 KiB.
+pub const REQUEST_CACHE_ENTRIES: usize = 1024;
+
+type RequestCache =
+    std::collections::HashMap<Vec<u8>, std::sync::Arc<Result<ParsedRequest, RequestError>>>;
+
+fn request_cache() -> &'static std::sync::Mutex<RequestCache> {
+    static CACHE: std::sync::OnceLock<std::sync::Mutex<RequestCache>> = std::sync::OnceLock::new();
+    CACHE.get_or_init(Default::default)
+}
+
+/// [`parse_request`], remembering the outcome per exact request bytes.
+///
+/// Why: verifying the self-signature (an ECDSA verification is about 70 µs here) costs more
+/// than evaluating ten policies, and the controller decides the same pending CSR again on
+/// every policy change, conflict retry and resync. Parsing is deterministic, and the cache is
+/// keyed by the whole request (compared byte for byte, not by a hash), so a cached answer is
+/// the answer parsing would give.
+pub fn parse_request_cached(pem: &[u8]) -> std::sync::Arc<Result<ParsedRequest, RequestError>> {
+    // A poisoned lock only means a panic elsewhere mid-insert; the map is still consistent.
+    let lock = || {
+        request_cache()
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    if let Some(hit) = lock().get(pem) {
+        return std::sync::Arc::clone(hit);
+    }
+    let parsed = std::sync::Arc::new(parse_request(pem));
+    let mut cache = lock();
+    if cache.len() >= REQUEST_CACHE_ENTRIES {
+        cache.clear();
+    }
+    cache.insert(pem.to_vec(), std::sync::Arc::clone(&parsed));
+    parsed
+}
+
+/// Forgets every cached request; benchmarks use it to measure a first sighting.
+pub fn clear_request_cache() {
+    request_cache()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clear();
+}
+
 /// Parses and verifies the PEM `spec.request` of a CertificateSigningRequest.
 ///
 /// # Errors
@@ -675,6 +721,27 @@ mod tests {
         assert_eq!(
             parse_request(&big).unwrap_err(),
             RequestError::TooLarge(MAX_REQUEST_BYTES + 1)
+        );
+    }
+
+    #[test]
+    fn the_cache_answers_exactly_what_parsing_answers() {
+        for file in ["jane.csr", "jane-forged.csr", "worker-1-serving.csr"] {
+            let bytes = testdata(file);
+            let first = parse_request_cached(&bytes);
+            let second = parse_request_cached(&bytes);
+            assert!(
+                std::sync::Arc::ptr_eq(&first, &second),
+                "{file}: second call is a hit"
+            );
+            assert_eq!(*first, parse_request(&bytes), "{file}");
+        }
+        // One byte more is another request.
+        let mut longer = testdata("jane.csr");
+        longer.extend_from_slice(b"x");
+        assert_eq!(
+            *parse_request_cached(&longer),
+            Err(RequestError::TrailingPem)
         );
     }
 
