@@ -31,6 +31,7 @@ check-examples: build
 ## crd: regenerate crds/ from the Rust types
 crd: build
 	$(CSRGATE) crd > crds/csrapprovalpolicies.csrgate.dev.yaml
+	cp crds/csrapprovalpolicies.csrgate.dev.yaml deploy/base/crds/
 
 ## bench: engine benchmarks (criterion); medians in target/criterion
 bench:
@@ -43,3 +44,17 @@ bench-e2e:
 ## bench-sandbox: requests per second of the sandbox API server on loopback
 bench-sandbox:
 	$(CARGO) bench --locked -p csrgate-sandbox --bench throughput
+
+.PHONY: image deploy-render deploy-crd
+
+## image: the container image deploy/ runs (Dockerfile: static musl binary on distroless, non-root)
+image:
+	docker build -t csrgate:dev .
+
+## deploy-render: render the kustomize install offline (what `kubectl apply -k deploy/` applies)
+deploy-render:
+	kubectl kustomize deploy/
+
+## deploy-crd: copy the generated CRD into deploy/base (kustomize cannot read files outside it)
+deploy-crd:
+	cp crds/csrapprovalpolicies.csrgate.dev.yaml deploy/base/crds/csrapprovalpolicies.csrgate.dev.yaml

@@ -10,4 +10,6 @@ mod util;
 mod check;
 mod controller;
 mod demo;
+mod deploy;
+mod request;
 mod test_command;

@@ -214,6 +214,7 @@ async fn run_controllers(
         loop {
             csr::count_pending(&gauge_metrics, &gauge_store);
             gauge_cache.retain(&gauge_policies);
+            policy::set_ready_gauges(&gauge_metrics, &gauge_cache, &gauge_policies);
             tokio::time::sleep(Duration::from_secs(5)).await;
         }
     });

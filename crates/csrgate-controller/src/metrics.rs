@@ -74,7 +74,8 @@ pub struct Metrics {
     pub api_errors: Family<VerbLabel, Counter>,
     /// Reconcile failures per error variant.
     pub reconcile_errors: Family<ErrorLabel, Counter>,
-    /// Serializes pending-gauge resets so a scrape never sees a half-updated family.
+    /// Serializes gauge-family rebuilds (pending CSRs, policy readiness) between the periodic
+    /// task and reconcilers.
     pub pending_lock: Mutex<()>,
 }
 

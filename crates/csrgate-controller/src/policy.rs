@@ -143,6 +143,26 @@ pub fn desired_status(
     }
 }
 
+/// Rebuilds `csrgate_policy_ready` from the store, so deleted policies lose their series
+/// (a deleted policy that was not Ready must not keep an alert firing).
+pub fn set_ready_gauges(
+    metrics: &Metrics,
+    cache: &PolicyCache,
+    store: &kube::runtime::reflector::Store<CsrApprovalPolicy>,
+) {
+    let _guard = metrics.pending_lock.lock();
+    metrics.policy_ready.clear();
+    for policy in store.state() {
+        let ready = cache.get(&policy).is_some_and(|c| c.is_ready());
+        metrics
+            .policy_ready
+            .get_or_create(&PolicyLabel {
+                policy: policy.name_any(),
+            })
+            .set(i64::from(ready));
+    }
+}
+
 /// Logs and counts a failed policy reconcile, then retries shortly.
 pub fn error_policy(
     _policy: Arc<CsrApprovalPolicy>,

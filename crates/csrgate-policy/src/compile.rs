@@ -747,11 +747,13 @@ impl Check<'_> {
                 self.walk(&select.operand, depth + 1, comprehensions);
             }
             Expr::Call(call) => {
-                self.function(&call.func_name, call.target.as_deref());
+                let namespaced = self.function(&call.func_name, call.target.as_deref());
                 if call.func_name == "matches" {
                     self.pattern(call.args.last());
                 }
-                if let Some(target) = &call.target {
+                // In `sets.contains(a, b)` the target `sets` names a function namespace, not
+                // a variable.
+                if let Some(target) = call.target.as_deref().filter(|_| !namespaced) {
                     self.walk(target, depth + 1, comprehensions);
                 }
                 for arg in &call.args {
@@ -867,22 +869,29 @@ impl Check<'_> {
         }
     }
 
-    fn function(&mut self, name: &str, target: Option<&IdedExpr>) {
+    /// Checks a called function exists; returns whether the call is namespaced
+    /// (`sets.contains`), whose target is then not a variable.
+    fn function(&mut self, name: &str, target: Option<&IdedExpr>) -> bool {
         // Operators and macro internals are handled by the interpreter itself.
         if name.starts_with('_')
             || name.starts_with('@')
             || name.starts_with('!')
             || name.starts_with('-')
         {
-            return;
+            return false;
         }
-        let qualified = match target.map(|t| &t.expr) {
-            Some(Expr::Ident(prefix)) => env::is_known_function(&format!("{prefix}.{name}")),
+        let namespaced = match target.map(|t| &t.expr) {
+            Some(Expr::Ident(prefix))
+                if !self.is_bound(prefix) && !env::ROOT_VARIABLES.contains(&prefix.as_str()) =>
+            {
+                env::is_known_function(&format!("{prefix}.{name}"))
+            }
             _ => false,
         };
-        if !qualified && !env::is_known_function(name) {
+        if !namespaced && !env::is_known_function(name) {
             self.problem(format!("unknown function {name}"));
         }
+        namespaced
     }
 
     fn pattern(&mut self, pattern: Option<&IdedExpr>) {
@@ -961,6 +970,22 @@ validations:
         assert!(e[0].contains("x509.publicKey has no field bits"), "{e:?}");
         let e = errors(&one_rule("x509.commonName.startsWithh('a')"));
         assert!(e[0].contains("unknown function startsWithh"), "{e:?}");
+    }
+
+    #[test]
+    fn namespaced_kubernetes_functions_compile() {
+        for expression in [
+            "sets.contains(x509.dnsNames, ['a'])",
+            "math.greatest([1, 2]) == 2",
+            "strings.quote(x509.commonName) != ''",
+        ] {
+            assert!(
+                errors(&one_rule(expression)).is_empty(),
+                "{expression}: {:?}",
+                errors(&one_rule(expression))
+            );
+        }
+        assert!(!errors(&one_rule("nosuch.contains(1)")).is_empty());
     }
 
     #[test]

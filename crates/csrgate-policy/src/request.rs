@@ -174,10 +174,9 @@ pub fn parse_request_cached(pem: &[u8]) -> std::sync::Arc<Result<ParsedRequest, 
 
 /// Forgets every cached request; benchmarks use it to measure a first sighting.
 pub fn clear_request_cache() {
-    request_cache()
+    *request_cache()
         .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clear();
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = RequestCache::default();
 }
 
 /// Parses and verifies the PEM `spec.request` of a CertificateSigningRequest.

@@ -38,6 +38,14 @@ pub enum Command {
     /// Run a local Kubernetes API server for CSRs, policies, events, leases and nodes, in
     /// memory, that kubectl and the controller talk to; it also plays the standard signer.
     Sandbox(SandboxArgs),
+    /// For a person: make a key and a CSR, submit it, wait for the decision and the
+    /// certificate, and write `<name>.key`, `<name>.crt` and `<name>.kubeconfig`.
+    ///
+    /// Exit status: 0 when the certificate was issued for the generated key and written;
+    /// 1 when the CSR was Denied or Failed (the reason and message are printed); 2 on any
+    /// other error (unreadable kubeconfig, refused create, timeout, a certificate for another
+    /// key).
+    Request(RequestArgs),
 }
 
 /// Arguments of `csrgate sandbox`.
@@ -151,4 +159,111 @@ pub enum OutputFormat {
     Table,
     /// One JSON array, for pipelines.
     Json,
+}
+
+/// Arguments of `csrgate request`.
+#[derive(Debug, clap::Args)]
+pub struct RequestArgs {
+    /// Base name of the files written (`<name>.key`, `<name>.crt`, `<name>.kubeconfig`) and
+    /// of the CertificateSigningRequest (`<name>`, or `<name>-<unix time>-<tag>` with --renew).
+    #[arg(long, value_name = "NAME")]
+    pub name: String,
+    /// Subject common name (CN); for client certificates, the user name.
+    #[arg(long, value_name = "CN")]
+    pub cn: String,
+    /// Subject organization (O); for client certificates, a group.
+    #[arg(long, value_name = "ORG")]
+    pub org: Option<String>,
+    /// The signer, e.g. kubernetes.io/kube-apiserver-client.
+    #[arg(long, value_name = "SIGNER")]
+    pub signer: String,
+    /// Key usages, comma-separated or repeated, e.g. "client auth" or
+    /// "digital signature,server auth".
+    #[arg(long, value_name = "USAGE", value_delimiter = ',', required = true)]
+    pub usages: Vec<String>,
+    /// Requested lifetime (spec.expirationSeconds), e.g. 24h, 90m, 7d; at least 10m.
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_duration)]
+    pub expiration: std::time::Duration,
+    /// Directory the files are written to (created if missing).
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub out: PathBuf,
+    /// The kubeconfig whose current context submits the CSR (its user is the requestor);
+    /// without it, KUBECONFIG, then ~/.kube/config.
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kind of key to generate.
+    #[arg(long, value_enum, default_value_t = KeyType::EcdsaP256)]
+    pub key_type: KeyType,
+    /// A DNS name for the subjectAltName extension. Repeat for several.
+    #[arg(long = "dns", value_name = "NAME")]
+    pub dns_names: Vec<String>,
+    /// An IP address for the subjectAltName extension. Repeat for several.
+    #[arg(long = "ip", value_name = "ADDR")]
+    pub ip_addresses: Vec<std::net::IpAddr>,
+    /// A URI (e.g. a SPIFFE ID) for the subjectAltName extension. Repeat for several.
+    #[arg(long = "uri", value_name = "URI")]
+    pub uris: Vec<String>,
+    /// How long to wait for the decision and the certificate, e.g. 5m, 30s.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
+    /// Renew: `<out>/<name>.crt` must exist; a new key and CSR (named `<name>-<unix time>-<tag>`)
+    /// are made, and the files are replaced only once the new certificate is verified.
+    #[arg(long)]
+    pub renew: bool,
+}
+
+/// The kind of key `csrgate request` generates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KeyType {
+    /// ECDSA on NIST P-256, signed with SHA-256 (the default).
+    EcdsaP256,
+    /// ECDSA on NIST P-384, signed with SHA-384.
+    EcdsaP384,
+    /// Ed25519.
+    Ed25519,
+    /// RSA with a 2048-bit modulus, PKCS#1 v1.5 with SHA-256.
+    Rsa2048,
+    /// RSA with a 4096-bit modulus, PKCS#1 v1.5 with SHA-256.
+    Rsa4096,
+}
+
+/// A duration as people type it: `90s`, `10m`, `24h`, `7d`, or combined (`1h30m`); a bare
+/// number is seconds.
+///
+/// # Errors
+/// Text that is not such a duration, or one that overflows.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let invalid = || format!("invalid duration {text:?} (use e.g. 90s, 10m, 24h, 7d, 1h30m)");
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(invalid());
+    }
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Ok(std::time::Duration::from_secs(seconds));
+    }
+    let mut total: u64 = 0;
+    let mut digits = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            _ => return Err(invalid()),
+        };
+        let value: u64 = digits.parse().map_err(|_| invalid())?;
+        digits.clear();
+        total = value
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(invalid)?;
+    }
+    if !digits.is_empty() {
+        return Err(invalid());
+    }
+    Ok(std::time::Duration::from_secs(total))
 }

@@ -8,6 +8,7 @@ mod check;
 mod controller;
 mod crd;
 mod demo;
+mod request;
 mod sandbox;
 mod test;
 
@@ -47,5 +48,6 @@ pub fn run(cli: Cli) -> Result<Outcome, Error> {
         Command::Demo => demo::run(),
         Command::Controller(args) => controller::run(&args),
         Command::Sandbox(args) => sandbox::run(&args),
+        Command::Request(args) => request::run(&args),
     }
 }

@@ -1,0 +1,774 @@
+//! `csrgate request`: make a key and a CSR, submit it, wait for the certificate, write the files.
+//!
+//! The manual flow (`openssl genpkey`, `openssl req`, base64, a CertificateSigningRequest
+//! manifest, `kubectl get csr` until it is issued, a kubeconfig by hand) done for the person.
+//! The key never leaves this machine: it is written (mode 0600) before the CSR is submitted,
+//! and a certificate is written only when it carries exactly that key's public key.
+
+use std::io::{IsTerminal as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::certificates::v1::{
+    CertificateSigningRequest, CertificateSigningRequestSpec,
+};
+use kube::api::{Api, ObjectMeta, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError, NamedCluster};
+use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, PublicKeyData as _, SanType};
+use x509_parser::prelude::{FromDer as _, X509Certificate};
+
+use super::Outcome;
+use crate::cli::{KeyType, RequestArgs};
+
+/// The shortest lifetime the API server accepts in `spec.expirationSeconds`.
+const MIN_EXPIRATION: Duration = Duration::from_secs(600);
+/// How often the CSR is read while waiting.
+const POLL: Duration = Duration::from_millis(500);
+
+/// Why `csrgate request` could not get a certificate (a Denied CSR is an outcome, not an error).
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// `--expiration` is below what the API server accepts.
+    #[error(
+        "--expiration of {0} seconds is below the 600 seconds (10 minutes) the API server accepts"
+    )]
+    ExpirationTooShort(u64),
+    /// `--expiration` does not fit `spec.expirationSeconds` (an int32).
+    #[error("--expiration of {0} seconds does not fit spec.expirationSeconds")]
+    ExpirationTooLong(u64),
+    /// A file of an earlier request exists and `--renew` was not given.
+    #[error("{}: already exists (pass --renew to replace it, or choose another --name or --out)", .0.display())]
+    AlreadyExists(PathBuf),
+    /// `--renew` without the certificate of an earlier request.
+    #[error("{}: nothing to renew (--renew replaces the certificate of an earlier request)", .0.display())]
+    NothingToRenew(PathBuf),
+    /// The kubeconfig cannot be read.
+    #[error("reading kubeconfig {0}")]
+    KubeconfigRead(String, #[source] KubeconfigError),
+    /// The kubeconfig has no current context, or it names no cluster.
+    #[error("kubeconfig {0}: the current context names no cluster")]
+    NoCluster(String),
+    /// The kubeconfig does not make a client configuration.
+    #[error("kubeconfig {0}")]
+    ClientConfig(String, #[source] KubeconfigError),
+    /// The client cannot be built from the configuration.
+    #[error("building a client from kubeconfig {0}")]
+    ClientBuild(String, #[source] kube::Error),
+    /// The key could not be generated.
+    #[error("generating a {0:?} key")]
+    KeyGeneration(
+        KeyType,
+        #[source] Box<dyn std::error::Error + Send + Sync + 'static>,
+    ),
+    /// The PKCS#10 request could not be built (e.g. a SAN that is not ASCII).
+    #[error("building the certificate request")]
+    BuildRequest(#[source] rcgen::Error),
+    /// A file could not be read.
+    #[error("reading {}", .0.display())]
+    ReadFile(PathBuf, #[source] std::io::Error),
+    /// A file or directory could not be written.
+    #[error("writing {}", .0.display())]
+    WriteFile(PathBuf, #[source] std::io::Error),
+    /// The API server refused to create the CertificateSigningRequest.
+    #[error("creating CertificateSigningRequest {0}")]
+    Create(String, #[source] kube::Error),
+    /// The CertificateSigningRequest could not be read while waiting.
+    #[error("reading CertificateSigningRequest {0}")]
+    Read(String, #[source] kube::Error),
+    /// No decision before the timeout.
+    #[error(
+        "CertificateSigningRequest {name}: no decision within {seconds}s; the key is kept in {} (`kubectl describe csr {name}` says why)",
+        key.display()
+    )]
+    NoDecision {
+        /// The CSR.
+        name: String,
+        /// The timeout.
+        seconds: u64,
+        /// Where the generated key was kept.
+        key: PathBuf,
+    },
+    /// Approved, but the signer wrote no certificate before the timeout.
+    #[error(
+        "CertificateSigningRequest {name}: approved, but no certificate was issued within {seconds}s (is a signer running for it?); the key is kept in {}",
+        key.display()
+    )]
+    NotIssued {
+        /// The CSR.
+        name: String,
+        /// The timeout.
+        seconds: u64,
+        /// Where the generated key was kept.
+        key: PathBuf,
+    },
+    /// `status.certificate` is not a readable PEM certificate.
+    #[error("CertificateSigningRequest {0}: status.certificate is not a readable certificate")]
+    CertificateUnreadable(
+        String,
+        #[source] Box<dyn std::error::Error + Send + Sync + 'static>,
+    ),
+    /// The issued certificate is for another key than the one generated.
+    #[error(
+        "CertificateSigningRequest {0}: the issued certificate carries another public key than the generated one; nothing was written"
+    )]
+    KeyMismatch(String),
+    /// The async runtime could not start.
+    #[error("starting the async runtime")]
+    Runtime(#[source] std::io::Error),
+}
+
+/// Makes a key and CSR, submits it, waits for the decision and the certificate, writes the files.
+///
+/// Needs `create` and `get` on `certificatesigningrequests` for the kubeconfig's user.
+///
+/// # Errors
+/// See [`RequestError`]; a Denied or Failed CSR is `Ok(Outcome::Mismatch)` (exit 1).
+pub fn run(args: &RequestArgs) -> Result<Outcome, super::Error> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(RequestError::Runtime)?;
+    Ok(runtime.block_on(request(args))?)
+}
+
+/// The files of one request, and the temporary names used until the certificate is verified.
+#[derive(Debug)]
+struct Files {
+    key: PathBuf,
+    crt: PathBuf,
+    kubeconfig: PathBuf,
+    pending_key: PathBuf,
+    pending_crt: PathBuf,
+    pending_kubeconfig: PathBuf,
+}
+
+impl Files {
+    fn new(dir: &Path, name: &str) -> Self {
+        let file = |suffix: &str| dir.join(format!("{name}{suffix}"));
+        Self {
+            key: file(".key"),
+            crt: file(".crt"),
+            kubeconfig: file(".kubeconfig"),
+            pending_key: file(".key.pending"),
+            pending_crt: file(".crt.pending"),
+            pending_kubeconfig: file(".kubeconfig.pending"),
+        }
+    }
+
+    /// Moves the pending files into place, the key first: each rename is atomic.
+    fn commit(&self) -> Result<(), RequestError> {
+        for (from, to) in [
+            (&self.pending_key, &self.key),
+            (&self.pending_crt, &self.crt),
+            (&self.pending_kubeconfig, &self.kubeconfig),
+        ] {
+            std::fs::rename(from, to).map_err(|e| RequestError::WriteFile(to.clone(), e))?;
+        }
+        Ok(())
+    }
+}
+
+async fn request(args: &RequestArgs) -> Result<Outcome, RequestError> {
+    let expiration_seconds = expiration_seconds(args.expiration)?;
+    let files = Files::new(&args.out, &args.name);
+    if args.renew {
+        if !files.crt.exists() {
+            return Err(RequestError::NothingToRenew(files.crt));
+        }
+    } else if let Some(existing) = [&files.key, &files.crt, &files.kubeconfig]
+        .into_iter()
+        .find(|p| p.exists())
+    {
+        return Err(RequestError::AlreadyExists(existing.clone()));
+    }
+
+    let (kubeconfig, source) = read_kubeconfig(args.kubeconfig.as_deref())?;
+    let (cluster, namespace) = current_cluster(&kubeconfig, &source)?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .map_err(|e| RequestError::ClientConfig(source.clone(), e))?;
+    let client =
+        kube::Client::try_from(config).map_err(|e| RequestError::ClientBuild(source.clone(), e))?;
+
+    let key = generate_key(args.key_type)?;
+    let request_pem = build_request(args, &key)?;
+    std::fs::create_dir_all(&args.out).map_err(|e| RequestError::WriteFile(args.out.clone(), e))?;
+    // The key is on disk before anyone can approve its CSR: a certificate is never issued
+    // for a key that was lost.
+    write_private(&files.pending_key, key.serialize_pem().as_bytes())?;
+
+    let csr_name = if args.renew {
+        // CSR names are unique and kept after issuance: time plus a random tag.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut tag = [0u8; 2];
+        let _ = getrandom::fill(&mut tag);
+        format!("{}-{now}-{:02x}{:02x}", args.name, tag[0], tag[1])
+    } else {
+        args.name.clone()
+    };
+    let csr = CertificateSigningRequest {
+        metadata: ObjectMeta {
+            name: Some(csr_name.clone()),
+            ..ObjectMeta::default()
+        },
+        spec: CertificateSigningRequestSpec {
+            request: ByteString(request_pem.into_bytes()),
+            signer_name: args.signer.clone(),
+            usages: Some(args.usages.clone()),
+            expiration_seconds: Some(expiration_seconds),
+            ..CertificateSigningRequestSpec::default()
+        },
+        status: None,
+    };
+    let api: Api<CertificateSigningRequest> = Api::all(client);
+    if let Err(error) = api.create(&PostParams::default(), &csr).await {
+        let _ = std::fs::remove_file(&files.pending_key);
+        return Err(RequestError::Create(csr_name, error));
+    }
+    eprintln!(
+        "created CertificateSigningRequest {csr_name} for signer {}; waiting up to {}s for a decision",
+        args.signer,
+        args.timeout.as_secs()
+    );
+
+    let certificate = match wait(&api, &csr_name, args.timeout, &files.pending_key).await? {
+        Waited::Issued(pem) => pem,
+        Waited::Refused {
+            type_,
+            reason,
+            message,
+        } => {
+            eprintln!("CertificateSigningRequest {csr_name} {type_}: {reason}: {message}");
+            let _ = std::fs::remove_file(&files.pending_key);
+            return Ok(Outcome::Mismatch);
+        }
+    };
+    let not_after = match verify(&csr_name, &certificate, &key.subject_public_key_info()) {
+        Ok(not_after) => not_after,
+        Err(error) => {
+            let _ = std::fs::remove_file(&files.pending_key);
+            return Err(error);
+        }
+    };
+
+    std::fs::write(&files.pending_crt, &certificate)
+        .map_err(|e| RequestError::WriteFile(files.pending_crt.clone(), e))?;
+    let user_kubeconfig = render_kubeconfig(
+        &args.name,
+        &cluster,
+        namespace.as_deref(),
+        &certificate,
+        key.serialize_pem().as_bytes(),
+    );
+    write_private(&files.pending_kubeconfig, user_kubeconfig.as_bytes())?;
+    files.commit()?;
+    println!(
+        "wrote {}, {} and {} (CertificateSigningRequest {csr_name}; valid until {not_after})",
+        files.key.display(),
+        files.crt.display(),
+        files.kubeconfig.display()
+    );
+    Ok(Outcome::Success)
+}
+
+fn expiration_seconds(expiration: Duration) -> Result<i32, RequestError> {
+    let seconds = expiration.as_secs();
+    if expiration < MIN_EXPIRATION {
+        return Err(RequestError::ExpirationTooShort(seconds));
+    }
+    i32::try_from(seconds).map_err(|_| RequestError::ExpirationTooLong(seconds))
+}
+
+/// The kubeconfig from `--kubeconfig`, else KUBECONFIG, else ~/.kube/config; and how to name it.
+fn read_kubeconfig(path: Option<&Path>) -> Result<(Kubeconfig, String), RequestError> {
+    match path {
+        Some(path) => {
+            let source = path.display().to_string();
+            Kubeconfig::read_from(path)
+                .map(|k| (k, source.clone()))
+                .map_err(|e| RequestError::KubeconfigRead(source, e))
+        }
+        None => {
+            let source = "(KUBECONFIG or ~/.kube/config)".to_owned();
+            Kubeconfig::read()
+                .map(|k| (k, source.clone()))
+                .map_err(|e| RequestError::KubeconfigRead(source, e))
+        }
+    }
+}
+
+/// The current context's cluster (a certificate-authority file embedded as data, so the
+/// written kubeconfig works from anywhere) and namespace.
+fn current_cluster(
+    kubeconfig: &Kubeconfig,
+    source: &str,
+) -> Result<(NamedCluster, Option<String>), RequestError> {
+    let no_cluster = || RequestError::NoCluster(source.to_owned());
+    let context = kubeconfig
+        .current_context
+        .as_ref()
+        .and_then(|name| kubeconfig.contexts.iter().find(|c| &c.name == name))
+        .and_then(|c| c.context.as_ref())
+        .ok_or_else(no_cluster)?;
+    let mut cluster = kubeconfig
+        .clusters
+        .iter()
+        .find(|c| c.name == context.cluster)
+        .cloned()
+        .ok_or_else(no_cluster)?;
+    if let Some(info) = cluster.cluster.as_mut()
+        && info.certificate_authority_data.is_none()
+        && let Some(path) = info.certificate_authority.take()
+    {
+        let pem = std::fs::read(&path).map_err(|e| RequestError::ReadFile(path.into(), e))?;
+        info.certificate_authority_data =
+            Some(base64::engine::general_purpose::STANDARD.encode(pem));
+    }
+    Ok((cluster, context.namespace.clone()))
+}
+
+/// A fresh key pair of the requested kind. RSA keys come from the `rsa` crate (ring, rcgen's
+/// backend, cannot generate them) and are handed to rcgen as PKCS#8, so ring signs the request.
+fn generate_key(key_type: KeyType) -> Result<KeyPair, RequestError> {
+    let failed =
+        |e: Box<dyn std::error::Error + Send + Sync>| RequestError::KeyGeneration(key_type, e);
+    let algorithm = match key_type {
+        KeyType::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+        KeyType::EcdsaP384 => &rcgen::PKCS_ECDSA_P384_SHA384,
+        KeyType::Ed25519 => &rcgen::PKCS_ED25519,
+        KeyType::Rsa2048 | KeyType::Rsa4096 => {
+            use rsa::pkcs8::EncodePrivateKey as _;
+            let bits = if key_type == KeyType::Rsa2048 {
+                2048
+            } else {
+                4096
+            };
+            let private = rsa::PrivateKey::new(&mut getrandom::SysRng, bits)
+                .map_err(|e| failed(Box::new(e)))?;
+            let der = private.to_pkcs8_der().map_err(|e| failed(Box::new(e)))?;
+            return KeyPair::try_from(der.as_bytes()).map_err(|e| failed(Box::new(e)));
+        }
+    };
+    let key = KeyPair::generate_for(algorithm).map_err(|e| failed(Box::new(e)))?;
+    if key_type == KeyType::Ed25519 {
+        return ed25519_pkcs8_v1(&key)
+            .ok_or_else(|| failed("unexpected Ed25519 key encoding".into()));
+    }
+    Ok(key)
+}
+
+/// The PKCS#8 header of an Ed25519 key as ring writes it (version 2, public key included),
+/// up to the 32-byte seed.
+const ED25519_PKCS8_V2_PREFIX: [u8; 16] = [
+    0x30, 0x51, 0x02, 0x01, 0x01, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+/// The same for version 1 (RFC 8410 section 7), which OpenSSL 3.0 and Go read.
+const ED25519_PKCS8_V1_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+
+/// ring writes Ed25519 keys as PKCS#8 version 2, which `openssl pkey` (3.0) refuses to read;
+/// re-encode the same seed as version 1 so every tool can use the key file.
+fn ed25519_pkcs8_v1(key: &KeyPair) -> Option<KeyPair> {
+    let der = key.serialized_der();
+    let seed = der.strip_prefix(&ED25519_PKCS8_V2_PREFIX)?.get(..32)?;
+    let mut v1 = ED25519_PKCS8_V1_PREFIX.to_vec();
+    v1.extend_from_slice(seed);
+    let reencoded = KeyPair::try_from(v1.as_slice()).ok()?;
+    (reencoded.public_key_raw() == key.public_key_raw()).then_some(reencoded)
+}
+
+/// The PKCS#10 request, PEM: subject CN (and O), the SANs given, signed with `key`.
+fn build_request(args: &RequestArgs, key: &KeyPair) -> Result<String, RequestError> {
+    let mut params = CertificateParams::default();
+    let mut subject = DistinguishedName::new();
+    subject.push(DnType::CommonName, args.cn.as_str());
+    if let Some(org) = &args.org {
+        subject.push(DnType::OrganizationName, org.as_str());
+    }
+    params.distinguished_name = subject;
+    let mut sans = Vec::new();
+    for name in &args.dns_names {
+        sans.push(SanType::DnsName(
+            name.as_str()
+                .try_into()
+                .map_err(RequestError::BuildRequest)?,
+        ));
+    }
+    sans.extend(args.ip_addresses.iter().copied().map(SanType::IpAddress));
+    for uri in &args.uris {
+        sans.push(SanType::URI(
+            uri.as_str()
+                .try_into()
+                .map_err(RequestError::BuildRequest)?,
+        ));
+    }
+    params.subject_alt_names = sans;
+    params
+        .serialize_request(key)
+        .and_then(|csr| csr.pem())
+        .map_err(RequestError::BuildRequest)
+}
+
+/// How waiting ended, short of an error.
+enum Waited {
+    /// Approved and issued: `status.certificate`, PEM.
+    Issued(Vec<u8>),
+    /// A `Denied` or `Failed` condition.
+    Refused {
+        type_: String,
+        reason: String,
+        message: String,
+    },
+}
+
+/// Reads the CSR until it is Denied or Failed, or Approved with a certificate, printing a
+/// progress line on stderr. The sandbox and real signers write the certificate in a second
+/// write after the approval, so `Approved` alone is not the end.
+async fn wait(
+    api: &Api<CertificateSigningRequest>,
+    name: &str,
+    timeout: Duration,
+    key: &Path,
+) -> Result<Waited, RequestError> {
+    let start = Instant::now();
+    let mut progress = Progress::new(name);
+    let mut approved = false;
+    loop {
+        match api.get(name).await {
+            Ok(csr) => {
+                let status = csr.status.unwrap_or_default();
+                let conditions = status.conditions.unwrap_or_default();
+                let holds = |type_: &str| {
+                    conditions
+                        .iter()
+                        .find(|c| c.type_ == type_ && c.status == "True")
+                };
+                if let Some(refused) = holds("Denied").or_else(|| holds("Failed")) {
+                    progress.done();
+                    return Ok(Waited::Refused {
+                        type_: refused.type_.clone(),
+                        reason: refused.reason.clone().unwrap_or_default(),
+                        message: refused.message.clone().unwrap_or_default(),
+                    });
+                }
+                if let Some(approval) = holds("Approved") {
+                    if !approved {
+                        progress.note(&format!(
+                            "approved ({}: {})",
+                            approval.reason.as_deref().unwrap_or(""),
+                            approval.message.as_deref().unwrap_or("")
+                        ));
+                    }
+                    approved = true;
+                    if let Some(certificate) = status.certificate.filter(|c| !c.0.is_empty()) {
+                        progress.done();
+                        return Ok(Waited::Issued(certificate.0));
+                    }
+                }
+            }
+            Err(error) if start.elapsed() >= timeout => {
+                progress.done();
+                return Err(RequestError::Read(name.to_owned(), error));
+            }
+            Err(_) => {}
+        }
+        if start.elapsed() >= timeout {
+            progress.done();
+            let (name, seconds, key) = (name.to_owned(), timeout.as_secs(), key.to_owned());
+            return Err(if approved {
+                RequestError::NotIssued { name, seconds, key }
+            } else {
+                RequestError::NoDecision { name, seconds, key }
+            });
+        }
+        let state = if approved {
+            "approved, waiting for the certificate"
+        } else {
+            "pending"
+        };
+        progress.tick(state, start.elapsed());
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// The progress line: rewritten in place on a terminal, one line per change otherwise.
+struct Progress {
+    name: String,
+    terminal: bool,
+    last: String,
+    open: bool,
+}
+
+impl Progress {
+    fn new(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            terminal: std::io::stderr().is_terminal(),
+            last: String::new(),
+            open: false,
+        }
+    }
+
+    fn tick(&mut self, state: &str, elapsed: Duration) {
+        let mut stderr = std::io::stderr().lock();
+        if self.terminal {
+            let _ = write!(
+                stderr,
+                "\r\x1b[2KCertificateSigningRequest {}: {state} ({}s)",
+                self.name,
+                elapsed.as_secs()
+            );
+            let _ = stderr.flush();
+            self.open = true;
+        } else if state != self.last {
+            let _ = writeln!(stderr, "CertificateSigningRequest {}: {state}", self.name);
+        }
+        state.clone_into(&mut self.last);
+    }
+
+    fn note(&mut self, text: &str) {
+        self.done();
+        eprintln!("CertificateSigningRequest {}: {text}", self.name);
+    }
+
+    fn done(&mut self) {
+        if self.open {
+            eprintln!();
+            self.open = false;
+        }
+    }
+}
+
+/// Checks that the first certificate in `pem` carries exactly `spki` (the generated key's
+/// SubjectPublicKeyInfo, DER); returns its notAfter.
+fn verify(name: &str, pem: &[u8], spki: &[u8]) -> Result<String, RequestError> {
+    let unreadable = |e: Box<dyn std::error::Error + Send + Sync>| {
+        RequestError::CertificateUnreadable(name.to_owned(), e)
+    };
+    let (_, block) = x509_parser::pem::parse_x509_pem(pem).map_err(|e| unreadable(Box::new(e)))?;
+    if block.label != "CERTIFICATE" {
+        return Err(unreadable(
+            format!("a PEM block {:?}, not CERTIFICATE", block.label).into(),
+        ));
+    }
+    let (_, certificate) =
+        X509Certificate::from_der(&block.contents).map_err(|e| unreadable(Box::new(e)))?;
+    if certificate.public_key().raw != spki {
+        return Err(RequestError::KeyMismatch(name.to_owned()));
+    }
+    Ok(certificate.validity().not_after.to_string())
+}
+
+/// A kubeconfig with the cluster used and a user authenticating with the new certificate.
+fn render_kubeconfig(
+    name: &str,
+    cluster: &NamedCluster,
+    namespace: Option<&str>,
+    certificate: &[u8],
+    key: &[u8],
+) -> String {
+    #[derive(serde::Serialize)]
+    struct Config<'a> {
+        #[serde(rename = "apiVersion")]
+        api_version: &'static str,
+        kind: &'static str,
+        clusters: [&'a NamedCluster; 1],
+        contexts: [NamedContext<'a>; 1],
+        #[serde(rename = "current-context")]
+        current_context: String,
+        users: [NamedUser<'a>; 1],
+    }
+    #[derive(serde::Serialize)]
+    struct NamedContext<'a> {
+        name: String,
+        context: Context<'a>,
+    }
+    #[derive(serde::Serialize)]
+    struct Context<'a> {
+        cluster: &'a str,
+        user: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        namespace: Option<&'a str>,
+    }
+    #[derive(serde::Serialize)]
+    struct NamedUser<'a> {
+        name: &'a str,
+        user: User,
+    }
+    #[derive(serde::Serialize)]
+    struct User {
+        #[serde(rename = "client-certificate-data")]
+        certificate: String,
+        #[serde(rename = "client-key-data")]
+        key: String,
+    }
+    let base64 = &base64::engine::general_purpose::STANDARD;
+    let context = format!("{name}@{}", cluster.name);
+    let config = Config {
+        api_version: "v1",
+        kind: "Config",
+        clusters: [cluster],
+        contexts: [NamedContext {
+            name: context.clone(),
+            context: Context {
+                cluster: &cluster.name,
+                user: name,
+                namespace,
+            },
+        }],
+        current_context: context,
+        users: [NamedUser {
+            name,
+            user: User {
+                certificate: base64.encode(certificate),
+                key: base64.encode(key),
+            },
+        }],
+    };
+    // Serializing plain strings and the kubeconfig's own cluster type cannot fail; JSON is
+    // valid YAML should it ever.
+    serde_saphyr::to_string(&config)
+        .unwrap_or_else(|_| serde_json::to_string_pretty(&config).unwrap_or_default())
+}
+
+/// Writes a file only its owner can read (mode 0600), replacing any earlier one.
+fn write_private(path: &Path, contents: &[u8]) -> Result<(), RequestError> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let failed = |e| RequestError::WriteFile(path.to_owned(), e);
+    let _ = std::fs::remove_file(path);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(failed)?;
+    file.write_all(contents).map_err(failed)?;
+    file.sync_all().map_err(failed)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::cli::parse_duration;
+
+    fn args(key_type: KeyType) -> RequestArgs {
+        RequestArgs {
+            name: "jane".into(),
+            cn: "jane".into(),
+            org: Some("dev-team".into()),
+            signer: "kubernetes.io/kube-apiserver-client".into(),
+            usages: vec!["client auth".into()],
+            expiration: Duration::from_secs(86_400),
+            out: PathBuf::from("."),
+            kubeconfig: None,
+            key_type,
+            dns_names: vec!["jane.example.com".into()],
+            ip_addresses: vec!["10.0.0.1".parse().unwrap()],
+            uris: vec!["spiffe://cluster.local/ns/a/sa/b".into()],
+            timeout: Duration::from_secs(1),
+            renew: false,
+        }
+    }
+
+    /// A certificate for `key`, self-signed, PEM.
+    fn certificate_for(key: &KeyPair) -> String {
+        CertificateParams::new(vec!["x".to_owned()])
+            .unwrap()
+            .self_signed(key)
+            .unwrap()
+            .pem()
+    }
+
+    #[test]
+    fn durations_read_as_people_type_them() {
+        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5_400)));
+        assert_eq!(parse_duration("600"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(604_800)));
+        assert!(parse_duration("24").is_ok());
+        assert!(parse_duration("h").is_err());
+        assert!(parse_duration("3w").is_err());
+        assert!(parse_duration("10m5").is_err());
+    }
+
+    #[test]
+    fn expiration_below_ten_minutes_is_refused() {
+        assert!(matches!(
+            expiration_seconds(Duration::from_secs(599)),
+            Err(RequestError::ExpirationTooShort(599))
+        ));
+        assert_eq!(expiration_seconds(Duration::from_secs(600)).unwrap(), 600);
+    }
+
+    #[test]
+    fn the_request_carries_the_subject_the_names_and_the_key() {
+        for key_type in [KeyType::EcdsaP256, KeyType::EcdsaP384, KeyType::Ed25519] {
+            let key = generate_key(key_type).unwrap();
+            let pem = build_request(&args(key_type), &key).unwrap();
+            let parsed = rcgen::CertificateSigningRequestParams::from_pem(&pem).unwrap();
+            assert_eq!(
+                parsed.public_key.der_bytes(),
+                key.der_bytes(),
+                "{key_type:?}"
+            );
+            let subject = &parsed.params.distinguished_name;
+            assert!(
+                matches!(subject.get(&DnType::CommonName), Some(rcgen::DnValue::Utf8String(cn)) if cn == "jane"),
+                "{subject:?}"
+            );
+            assert_eq!(parsed.params.subject_alt_names.len(), 3);
+        }
+    }
+
+    #[test]
+    fn ed25519_keys_are_written_as_pkcs8_version_1() {
+        let key = generate_key(KeyType::Ed25519).unwrap();
+        assert!(key.serialized_der().starts_with(&ED25519_PKCS8_V1_PREFIX));
+        assert_eq!(key.algorithm(), &rcgen::PKCS_ED25519);
+    }
+
+    #[test]
+    fn an_rsa_key_is_generated_and_signs_the_request() {
+        let key = generate_key(KeyType::Rsa2048).unwrap();
+        assert_eq!(key.algorithm(), &rcgen::PKCS_RSA_SHA256);
+        let pem = build_request(&args(KeyType::Rsa2048), &key).unwrap();
+        let parsed = rcgen::CertificateSigningRequestParams::from_pem(&pem).unwrap();
+        assert_eq!(parsed.public_key.der_bytes(), key.der_bytes());
+    }
+
+    #[test]
+    fn a_certificate_for_the_generated_key_is_accepted() {
+        let key = generate_key(KeyType::EcdsaP256).unwrap();
+        let pem = certificate_for(&key);
+        assert!(verify("jane", pem.as_bytes(), &key.subject_public_key_info()).is_ok());
+    }
+
+    #[test]
+    fn a_certificate_for_another_key_is_refused() {
+        let key = generate_key(KeyType::EcdsaP256).unwrap();
+        let other = generate_key(KeyType::EcdsaP256).unwrap();
+        let pem = certificate_for(&other);
+        assert!(matches!(
+            verify("jane", pem.as_bytes(), &key.subject_public_key_info()),
+            Err(RequestError::KeyMismatch(name)) if name == "jane"
+        ));
+    }
+
+    #[test]
+    fn a_request_pem_is_not_a_certificate() {
+        let key = generate_key(KeyType::EcdsaP256).unwrap();
+        let pem = build_request(&args(KeyType::EcdsaP256), &key).unwrap();
+        assert!(matches!(
+            verify("jane", pem.as_bytes(), &key.subject_public_key_info()),
+            Err(RequestError::CertificateUnreadable(..))
+        ));
+    }
+}
