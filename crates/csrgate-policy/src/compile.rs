@@ -477,12 +477,12 @@ impl Compiler {
 }
 
 /// Rewrites field selections on the root variables into single identifiers:
-/// `object.spec.username` becomes the identifier `object.spec.username`, bound once per CSR,
-/// and `variables.name` becomes `variables.name`, bound once per policy evaluation.
+/// `object.spec.username` becomes one identifier bound once per CSR, and `variables.name` one
+/// bound once per policy evaluation (short interned names, see `env::path_identifier`).
 ///
 /// Why: the interpreter deep-copies the selected value at every step of a selection, so
 /// `object.spec.username` would copy the whole `spec` (the base64 request included) on every
-/// evaluation. An identifier lookup borrows. Dotted names cannot clash with user identifiers.
+/// evaluation. An identifier lookup borrows.
 /// A path that does not exist in a CSR is left unbound, so reading it is an evaluation error,
 /// as selecting a missing field is in CEL.
 fn flatten(node: &mut IdedExpr, bound: &mut Vec<String>, paths: &mut Vec<String>) {
@@ -490,7 +490,7 @@ fn flatten(node: &mut IdedExpr, bound: &mut Vec<String>, paths: &mut Vec<String>
         if !path.starts_with("variables.") {
             paths.push(path.clone());
         }
-        node.expr = Expr::Ident(path);
+        node.expr = Expr::Ident(env::path_identifier(&path));
         return;
     }
     match &mut node.expr {

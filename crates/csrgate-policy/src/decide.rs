@@ -568,12 +568,13 @@ validations:
         );
         let decision = decide(&[p], &CsrBuilder::new().build(), None);
         assert_eq!(decision.outcome, Outcome::Denied);
+        let message = decision.message.unwrap();
         assert!(
-            decision
-                .message
-                .unwrap()
-                .contains("matchConditions.broken: match condition could not be evaluated")
+            message.contains("matchConditions.broken: match condition could not be evaluated"),
+            "{message}"
         );
+        // The auditor reads the path as written, not the interpreter's internal name.
+        assert!(message.contains("object.spec.nope"), "{message}");
     }
 
     #[test]

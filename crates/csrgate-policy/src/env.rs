@@ -174,7 +174,7 @@ impl CsrScope {
                     _ => continue,
                 };
                 if let Some(value) = select_path(root, segments) {
-                    context.add_variable_from_value(path, value.clone());
+                    context.add_variable_from_value(path_identifier(path), value.clone());
                 }
             }
         }
@@ -202,6 +202,74 @@ fn select_path<'v>(value: &'v Value, segments: std::str::Split<'_, char>) -> Opt
             .get(&cel::objects::Key::String(Arc::new(segment.to_owned())))?;
     }
     Some(current)
+}
+
+/// The interned identifiers of flattened field paths, both ways.
+#[derive(Default)]
+struct PathNames {
+    by_path: HashMap<String, String>,
+    paths: Vec<String>,
+}
+
+fn path_names() -> &'static RwLock<PathNames> {
+    static NAMES: OnceLock<RwLock<PathNames>> = OnceLock::new();
+    NAMES.get_or_init(Default::default)
+}
+
+/// The identifier a flattened field path (`object.spec.username`, `variables.nodeIPs`) is
+/// bound under: `@p<n>`, one per distinct path in the process.
+///
+/// Why short names: the interpreter finds variables by comparing names along the scope chain
+/// and formats `<target>.<method>` for every method call on an identifier, so long dotted
+/// names that share prefixes cost string comparisons and copies on every evaluation. `@`
+/// cannot start a CEL identifier, so these never clash with user names.
+pub(crate) fn path_identifier(path: &str) -> String {
+    if let Ok(names) = path_names().read()
+        && let Some(name) = names.by_path.get(path)
+    {
+        return name.clone();
+    }
+    let mut names = path_names()
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(name) = names.by_path.get(path) {
+        return name.clone();
+    }
+    let name = format!("@p{}", names.paths.len());
+    names.paths.push(path.to_owned());
+    names.by_path.insert(path.to_owned(), name.clone());
+    name
+}
+
+/// An interpreter message with every `@p<n>` identifier replaced by the path it stands for,
+/// so an auditor reads `object.spec.nope`, not an internal name.
+pub(crate) fn describe(message: &str) -> String {
+    if !message.contains("@p") {
+        return message.to_owned();
+    }
+    let Ok(names) = path_names().read() else {
+        return message.to_owned();
+    };
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find("@p") {
+        out.push_str(&rest[..at]);
+        let digits: String = rest[at + 2..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        match digits
+            .parse::<usize>()
+            .ok()
+            .and_then(|n| names.paths.get(n))
+        {
+            Some(path) => out.push_str(path),
+            None => out.push_str(&rest[at..at + 2 + digits.len()]),
+        }
+        rest = &rest[at + 2 + digits.len()..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The Node name a requestor speaks for, if it is a node (`system:node:<name>`).
@@ -247,6 +315,18 @@ mod tests {
                 .unwrap_err()
                 .contains("not a valid regular expression")
         );
+    }
+
+    #[test]
+    fn path_identifiers_are_stable_and_read_back_as_paths() {
+        let a = path_identifier("object.spec.username");
+        assert_eq!(a, path_identifier("object.spec.username"));
+        assert_ne!(a, path_identifier("object.spec.groups"));
+        assert_eq!(
+            describe(&format!("Undeclared reference to '{a}'")),
+            "Undeclared reference to 'object.spec.username'"
+        );
+        assert_eq!(describe("no identifiers here"), "no identifiers here");
     }
 
     #[test]

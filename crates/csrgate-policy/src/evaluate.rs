@@ -103,9 +103,10 @@ fn bind_variables(rules: &Rules, context: &mut Context<'_>) -> HashMap<String, S
     let mut errors = HashMap::new();
     for (name, variable) in &rules.variables {
         match evaluate_value(variable, context, &errors) {
-            Ok(value) => {
-                context.add_variable_from_value(format!("{}.{name}", env::VARIABLES), value)
-            }
+            Ok(value) => context.add_variable_from_value(
+                env::path_identifier(&format!("{}.{name}", env::VARIABLES)),
+                value,
+            ),
             Err(error) => {
                 errors.insert(name.clone(), error);
             }
@@ -129,7 +130,7 @@ fn evaluate_value(
     }
     context
         .resolve(&expression.expression)
-        .map_err(|error| error.to_string())
+        .map_err(|error| env::describe(&error.to_string()))
 }
 
 fn evaluate_bool(
