@@ -1,5 +1,7 @@
 //! `csrgate check`: offline decisions, output formats, exit codes and input errors.
 
+use base64::Engine as _;
+
 use crate::util::{assert_golden, csrgate, run, write};
 
 const POLICY: &str = "apiVersion: csrgate.dev/v1alpha1\nkind: CsrApprovalPolicy\nmetadata: {name: p}\nspec:\n  signerNames: [kubernetes.io/kube-apiserver-client]\n  validations:\n    - {name: v, expression: 'EXPR'}\n";
@@ -176,7 +178,7 @@ fn a_csr_whose_request_is_not_a_certificate_request_is_denied_not_an_error() {
         "csr.yaml",
         &format!(
             "apiVersion: certificates.k8s.io/v1\nkind: CertificateSigningRequest\nmetadata: {{name: cert}}\nspec:\n  request: {}\n  signerName: kubernetes.io/kube-apiserver-client\n  usages: [client auth]\n  username: jane\n",
-            base64_encode(cert_pem.as_bytes())
+            base64::engine::general_purpose::STANDARD.encode(cert_pem.as_bytes())
         ),
     );
     let (code, stdout, stderr) = run(csrgate()
@@ -191,27 +193,6 @@ fn a_csr_whose_request_is_not_a_certificate_request_is_denied_not_an_error() {
         parsed[0]["message"],
         "csrgate: invalid request: PEM block is \"CERTIFICATE\", not \"CERTIFICATE REQUEST\""
     );
-}
-
-fn base64_encode(bytes: &[u8]) -> String {
-    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(TABLE[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 #[test]

@@ -57,10 +57,19 @@ pub(crate) struct CompiledValidation {
     pub(crate) message_expression: Option<CompiledExpression>,
 }
 
+/// A compiled `spec.variables[]` entry.
+#[derive(Debug)]
+pub(crate) struct CompiledVariable {
+    pub(crate) name: String,
+    /// The interned identifier expressions read it under, resolved once at compile time.
+    pub(crate) identifier: String,
+    pub(crate) expression: CompiledExpression,
+}
+
 /// The compiled expressions of a Ready policy.
 #[derive(Debug)]
 pub(crate) struct Rules {
-    pub(crate) variables: Vec<(String, CompiledExpression)>,
+    pub(crate) variables: Vec<CompiledVariable>,
     pub(crate) match_conditions: Vec<(String, CompiledExpression)>,
     pub(crate) validations: Vec<CompiledValidation>,
 }
@@ -217,7 +226,7 @@ impl CompiledPolicy {
             rules
                 .variables
                 .iter()
-                .map(|(_, e)| e)
+                .map(|v| &v.expression)
                 .chain(rules.match_conditions.iter().map(|(_, e)| e))
                 .chain(rules.validations.iter().flat_map(|v| {
                     std::iter::once(&v.expression).chain(v.message_expression.iter())
@@ -312,7 +321,15 @@ impl Compiler {
                 &variable.expression,
                 &declared,
             ) {
-                variables.push((variable.name.clone(), expression));
+                variables.push(CompiledVariable {
+                    name: variable.name.clone(),
+                    identifier: env::path_identifier(&format!(
+                        "{}.{}",
+                        env::VARIABLES,
+                        variable.name
+                    )),
+                    expression,
+                });
             }
             declared.push(variable.name.clone());
         }

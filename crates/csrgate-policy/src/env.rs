@@ -159,13 +159,12 @@ impl CsrScope {
             .and_then(|n| cel::to_value(n).ok())
             .unwrap_or(Value::Null);
         let mut context = root_context().new_inner_scope();
-        let mut bound: Vec<&str> = Vec::new();
+        let mut bound: std::collections::HashSet<&str> = std::collections::HashSet::new();
         for policy in policies {
             for path in policy.field_paths() {
-                if bound.contains(&path) {
+                if !bound.insert(path) {
                     continue;
                 }
-                bound.push(path);
                 let mut segments = path.split('.');
                 let root = match segments.next() {
                     Some(OBJECT) => &object,

@@ -101,14 +101,11 @@ pub fn evaluate(policy: &CompiledPolicy, scope: &CsrScope) -> Verdict {
 /// the evaluation errors by variable name.
 fn bind_variables(rules: &Rules, context: &mut Context<'_>) -> HashMap<String, String> {
     let mut errors = HashMap::new();
-    for (name, variable) in &rules.variables {
-        match evaluate_value(variable, context, &errors) {
-            Ok(value) => context.add_variable_from_value(
-                env::path_identifier(&format!("{}.{name}", env::VARIABLES)),
-                value,
-            ),
+    for variable in &rules.variables {
+        match evaluate_value(&variable.expression, context, &errors) {
+            Ok(value) => context.add_variable_from_value(variable.identifier.clone(), value),
             Err(error) => {
-                errors.insert(name.clone(), error);
+                errors.insert(variable.name.clone(), error);
             }
         }
     }
