@@ -1,18 +1,44 @@
-//! Engine benchmarks: parse a request, build the per-CSR scope, decide over 10 policies of
-//! about three realistic validations each (one with `matches`), and compile a policy.
+//! Engine benchmarks: parse a request, build the per-CSR scope, decide over 1, 10 and 100
+//! policies of four realistic expressions each (one using `matches`), a lone `matches()`
+//! rule, and compile one policy and 1,000 policies.
 //!
-//! Run with `make bench` (or `cargo bench -p csrgate-policy --bench decide`); criterion
-//! prints the median of each and keeps reports under `target/criterion`.
+//! Run with `make bench` (everything, with the side-by-side report) or
+//! `cargo bench -p csrgate-policy --bench decide`; criterion prints the median of each and
+//! keeps its estimates under `target/criterion`.
+//!
+//! Before measuring, it writes `target/bench/cel-fixture.json`: the CEL values csrgate
+//! evaluates (`object`, `x509`, `node`) and the expressions of the ten-policy decision, so
+//! the peer engines in `bench/peers/` evaluate exactly the same rules over the same values.
 
 use std::hint::black_box;
+use std::path::PathBuf;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use csrgate_api::CsrApprovalPolicy;
-use csrgate_policy::{CompiledPolicy, CsrScope, decide, parse_request};
+use csrgate_policy::{CompiledPolicy, CsrScope, Outcome, decide, parse_request};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 
 const REQUEST: &[u8] = include_bytes!("../testdata/worker-1-serving.csr");
+
+const MATCH_CONDITION: (&str, &str) = (
+    "is-node",
+    r#"object.spec.username.startsWith("system:node:") && "system:nodes" in object.spec.groups"#,
+);
+const VALIDATIONS: [(&str, &str); 3] = [
+    (
+        "cn-is-requestor",
+        r#"x509.commonName == object.spec.username && x509.commonName.matches("^system:node:[a-z0-9.-]+$")"#,
+    ),
+    ("organization", r#"x509.organizations == ["system:nodes"]"#),
+    (
+        "sans",
+        r#"x509.dnsNames.all(n, n.endsWith(".cluster.internal") || n == "worker-1") && x509.ipAddresses.all(ip, ip.startsWith("10.") || ip.startsWith("fd00:"))"#,
+    ),
+];
+/// The lone `matches()` rule: a SPIFFE-style check that cannot be written without a regex.
+const MATCHES_RULE: &str =
+    r#"x509.dnsNames.all(n, n.matches("^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\\.[a-z0-9-]+)*$"))"#;
 
 fn csr() -> CertificateSigningRequest {
     let mut csr = CertificateSigningRequest::default();
@@ -26,72 +52,142 @@ fn csr() -> CertificateSigningRequest {
     csr
 }
 
-/// Policy `i` of ten, all covering kubelet-serving, each with three validations; the
-/// first also uses `matches`.
+fn single_quoted(expression: &str) -> String {
+    format!("'{}'", expression.replace('\'', "''"))
+}
+
+/// Policy `i`: all cover kubelet-serving, with one matchCondition and three validations.
 fn policy(i: usize) -> CsrApprovalPolicy {
+    let mut yaml = format!(
+        "apiVersion: csrgate.dev/v1alpha1\nkind: CsrApprovalPolicy\n\
+         metadata: {{name: policy-{i:04}, generation: 1}}\n\
+         spec:\n  signerNames: [\"kubernetes.io/kubelet-serving\"]\n  matchConditions:\n\
+         \x20   - name: {}\n      expression: {}\n  validations:\n",
+        MATCH_CONDITION.0,
+        single_quoted(MATCH_CONDITION.1)
+    );
+    for (name, expression) in VALIDATIONS {
+        yaml.push_str(&format!(
+            "    - name: {name}\n      expression: {}\n",
+            single_quoted(expression)
+        ));
+    }
+    serde_saphyr::from_str(&yaml).expect("benchmark policy parses")
+}
+
+fn policy_with_rule(name: &str, expression: &str) -> CsrApprovalPolicy {
     let yaml = format!(
-        r#"
-apiVersion: csrgate.dev/v1alpha1
-kind: CsrApprovalPolicy
-metadata: {{name: policy-{i}, generation: 1}}
-spec:
-  signerNames: ["kubernetes.io/kubelet-serving"]
-  matchConditions:
-    - name: is-node
-      expression: 'object.spec.username.startsWith("system:node:") && "system:nodes" in object.spec.groups'
-  validations:
-    - name: cn-is-requestor
-      expression: 'x509.commonName == object.spec.username && x509.commonName.matches("^system:node:[a-z0-9.-]+$")'
-    - name: organization
-      expression: 'x509.organizations == ["system:nodes"]'
-    - name: sans
-      expression: 'x509.dnsNames.all(n, n.endsWith(".cluster.internal") || n == "worker-1") && x509.ipAddresses.all(ip, ip.startsWith("10.") || ip.startsWith("fd00:"))'
-"#
+        "apiVersion: csrgate.dev/v1alpha1\nkind: CsrApprovalPolicy\n\
+         metadata: {{name: {name}, generation: 1}}\n\
+         spec:\n  signerNames: [\"kubernetes.io/kubelet-serving\"]\n  validations:\n\
+         \x20   - name: rule\n      expression: {}\n",
+        single_quoted(expression)
     );
     serde_saphyr::from_str(&yaml).expect("benchmark policy parses")
 }
 
+fn out_dir() -> PathBuf {
+    std::env::var_os("CSRGATE_BENCH_OUT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/bench"))
+}
+
+/// What the peer engines need to evaluate the ten-policy decision: the CEL values and the
+/// expressions, as plain JSON.
+fn write_peer_fixture(csr: &CertificateSigningRequest) {
+    let parsed = parse_request(REQUEST).expect("benchmark request parses");
+    let policies: Vec<serde_json::Value> = (0..10)
+        .map(|i| {
+            serde_json::json!({
+                "name": format!("policy-{i:04}"),
+                "matchConditions": [MATCH_CONDITION.1],
+                "validations": VALIDATIONS.iter().map(|(_, e)| *e).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let fixture = serde_json::json!({
+        "activation": {
+            "object": serde_json::to_value(csr).expect("CSR serializes"),
+            "x509": serde_json::to_value(&parsed).expect("request serializes"),
+            "node": null,
+        },
+        "policies": policies,
+        "matchesRule": MATCHES_RULE,
+    });
+    let dir = out_dir();
+    std::fs::create_dir_all(&dir).expect("bench output directory");
+    std::fs::write(
+        dir.join("cel-fixture.json"),
+        serde_json::to_string_pretty(&fixture).expect("fixture serializes"),
+    )
+    .expect("fixture written");
+}
+
 fn benches(c: &mut Criterion) {
     let csr = csr();
-    let policies: Vec<CompiledPolicy> = (0..10)
+    write_peer_fixture(&csr);
+    let policies: Vec<CompiledPolicy> = (0..100)
         .map(|i| CompiledPolicy::compile(&policy(i)))
         .collect();
     assert!(policies.iter().all(CompiledPolicy::is_ready));
     let one = policy(0);
     let parsed = parse_request(REQUEST).expect("benchmark request parses");
+    for count in [1, 10, 100] {
+        let decision = decide(&policies[..count], &csr, None);
+        assert_eq!(decision.outcome, Outcome::Approved, "{:?}", decision.message);
+    }
+    let matches_policy = [CompiledPolicy::compile(&policy_with_rule(
+        "matches",
+        MATCHES_RULE,
+    ))];
     assert_eq!(
-        decide(&policies, &csr, None).outcome,
-        csrgate_policy::Outcome::Approved
+        decide(&matches_policy, &csr, None).outcome,
+        Outcome::Approved
     );
 
     c.bench_function("parse_request", |b| {
         b.iter(|| parse_request(black_box(REQUEST)))
     });
     c.bench_function("csr_scope", |b| {
-        b.iter(|| CsrScope::new(black_box(&csr), &parsed, None, &policies))
+        b.iter(|| CsrScope::new(black_box(&csr), &parsed, None, &policies[..10]))
     });
     // The whole decision for a CSR seen for the first time: parse (with signature
-    // verification), scope, ten policies.
-    c.bench_function("decide_10_policies", |b| {
-        b.iter(|| {
-            csrgate_policy::clear_request_cache();
-            decide(black_box(&policies), black_box(&csr), None)
-        })
-    });
+    // verification), scope, then the policies.
+    for count in [1, 10, 100] {
+        c.bench_function(&format!("decide_{count}_policies"), |b| {
+            b.iter(|| {
+                csrgate_policy::clear_request_cache();
+                decide(black_box(&policies[..count]), black_box(&csr), None)
+            })
+        });
+    }
     // The same CSR decided again (policy change, conflict retry, resync): the verified
     // request comes from the cache.
     c.bench_function("decide_10_policies_seen_before", |b| {
-        b.iter(|| decide(black_box(&policies), black_box(&csr), None))
+        b.iter(|| decide(black_box(&policies[..10]), black_box(&csr), None))
     });
-    c.bench_function("decide_1_policy", |b| {
-        b.iter(|| {
-            csrgate_policy::clear_request_cache();
-            decide(black_box(&policies[..1]), black_box(&csr), None)
-        })
+    c.bench_function("matches_rule_seen_before", |b| {
+        b.iter(|| decide(black_box(&matches_policy), black_box(&csr), None))
     });
     c.bench_function("compile_policy", |b| {
         b.iter(|| CompiledPolicy::compile(black_box(&one)))
     });
+    let thousand: Vec<CsrApprovalPolicy> = (0..1000).map(policy).collect();
+    let mut group = c.benchmark_group("scale");
+    group.sample_size(10);
+    group.bench_function("compile_1000_policies", |b| {
+        b.iter_batched(
+            || thousand.clone(),
+            |policies| {
+                policies
+                    .iter()
+                    .map(CompiledPolicy::compile)
+                    .collect::<Vec<_>>()
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
 }
 
 criterion_group!(engine, benches);

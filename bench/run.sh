@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# `make bench`: every benchmark of csrgate side by side, in one run.
+#
+#   1. engine (criterion): decisions over 1/10/100 policies, parse, scope, compile, matches()
+#   2. the same rules in @marcbachmann/cel-js and cel-python (installed here, pinned)
+#   3. end to end against the sandbox, controller and API floor, for each N in CSRGATE_BENCH_CSRS
+#   4. scale: RSS with 10,000 pending CSRs + 5,000 Nodes cached, then 1,000 policies
+#   5. report: target/bench/summary.json, BENCHMARKS.md and bench/e2e.svg
+#
+# Environment: CSRGATE_BENCH_CSRS (default 1000,10000,50000), CRITERION_TIME (seconds of
+# measurement per engine benchmark, default 3).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+csrs="${CSRGATE_BENCH_CSRS:-1000,10000,50000}"
+measure="${CRITERION_TIME:-3}"
+out=target/bench
+mkdir -p "$out"
+started=$SECONDS
+phase() { printf '\n== %s (%ds since start)\n' "$1" $((SECONDS - started)); }
+
+phase "build (release)"
+cargo build --release --locked -p csrgate -p csrgate-bench
+
+phase "engine: criterion"
+cargo bench --locked -p csrgate-policy --bench decide -- \
+  --warm-up-time 1 --measurement-time "$measure"
+
+phase "peer CEL engines"
+bash bench/peers/run.sh "$out/cel-fixture.json" "$out"
+
+phase "end to end: N = $csrs"
+target/release/csrgate-bench e2e --csrs "$csrs" --out "$out"
+
+phase "scale"
+target/release/csrgate-bench scale --out "$out"
+
+phase "report"
+target/release/csrgate-bench report --csrs "$csrs" --results "$out"
+printf '\n== done in %ds\n' $((SECONDS - started))

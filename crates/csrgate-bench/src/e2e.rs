@@ -1,0 +1,214 @@
+//! Bursts of N CSRs created against a fresh sandbox and decided by either the controller or
+//! the API floor client, each a separate process; latency runs from the create request to
+//! the moment a watch of our own sees the condition.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+use kube::ResourceExt;
+use kube::api::{Api, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+
+use crate::cluster::{self, Process, Sandbox, is_decided};
+use crate::{Error, Result};
+
+/// `csrgate-bench e2e`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The `csrgate` binary (default: next to this one).
+    #[arg(long)]
+    csrgate: Option<PathBuf>,
+    /// Burst sizes, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "5000")]
+    csrs: Vec<usize>,
+    /// Which deciders to run for each size.
+    #[arg(long, value_delimiter = ',', default_value = "floor,controller")]
+    deciders: Vec<Decider>,
+    /// Concurrent creators.
+    #[arg(long, default_value_t = 16)]
+    creators: usize,
+    /// Where `e2e-<decider>-<N>.json` go.
+    #[arg(long, default_value = "target/bench")]
+    out: PathBuf,
+}
+
+/// What decides the burst.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum Decider {
+    /// `csrgate controller`.
+    Controller,
+    /// `csrgate-bench floor`: the same API calls, no evaluation.
+    Floor,
+}
+
+impl Decider {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Controller => "controller",
+            Self::Floor => "floor",
+        }
+    }
+}
+
+/// Runs every size with every decider, floor first so both see the machine in the same state.
+pub async fn run(args: Args) -> Result<()> {
+    let csrgate = args.csrgate.clone().unwrap_or_else(crate::default_csrgate);
+    for &n in &args.csrs {
+        for &decider in &args.deciders {
+            let result = burst(&csrgate, decider, n, args.creators).await?;
+            println!(
+                "{:>10} N={n:<6} {:>8.0} decisions/s  p50 {:>6.0} ms  p99 {:>6.0} ms  RSS {:>5.1} MiB  CPU {:>5.2} s",
+                decider.name(),
+                result["decisions_per_s"].as_f64().unwrap_or_default(),
+                result["p50_latency_ms"].as_f64().unwrap_or_default(),
+                result["p99_latency_ms"].as_f64().unwrap_or_default(),
+                result["peak_rss_mib"].as_f64().unwrap_or_default(),
+                result["cpu_s"].as_f64().unwrap_or_default(),
+            );
+            crate::write_json(
+                &args.out.join(format!("e2e-{}-{n}.json", decider.name())),
+                &result,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+async fn burst(csrgate: &Path, decider: Decider, n: usize, creators: usize) -> Result<serde_json::Value> {
+    let sandbox = Sandbox::start(csrgate).await?;
+    let admin = sandbox.client_as(None).await?;
+    let policy: csrgate_api::CsrApprovalPolicy =
+        serde_saphyr::from_str(cluster::POLICY).map_err(|e| Error::Data {
+            what: "the benchmark policy".into(),
+            message: e.to_string(),
+        })?;
+    Api::<csrgate_api::CsrApprovalPolicy>::all(admin.clone())
+        .create(&PostParams::default(), &policy)
+        .await
+        .map_err(|source| Error::Kube {
+            what: "creating the benchmark policy".into(),
+            source,
+        })?;
+
+    let process = match decider {
+        Decider::Controller => {
+            let metrics = format!("127.0.0.1:{}", cluster::free_port()?);
+            let process = cluster::start_controller(csrgate, &sandbox.kubeconfig, &metrics, false)?;
+            cluster::wait_ready(&metrics, Duration::from_secs(30)).await?;
+            process
+        }
+        Decider::Floor => {
+            let exe = std::env::current_exe().map_err(|source| Error::Io {
+                what: "finding csrgate-bench itself".into(),
+                source,
+            })?;
+            let kubeconfig = sandbox.kubeconfig.display().to_string();
+            let process = Process::spawn(&exe, &["floor", "--kubeconfig", &kubeconfig], "the floor client")?;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            process
+        }
+    };
+    let before = process.usage();
+
+    // Watch for decisions from before the burst starts.
+    let csrs: Api<CertificateSigningRequest> = Api::all(admin.clone());
+    let (decided_tx, mut decided_rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
+    let watch = tokio::spawn(async move {
+        let mut stream = watcher(csrs, watcher::Config::default())
+            .applied_objects()
+            .boxed();
+        while let Ok(Some(csr)) = stream.try_next().await {
+            if is_decided(&csr) {
+                let _ = decided_tx.send((csr.name_any(), Instant::now()));
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let template: CertificateSigningRequest =
+        serde_saphyr::from_str(cluster::JANE).map_err(|e| Error::Data {
+            what: "examples/csrs/jane.yaml".into(),
+            message: e.to_string(),
+        })?;
+    let jane: Api<CertificateSigningRequest> = Api::all(sandbox.client_as(Some("jane")).await?);
+    let start = Instant::now();
+    let created: HashMap<String, Instant> = futures::stream::iter(0..n)
+        .map(|i| {
+            let api = jane.clone();
+            let mut csr = template.clone();
+            let name = format!("bench-{i}");
+            csr.metadata.name = Some(name.clone());
+            async move {
+                let sent = Instant::now();
+                api.create(&PostParams::default(), &csr)
+                    .await
+                    .map(|_| (name, sent))
+                    .map_err(|source| Error::Kube {
+                        what: "creating a CSR".into(),
+                        source,
+                    })
+            }
+        })
+        .buffer_unordered(creators)
+        .try_collect()
+        .await?;
+    let created_in = start.elapsed();
+
+    let mut latencies = Vec::with_capacity(n);
+    let mut seen = HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(120 + n as u64 / 100);
+    let mut last = start;
+    while seen.len() < n && Instant::now() < deadline {
+        let Ok(Some((name, at))) =
+            tokio::time::timeout(Duration::from_secs(30), decided_rx.recv()).await
+        else {
+            break;
+        };
+        if let Some(sent) = created.get(&name)
+            && seen.insert(name)
+        {
+            latencies.push(at.duration_since(*sent));
+            last = at;
+        }
+    }
+    watch.abort();
+    let after = process.usage();
+    drop(process);
+    drop(sandbox);
+    if seen.len() < n {
+        return Err(Error::Incomplete(format!(
+            "{}: only {} of {n} CSRs were decided",
+            decider.name(),
+            seen.len()
+        )));
+    }
+
+    latencies.sort();
+    let percentile = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p).ceil() as usize).saturating_sub(1))
+            .copied()
+            .unwrap_or_default()
+            .as_secs_f64()
+            * 1000.0
+    };
+    let total = last.duration_since(start).as_secs_f64();
+    Ok(serde_json::json!({
+        "decider": decider.name(),
+        "csrs": n,
+        "decided": seen.len(),
+        "concurrency": crate::floor::CONCURRENCY,
+        "creators": creators,
+        "created_in_s": created_in.as_secs_f64(),
+        "all_decided_in_s": total,
+        "decisions_per_s": n as f64 / total,
+        "p50_latency_ms": percentile(0.50),
+        "p99_latency_ms": percentile(0.99),
+        "max_latency_ms": percentile(1.0),
+        "peak_rss_mib": after.peak_rss_mib,
+        "cpu_s": after.cpu_s - before.cpu_s,
+    }))
+}

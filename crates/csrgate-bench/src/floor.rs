@@ -1,0 +1,102 @@
+//! The API floor: what deciding costs when deciding costs nothing.
+//!
+//! A plain kube-rs client that does, per CSR, exactly the API work the controller does for
+//! an approval — it learns of the CSR from a watch, PUTs the `/approval` subresource with
+//! the resourceVersion it saw, and publishes the same Event through kube-runtime's
+//! `Recorder` — with the same number of writes in flight and no evaluation, no reflector
+//! and no scheduler. The controller's throughput divided by this one's is the share of the
+//! API server's capacity the controller turns into decisions.
+
+use std::path::PathBuf;
+
+use futures::{StreamExt as _, TryStreamExt};
+use k8s_openapi::api::certificates::v1::{
+    CertificateSigningRequest, CertificateSigningRequestCondition,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, PostParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Resource, ResourceExt};
+
+use crate::cluster::is_decided;
+use crate::{Error, Result};
+
+/// Writes in flight, for the floor and (through `--concurrency`) the controller.
+pub const CONCURRENCY: usize = 32;
+/// [`CONCURRENCY`] as the controller's command-line argument.
+pub const CONCURRENCY_ARG: &str = "32";
+
+/// `csrgate-bench floor`: run until killed.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The sandbox's kubeconfig.
+    #[arg(long)]
+    kubeconfig: PathBuf,
+    /// Approval writes in flight.
+    #[arg(long, default_value_t = CONCURRENCY)]
+    concurrency: usize,
+}
+
+/// Approves every pending CSR it sees, forever.
+pub async fn run(args: Args) -> Result<()> {
+    let client = crate::cluster::client(&args.kubeconfig, None).await?;
+    let csrs: Api<CertificateSigningRequest> = Api::all(client.clone());
+    let recorder = Recorder::new(
+        client,
+        Reporter {
+            controller: "csrgate".into(),
+            instance: None,
+        },
+    );
+    watcher(csrs.clone(), watcher::Config::default())
+        .default_backoff()
+        .applied_objects()
+        .try_filter(|csr| futures::future::ready(!is_decided(csr)))
+        .map_ok(|csr| approve(&csrs, &recorder, csr))
+        .try_buffer_unordered(args.concurrency)
+        .try_for_each(|()| futures::future::ready(Ok(())))
+        .await
+        .map_err(|e| Error::Incomplete(format!("the floor client's watch ended: {e}")))
+}
+
+/// The controller's write for an approval, with its message format, then its event. A
+/// failed write is left alone: the benchmark counts decisions, and a retry would be work
+/// the controller does not do either.
+async fn approve(
+    csrs: &Api<CertificateSigningRequest>,
+    recorder: &Recorder,
+    csr: CertificateSigningRequest,
+) -> Result<(), watcher::Error> {
+    let name = csr.name_any();
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let message = "csrgate: approved by CsrApprovalPolicy \"bench\" (generation 1)";
+    let mut body = csr;
+    body.status
+        .get_or_insert_with(Default::default)
+        .conditions
+        .get_or_insert_with(Vec::new)
+        .push(CertificateSigningRequestCondition {
+            type_: "Approved".into(),
+            status: "True".into(),
+            reason: Some("PolicyApproved".into()),
+            message: Some(message.into()),
+            last_update_time: Some(now.clone()),
+            last_transition_time: Some(now),
+        });
+    if csrs
+        .replace_subresource("approval", &name, &PostParams::default(), &body)
+        .await
+        .is_ok()
+    {
+        let event = Event {
+            type_: EventType::Normal,
+            reason: "PolicyApproved".into(),
+            note: Some(message.into()),
+            action: "Approved".into(),
+            secondary: None,
+        };
+        let _ = recorder.publish(&event, &body.object_ref(&())).await;
+    }
+    Ok(())
+}

@@ -1,0 +1,391 @@
+//! Everything side by side: reads criterion's estimates, the peer engines' results, the
+//! end-to-end and scale results, and writes `summary.json`, `BENCHMARKS.md` and the plot.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use plotters::prelude::*;
+use serde_json::{Value, json};
+
+use crate::{Error, Result};
+
+/// `csrgate-bench report`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Where the results of this run are (`target/bench`).
+    #[arg(long, default_value = "target/bench")]
+    results: PathBuf,
+    /// criterion's output directory.
+    #[arg(long, default_value = "target/criterion")]
+    criterion: PathBuf,
+    /// The burst sizes of the end-to-end runs.
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000,50000")]
+    csrs: Vec<usize>,
+    /// The Markdown report to write.
+    #[arg(long, default_value = "BENCHMARKS.md")]
+    markdown: PathBuf,
+    /// The plot to write (linked from the report by its path relative to the report).
+    #[arg(long, default_value = "bench/e2e.svg")]
+    plot: PathBuf,
+    /// Hand-written findings (profiles, what changed) appended to the report.
+    #[arg(long, default_value = "bench/NOTES.md")]
+    notes: PathBuf,
+}
+
+/// The criterion benchmarks the report quotes, with what each measures.
+const ENGINE: &[(&str, &str)] = &[
+    ("parse_request", "parse a P-256 request and verify its signature"),
+    ("csr_scope", "convert CSR and request to CEL values, bind the paths 10 policies read"),
+    ("decide_1_policies", "whole decision, 1 policy (4 expressions), CSR seen first"),
+    ("decide_10_policies", "whole decision, 10 policies (40 expressions), CSR seen first"),
+    ("decide_100_policies", "whole decision, 100 policies (400 expressions), CSR seen first"),
+    ("decide_10_policies_seen_before", "whole decision, 10 policies, verified request cached"),
+    ("matches_rule_seen_before", "one policy with one `matches()` rule over every DNS SAN"),
+    ("compile_policy", "compile one policy of 4 expressions"),
+    ("scale/compile_1000_policies", "compile 1,000 such policies, one after another"),
+];
+
+fn read_json(path: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        what: format!("reading {}", path.display()),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| Error::Data {
+        what: path.display().to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// criterion's median for a benchmark, in microseconds.
+fn criterion_median_us(dir: &Path, id: &str) -> Result<f64> {
+    let path = dir.join(id).join("new/estimates.json");
+    read_json(&path)?
+        .pointer("/median/point_estimate")
+        .and_then(Value::as_f64)
+        .map(|ns| ns / 1000.0)
+        .ok_or_else(|| Error::Data {
+            what: path.display().to_string(),
+            message: "no median.point_estimate".into(),
+        })
+}
+
+fn number(value: &Value, key: &str) -> f64 {
+    value.get(key).and_then(Value::as_f64).unwrap_or(f64::NAN)
+}
+
+/// Collects, writes, prints the headline.
+pub fn run(args: Args) -> Result<()> {
+    let mut engine = serde_json::Map::new();
+    for (id, _) in ENGINE {
+        engine.insert(
+            (*id).to_owned(),
+            json!(criterion_median_us(&args.criterion, id)?),
+        );
+    }
+    let engine_us = |id: &str| engine.get(id).and_then(Value::as_f64).unwrap_or(f64::NAN);
+    let celjs = read_json(&args.results.join("peer-celjs.json"))?;
+    let celpython = read_json(&args.results.join("peer-celpython.json"))?;
+    let decision_us = engine_us("decide_10_policies");
+    let mut bursts = Vec::new();
+    for &n in &args.csrs {
+        let controller = read_json(&args.results.join(format!("e2e-controller-{n}.json")))?;
+        let floor = read_json(&args.results.join(format!("e2e-floor-{n}.json")))?;
+        bursts.push((n, controller, floor));
+    }
+    let floor_ratio = |controller: &Value, floor: &Value| {
+        number(controller, "decisions_per_s") / number(floor, "decisions_per_s")
+    };
+    let at_10k = bursts.iter().find(|(n, ..)| *n == 10_000);
+    let scale = read_json(&args.results.join("scale.json"))?;
+
+    let summary = json!({
+        "engine_decision_us_median": decision_us,
+        "engine_decision_seen_before_us_median": engine_us("decide_10_policies_seen_before"),
+        "engine_us_median": engine,
+        "peer_celjs_decision_us_median": number(&celjs, "decision_us_median"),
+        "peer_celpython_decision_us_median": number(&celpython, "decision_us_median"),
+        "peer_ratio_celjs": decision_us / number(&celjs, "decision_us_median"),
+        "peer_ratio_celpython": decision_us / number(&celpython, "decision_us_median"),
+        "floor_ratio_10k": at_10k.map(|(_, c, f)| floor_ratio(c, f)),
+        "p99_latency_ms_10k": at_10k.map(|(_, c, _)| number(c, "p99_latency_ms")),
+        "rss_mib_10k": number(&scale, "rss_mib_cached"),
+        "rss_mib_1k_policies": number(&scale, "rss_mib_policies"),
+        "policies_1k_compile_ms": engine_us("scale/compile_1000_policies") / 1000.0,
+        "policies_1k_ready_ms": number(&scale, "policies_ready_ms"),
+        "e2e": bursts.iter().map(|(n, c, f)| json!({
+            "csrs": n,
+            "controller": c,
+            "floor": f,
+            "floor_ratio": floor_ratio(c, f),
+        })).collect::<Vec<_>>(),
+        "peers": {"celjs": celjs, "celpython": celpython},
+        "scale": scale,
+    });
+    crate::write_json(&args.results.join("summary.json"), &summary)?;
+    plot(&args.plot, &bursts)?;
+    let notes = std::fs::read_to_string(&args.notes).unwrap_or_default();
+    let markdown = markdown(&args, &summary, &bursts, &notes);
+    std::fs::write(&args.markdown, markdown).map_err(|source| Error::Io {
+        what: format!("writing {}", args.markdown.display()),
+        source,
+    })?;
+    println!(
+        "wrote {}, {} and {}",
+        args.results.join("summary.json").display(),
+        args.markdown.display(),
+        args.plot.display()
+    );
+    Ok(())
+}
+
+/// Where this ran: CPU model, core count, commit and date, so figures are read in context.
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map_or("unknown CPU", |(_, m)| m.trim())
+        .to_owned();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let run = |program: &str, args: &[&str]| {
+        std::process::Command::new(program)
+            .args(args)
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default()
+    };
+    format!(
+        "{model}, {cores} cores; commit {}; {}",
+        run("git", &["rev-parse", "--short", "HEAD"]),
+        run("date", &["-u", "+%Y-%m-%d %H:%M UTC"])
+    )
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "**missed**" }
+}
+
+fn markdown(args: &Args, summary: &Value, bursts: &[(usize, Value, Value)], notes: &str) -> String {
+    let get = |key: &str| summary.get(key).and_then(Value::as_f64).unwrap_or(f64::NAN);
+    let mut md = String::new();
+    let _ = writeln!(md, "# csrgate benchmarks\n");
+    let _ = writeln!(
+        md,
+        "Generated by `make bench` (`bench/run.sh`); every figure below comes from one run on: {}.\n\
+         Raw results: `target/bench/summary.json`. The machine is shared and noisy, so compare \
+         figures within this file, not across runs.\n",
+        machine()
+    );
+    let celjs = &summary["peers"]["celjs"];
+    let celpython = &summary["peers"]["celpython"];
+    let _ = writeln!(md, "## Goals\n");
+    let _ = writeln!(md, "| goal | measured | |\n| --- | --- | --- |");
+    let rows = [
+        (
+            "whole decision (parse + context + 10 policies) ≤ 2× cel-js bare evaluation".to_owned(),
+            format!("{:.1} µs vs {:.1} µs: {:.2}×", get("engine_decision_us_median"), number(celjs, "decision_us_median"), get("peer_ratio_celjs")),
+            get("peer_ratio_celjs") <= 2.0,
+        ),
+        (
+            "whole decision ≥ 100× cheaper than cel-python".to_owned(),
+            format!("{:.1} µs vs {:.0} µs: {:.0}× cheaper", get("engine_decision_us_median"), number(celpython, "decision_us_median"), 1.0 / get("peer_ratio_celpython")),
+            get("peer_ratio_celpython") <= 0.01,
+        ),
+        (
+            "controller / API floor throughput ≥ 0.8 at 10,000 CSRs".to_owned(),
+            format!("{:.2}", get("floor_ratio_10k")),
+            get("floor_ratio_10k") >= 0.8,
+        ),
+        (
+            "RSS ≤ 64 MiB with 10,000 pending CSRs and 5,000 Nodes cached".to_owned(),
+            format!("{:.1} MiB", get("rss_mib_10k")),
+            get("rss_mib_10k") <= 64.0,
+        ),
+        (
+            "RSS ≤ 64 MiB with 1,000 policies loaded as well".to_owned(),
+            format!("{:.1} MiB", get("rss_mib_1k_policies")),
+            get("rss_mib_1k_policies") <= 64.0,
+        ),
+        (
+            "1,000 policies compiled in < 1 s".to_owned(),
+            format!("{:.0} ms", get("policies_1k_compile_ms")),
+            get("policies_1k_compile_ms") < 1000.0,
+        ),
+        (
+            "1,000 policies Ready through the API (create → watch → compile → status) in < 1 s".to_owned(),
+            format!("{:.0} ms", get("policies_1k_ready_ms")),
+            get("policies_1k_ready_ms") < 1000.0,
+        ),
+    ];
+    for (goal, measured, met) in rows {
+        let _ = writeln!(md, "| {goal} | {measured} | {} |", verdict(met));
+    }
+
+    let _ = writeln!(md, "\n## Engine (criterion, `cargo bench -p csrgate-policy --bench decide`)\n");
+    let _ = writeln!(md, "| benchmark | what | median |\n| --- | --- | ---: |");
+    for (id, what) in ENGINE {
+        let us = summary["engine_us_median"][*id].as_f64().unwrap_or(f64::NAN);
+        let shown = if us >= 10_000.0 { format!("{:.1} ms", us / 1000.0) } else { format!("{us:.1} µs") };
+        let _ = writeln!(md, "| `{id}` | {what} | {shown} |");
+    }
+
+    let _ = writeln!(md, "\n## The same rules in other CEL engines (same run)\n");
+    let _ = writeln!(
+        md,
+        "Each peer compiles the same 40 expressions once and evaluates them over the same values \
+         (`target/bench/cel-fixture.json`, written by the engine benchmark); its figure is bare \
+         evaluation, csrgate's is the whole decision. See `bench/peers/README.md`.\n"
+    );
+    let _ = writeln!(md, "| engine | version | 10 policies | `matches()` rule | csrgate decision / peer |\n| --- | --- | ---: | ---: | ---: |");
+    let _ = writeln!(
+        md,
+        "| csrgate (whole decision, first sight / seen before) | this commit | {:.1} / {:.1} µs | {:.1} µs | 1 |",
+        get("engine_decision_us_median"),
+        get("engine_decision_seen_before_us_median"),
+        summary["engine_us_median"]["matches_rule_seen_before"].as_f64().unwrap_or(f64::NAN)
+    );
+    for (peer, ratio) in [(celjs, "peer_ratio_celjs"), (celpython, "peer_ratio_celpython")] {
+        let _ = writeln!(
+            md,
+            "| {} ({}) | {} | {:.1} µs | {:.1} µs | {:.3} |",
+            peer["package"].as_str().unwrap_or("?"),
+            peer["runtime"].as_str().unwrap_or("?"),
+            peer["version"].as_str().unwrap_or("?"),
+            number(peer, "decision_us_median"),
+            number(peer, "matches_rule_us_median"),
+            get(ratio)
+        );
+    }
+
+    let plot = relative_link(&args.markdown, &args.plot);
+    let _ = writeln!(md, "\n## End to end against the sandbox, and the API floor\n");
+    let _ = writeln!(
+        md,
+        "`csrgate-bench e2e`: a fresh `csrgate sandbox` per run; N CSRs created by 16 concurrent \
+         clients; decided either by `csrgate controller` (release build, `--concurrency 32`, its \
+         own process) or by the floor client (`csrgate-bench floor`: the same watch, the same \
+         `/approval` PUT and Event, 32 in flight, no evaluation). Latency is from the create \
+         request to the condition seen by a watch. RSS is the decider's peak, CPU its \
+         user+system seconds during the run.\n\n![decisions per second and p99 latency against N]({plot})\n"
+    );
+    let _ = writeln!(md, "| N | decider | decisions/s | p50 ms | p99 ms | max ms | peak RSS MiB | CPU s | controller / floor |\n| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for (n, controller, floor) in bursts {
+        for (name, run) in [("floor", floor), ("controller", controller)] {
+            let ratio = if name == "controller" {
+                format!("{:.2}", number(controller, "decisions_per_s") / number(floor, "decisions_per_s"))
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                md,
+                "| {n} | {name} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} | {:.2} | {ratio} |",
+                number(run, "decisions_per_s"),
+                number(run, "p50_latency_ms"),
+                number(run, "p99_latency_ms"),
+                number(run, "max_latency_ms"),
+                number(run, "peak_rss_mib"),
+                number(run, "cpu_s"),
+            );
+        }
+    }
+
+    let scale = &summary["scale"];
+    let _ = writeln!(md, "\n## Scale (`csrgate-bench scale`)\n");
+    let _ = writeln!(
+        md,
+        "The controller (Node watch on) started over {} pending CSRs (a signer no policy covers) \
+         and {} Nodes the size of real ones (25 cached images each); then {} policies of 4 \
+         expressions created through the API.\n",
+        scale["csrs"], scale["nodes"], scale["policies"]
+    );
+    let _ = writeln!(md, "| measure | value |\n| --- | ---: |");
+    let _ = writeln!(md, "| RSS with the CSRs and Nodes cached | {:.1} MiB (peak {:.1}) |", number(scale, "rss_mib_cached"), number(scale, "peak_rss_mib_cached"));
+    let _ = writeln!(md, "| RSS with the policies loaded as well | {:.1} MiB (peak {:.1}) |", number(scale, "rss_mib_policies"), number(scale, "peak_rss_mib_policies"));
+    let _ = writeln!(md, "| policies created (16 concurrent clients) | {:.0} ms |", number(scale, "policies_created_ms"));
+    let _ = writeln!(md, "| first create → all Ready=True seen by a watch | {:.0} ms |", number(scale, "policies_ready_ms"));
+    if !notes.trim().is_empty() {
+        let _ = writeln!(md, "\n{}", notes.trim_end());
+    }
+    md
+}
+
+/// The plot's path as seen from the report's directory (both are in the repository).
+fn relative_link(markdown: &Path, plot: &Path) -> String {
+    let base = markdown.parent().unwrap_or(Path::new(""));
+    plot.strip_prefix(base)
+        .unwrap_or(plot)
+        .display()
+        .to_string()
+}
+
+fn plot_error(error: impl std::fmt::Display) -> Error {
+    Error::Data {
+        what: "the plot".into(),
+        message: error.to_string(),
+    }
+}
+
+/// Decisions per second and p99 latency against N, controller and floor, side by side.
+fn plot(path: &Path, bursts: &[(usize, Value, Value)]) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+            what: format!("creating {}", dir.display()),
+            source,
+        })?;
+    }
+    let root = SVGBackend::new(path, (1000, 420)).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_error)?;
+    let (left, right) = root.split_horizontally(500);
+    let min_n = bursts.iter().map(|(n, ..)| *n).min().unwrap_or(1) as f64;
+    let max_n = bursts.iter().map(|(n, ..)| *n).max().unwrap_or(10) as f64;
+    for (area, key, title) in [
+        (&left, "decisions_per_s", "decisions per second"),
+        (&right, "p99_latency_ms", "p99 latency, create to condition (ms)"),
+    ] {
+        let series = |pick: fn(&(usize, Value, Value)) -> &Value| -> Vec<(f64, f64)> {
+            bursts.iter().map(|b| (b.0 as f64, number(pick(b), key))).collect()
+        };
+        let controller = series(|b| &b.1);
+        let floor = series(|b| &b.2);
+        let top = controller
+            .iter()
+            .chain(&floor)
+            .map(|p| p.1)
+            .filter(|v| v.is_finite())
+            .fold(1.0_f64, f64::max)
+            * 1.15;
+        let mut chart = ChartBuilder::on(area)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(56)
+            .build_cartesian_2d((min_n * 0.8..max_n * 1.25).log_scale(), 0.0..top)
+            .map_err(plot_error)?;
+        chart
+            .configure_mesh()
+            .x_desc("CSRs in the burst (N)")
+            .x_label_formatter(&|n| format!("{n:.0}"))
+            .draw()
+            .map_err(plot_error)?;
+        for (points, color, label) in [(controller, RED, "csrgate controller"), (floor, BLUE, "API floor")] {
+            chart
+                .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+                .map_err(plot_error)?
+                .label(label)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+            chart
+                .draw_series(points.into_iter().map(|p| Circle::new(p, 4, color.filled())))
+                .map_err(plot_error)?;
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::LowerRight)
+            .draw()
+            .map_err(plot_error)?;
+    }
+    root.present().map_err(plot_error)
+}

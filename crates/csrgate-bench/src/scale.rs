@@ -1,0 +1,301 @@
+//! Memory at scale: the controller with 10,000 pending CSRs and 5,000 Nodes in its caches,
+//! then with 1,000 policies loaded, and how long those 1,000 policies take to become Ready
+//! through the API (create, watch, compile, status write).
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+use k8s_openapi::api::core::v1::Node;
+use kube::ResourceExt;
+use kube::api::{Api, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+
+use crate::cluster::{self, Sandbox};
+use crate::{Error, Result};
+
+/// The signer of the pending CSRs: no policy covers it, so they stay pending and cached.
+const UNMANAGED_SIGNER: &str = "example.com/unmanaged";
+
+/// `csrgate-bench scale`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The `csrgate` binary (default: next to this one).
+    #[arg(long)]
+    csrgate: Option<PathBuf>,
+    /// Pending CSRs to create.
+    #[arg(long, default_value_t = 10_000)]
+    csrs: usize,
+    /// Nodes to create.
+    #[arg(long, default_value_t = 5_000)]
+    nodes: usize,
+    /// Policies to load after the CSRs and Nodes.
+    #[arg(long, default_value_t = 1_000)]
+    policies: usize,
+    /// Where `scale.json` goes.
+    #[arg(long, default_value = "target/bench")]
+    out: PathBuf,
+}
+
+/// A Node the size of a real one: labels, conditions, addresses, node info and a list of
+/// cached images (what most of a real Node's bytes are).
+fn node(i: usize) -> Result<Node> {
+    let images: Vec<serde_json::Value> = (0..25)
+        .map(|j| {
+            serde_json::json!({
+                "names": [
+                    format!("registry.example.com/team-{j}/service-{j}@sha256:{:064x}", i * 31 + j),
+                    format!("registry.example.com/team-{j}/service-{j}:v1.{j}.0"),
+                ],
+                "sizeBytes": 50_000_000 + j * 1_000_000,
+            })
+        })
+        .collect();
+    let conditions: Vec<serde_json::Value> = [
+        ("MemoryPressure", "False", "KubeletHasSufficientMemory"),
+        ("DiskPressure", "False", "KubeletHasNoDiskPressure"),
+        ("PIDPressure", "False", "KubeletHasSufficientPID"),
+        ("Ready", "True", "KubeletReady"),
+    ]
+    .iter()
+    .map(|(type_, status, reason)| {
+        serde_json::json!({
+            "type": type_, "status": status, "reason": reason,
+            "message": format!("kubelet reports {reason}"),
+            "lastHeartbeatTime": "2026-11-28T12:00:00Z",
+            "lastTransitionTime": "2026-11-01T08:00:00Z",
+        })
+    })
+    .collect();
+    let name = format!("worker-{i}");
+    let value = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "labels": {
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "node.kubernetes.io/instance-type": "m6i.xlarge",
+                "topology.kubernetes.io/region": "eu-west-1",
+                "topology.kubernetes.io/zone": format!("eu-west-1{}", ["a", "b", "c"][i % 3]),
+                "node-role.kubernetes.io/worker": "",
+            },
+            "annotations": {
+                "node.alpha.kubernetes.io/ttl": "0",
+                "volumes.kubernetes.io/controller-managed-attach-detach": "true",
+            },
+        },
+        "spec": {
+            "podCIDR": format!("10.{}.{}.0/24", 64 + i / 256, i % 256),
+            "providerID": format!("aws:///eu-west-1a/i-{i:017x}"),
+        },
+        "status": {
+            "addresses": [
+                {"type": "InternalIP", "address": format!("10.0.{}.{}", i / 256, i % 256)},
+                {"type": "Hostname", "address": name},
+                {"type": "InternalDNS", "address": format!("{name}.cluster.internal")},
+            ],
+            "capacity": {"cpu": "4", "memory": "16078328Ki", "pods": "110", "ephemeral-storage": "104845292Ki"},
+            "allocatable": {"cpu": "3920m", "memory": "15061496Ki", "pods": "110", "ephemeral-storage": "96625420023"},
+            "conditions": conditions,
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+            "nodeInfo": {
+                "architecture": "amd64", "bootID": format!("{i:08x}-0000-4000-8000-000000000000"),
+                "containerRuntimeVersion": "containerd://1.7.22", "kernelVersion": "6.1.112",
+                "kubeProxyVersion": "v1.33.1", "kubeletVersion": "v1.33.1",
+                "machineID": format!("{i:032x}"), "operatingSystem": "linux",
+                "osImage": "Debian GNU/Linux 12 (bookworm)", "systemUUID": format!("ec2{i:029x}"),
+            },
+            "images": images,
+        },
+    });
+    serde_json::from_value(value).map_err(|e| Error::Data {
+        what: "the benchmark Node".into(),
+        message: e.to_string(),
+    })
+}
+
+/// Policy `i`: one matchCondition and three validations, over a signer no CSR here uses.
+fn policy(i: usize) -> Result<csrgate_api::CsrApprovalPolicy> {
+    let yaml = format!(
+        r#"
+apiVersion: csrgate.dev/v1alpha1
+kind: CsrApprovalPolicy
+metadata: {{name: scale-{i:04}}}
+spec:
+  signerNames: ["example.com/team-{i}"]
+  matchConditions:
+    - name: in-team
+      expression: '"team-{i}" in object.spec.groups'
+  validations:
+    - name: cn-is-requestor
+      expression: 'x509.commonName == object.spec.username'
+    - name: no-system-groups
+      expression: '!x509.organizations.exists(o, o.startsWith("system:"))'
+    - name: service-names
+      expression: 'x509.dnsNames.all(n, n.endsWith(".team-{i}.svc.cluster.local"))'
+"#
+    );
+    serde_saphyr::from_str(&yaml).map_err(|e| Error::Data {
+        what: "a scale policy".into(),
+        message: e.to_string(),
+    })
+}
+
+fn kube_error(what: &str) -> impl Fn(kube::Error) -> Error + '_ {
+    move |source| Error::Kube {
+        what: what.to_owned(),
+        source,
+    }
+}
+
+/// Creates everything, measures, writes `scale.json`.
+pub async fn run(args: Args) -> Result<()> {
+    let csrgate = args.csrgate.clone().unwrap_or_else(crate::default_csrgate);
+    let sandbox = Sandbox::start(&csrgate).await?;
+    let admin = sandbox.client_as(None).await?;
+
+    let nodes: Api<Node> = Api::all(admin.clone());
+    futures::stream::iter(0..args.nodes)
+        .map(|i| {
+            let nodes = nodes.clone();
+            async move {
+                nodes
+                    .create(&PostParams::default(), &node(i)?)
+                    .await
+                    .map_err(kube_error("creating a Node"))
+            }
+        })
+        .buffer_unordered(16)
+        .try_for_each(|_| futures::future::ready(Ok(())))
+        .await?;
+    let mut template: CertificateSigningRequest =
+        serde_saphyr::from_str(cluster::JANE).map_err(|e| Error::Data {
+            what: "examples/csrs/jane.yaml".into(),
+            message: e.to_string(),
+        })?;
+    template.spec.signer_name = UNMANAGED_SIGNER.into();
+    let jane: Api<CertificateSigningRequest> = Api::all(sandbox.client_as(Some("jane")).await?);
+    futures::stream::iter(0..args.csrs)
+        .map(|i| {
+            let api = jane.clone();
+            let mut csr = template.clone();
+            csr.metadata.name = Some(format!("pending-{i}"));
+            async move {
+                api.create(&PostParams::default(), &csr)
+                    .await
+                    .map_err(kube_error("creating a CSR"))
+            }
+        })
+        .buffer_unordered(16)
+        .try_for_each(|_| futures::future::ready(Ok(())))
+        .await?;
+
+    let metrics = format!("127.0.0.1:{}", cluster::free_port()?);
+    let controller = cluster::start_controller(&csrgate, &sandbox.kubeconfig, &metrics, true)?;
+    cluster::wait_ready(&metrics, Duration::from_secs(60)).await?;
+    // Ready means the policy and Node stores synced; the pending gauge (refreshed every 5 s
+    // from the CSR store) says when all CSRs are cached too.
+    let expected = format!("signer=\"{UNMANAGED_SIGNER}\"}} {}", args.csrs);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some((200, body)) = cluster::http_get(&metrics, "/metrics").await
+            && body.contains(&expected)
+        {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(Error::Incomplete(format!(
+                "the controller never counted {} pending CSRs",
+                args.csrs
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let cached = controller.usage();
+    println!(
+        "{} pending CSRs + {} Nodes cached: RSS {:.1} MiB (peak {:.1} MiB)",
+        args.csrs, args.nodes, cached.rss_mib, cached.peak_rss_mib
+    );
+
+    // 1,000 policies: from the first create to every one Ready=True, seen by a watch.
+    let policies: Api<csrgate_api::CsrApprovalPolicy> = Api::all(admin.clone());
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let watched = policies.clone();
+    let watch = tokio::spawn(async move {
+        let mut stream = watcher(watched, watcher::Config::default())
+            .applied_objects()
+            .boxed();
+        while let Ok(Some(policy)) = stream.try_next().await {
+            let ready = policy
+                .status
+                .as_ref()
+                .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+            if ready {
+                let _ = ready_tx.send(policy.name_any());
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let start = Instant::now();
+    futures::stream::iter(0..args.policies)
+        .map(|i| {
+            let api = policies.clone();
+            async move {
+                api.create(&PostParams::default(), &policy(i)?)
+                    .await
+                    .map_err(kube_error("creating a policy"))
+            }
+        })
+        .buffer_unordered(16)
+        .try_for_each(|_| futures::future::ready(Ok(())))
+        .await?;
+    let created_in = start.elapsed();
+    let mut ready = HashSet::new();
+    while ready.len() < args.policies {
+        match tokio::time::timeout(Duration::from_secs(60), ready_rx.recv()).await {
+            Ok(Some(name)) => {
+                ready.insert(name);
+            }
+            _ => break,
+        }
+    }
+    let ready_in = start.elapsed();
+    watch.abort();
+    if ready.len() < args.policies {
+        return Err(Error::Incomplete(format!(
+            "only {} of {} policies became Ready",
+            ready.len(),
+            args.policies
+        )));
+    }
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let loaded = controller.usage();
+    println!(
+        "{} policies Ready in {:.0} ms (created in {:.0} ms); RSS {:.1} MiB (peak {:.1} MiB)",
+        args.policies,
+        ready_in.as_secs_f64() * 1000.0,
+        created_in.as_secs_f64() * 1000.0,
+        loaded.rss_mib,
+        loaded.peak_rss_mib
+    );
+    crate::write_json(
+        &args.out.join("scale.json"),
+        &serde_json::json!({
+            "csrs": args.csrs,
+            "nodes": args.nodes,
+            "policies": args.policies,
+            "rss_mib_cached": cached.rss_mib,
+            "peak_rss_mib_cached": cached.peak_rss_mib,
+            "policies_created_ms": created_in.as_secs_f64() * 1000.0,
+            "policies_ready_ms": ready_in.as_secs_f64() * 1000.0,
+            "rss_mib_policies": loaded.rss_mib,
+            "peak_rss_mib_policies": loaded.peak_rss_mib,
+        }),
+    )
+}
