@@ -77,7 +77,12 @@ pub async fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-async fn burst(csrgate: &Path, decider: Decider, n: usize, creators: usize) -> Result<serde_json::Value> {
+async fn burst(
+    csrgate: &Path,
+    decider: Decider,
+    n: usize,
+    creators: usize,
+) -> Result<serde_json::Value> {
     let sandbox = Sandbox::start(csrgate).await?;
     let admin = sandbox.client_as(None).await?;
     let policy: csrgate_api::CsrApprovalPolicy =
@@ -106,7 +111,11 @@ async fn burst(csrgate: &Path, decider: Decider, n: usize, creators: usize) -> R
                 source,
             })?;
             let kubeconfig = sandbox.kubeconfig.display().to_string();
-            let process = Process::spawn(&exe, &["floor", "--kubeconfig", &kubeconfig], "the floor client")?;
+            let process = Process::spawn(
+                &exe,
+                &["floor", "--kubeconfig", &kubeconfig],
+                "the floor client",
+            )?;
             tokio::time::sleep(Duration::from_millis(500)).await;
             process
         }

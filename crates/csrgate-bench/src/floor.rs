@@ -2,20 +2,19 @@
 //!
 //! A plain kube-rs client that does, per CSR, exactly the API work the controller does for
 //! an approval — it learns of the CSR from a watch, PUTs the `/approval` subresource with
-//! the resourceVersion it saw, and publishes the same Event through kube-runtime's
-//! `Recorder` — with the same number of writes in flight and no evaluation, no reflector
-//! and no scheduler. The controller's throughput divided by this one's is the share of the
+//! the resourceVersion it saw, and creates the same events.k8s.io Event — with the same
+//! number of writes in flight and no evaluation, no reflector and no scheduler. The controller's throughput divided by this one's is the share of the
 //! API server's capacity the controller turns into decisions.
 
 use std::path::PathBuf;
 
-use futures::{StreamExt as _, TryStreamExt};
+use futures::TryStreamExt;
 use k8s_openapi::api::certificates::v1::{
     CertificateSigningRequest, CertificateSigningRequestCondition,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
 use kube::api::{Api, PostParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 
@@ -42,18 +41,12 @@ pub struct Args {
 pub async fn run(args: Args) -> Result<()> {
     let client = crate::cluster::client(&args.kubeconfig, None).await?;
     let csrs: Api<CertificateSigningRequest> = Api::all(client.clone());
-    let recorder = Recorder::new(
-        client,
-        Reporter {
-            controller: "csrgate".into(),
-            instance: None,
-        },
-    );
+    let events: Api<Event> = Api::namespaced(client, "default");
     watcher(csrs.clone(), watcher::Config::default())
         .default_backoff()
         .applied_objects()
         .try_filter(|csr| futures::future::ready(!is_decided(csr)))
-        .map_ok(|csr| approve(&csrs, &recorder, csr))
+        .map_ok(|csr| approve(&csrs, &events, csr))
         .try_buffer_unordered(args.concurrency)
         .try_for_each(|()| futures::future::ready(Ok(())))
         .await
@@ -65,7 +58,7 @@ pub async fn run(args: Args) -> Result<()> {
 /// the controller does not do either.
 async fn approve(
     csrs: &Api<CertificateSigningRequest>,
-    recorder: &Recorder,
+    events: &Api<Event>,
     csr: CertificateSigningRequest,
 ) -> Result<(), watcher::Error> {
     let name = csr.name_any();
@@ -89,14 +82,23 @@ async fn approve(
         .await
         .is_ok()
     {
+        let now = k8s_openapi::jiff::Timestamp::now();
         let event = Event {
-            type_: EventType::Normal,
-            reason: "PolicyApproved".into(),
+            metadata: ObjectMeta {
+                name: Some(format!("{name}.{:x}", now.as_nanosecond())),
+                ..ObjectMeta::default()
+            },
+            event_time: Some(MicroTime(now)),
+            regarding: Some(body.object_ref(&())),
+            type_: Some("Normal".into()),
+            reason: Some("PolicyApproved".into()),
+            action: Some("Approved".into()),
             note: Some(message.into()),
-            action: "Approved".into(),
-            secondary: None,
+            reporting_controller: Some("csrgate".into()),
+            reporting_instance: Some("csrgate".into()),
+            ..Event::default()
         };
-        let _ = recorder.publish(&event, &body.object_ref(&())).await;
+        let _ = events.create(&PostParams::default(), &event).await;
     }
     Ok(())
 }

@@ -51,7 +51,10 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Parser)]
-#[command(version, about = "csrgate's side-by-side benchmarks (run by `make bench`)")]
+#[command(
+    version,
+    about = "csrgate's side-by-side benchmarks (run by `make bench`)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -34,15 +34,39 @@ pub struct Args {
 
 /// The criterion benchmarks the report quotes, with what each measures.
 const ENGINE: &[(&str, &str)] = &[
-    ("parse_request", "parse a P-256 request and verify its signature"),
-    ("csr_scope", "convert CSR and request to CEL values, bind the paths 10 policies read"),
-    ("decide_1_policies", "whole decision, 1 policy (4 expressions), CSR seen first"),
-    ("decide_10_policies", "whole decision, 10 policies (40 expressions), CSR seen first"),
-    ("decide_100_policies", "whole decision, 100 policies (400 expressions), CSR seen first"),
-    ("decide_10_policies_seen_before", "whole decision, 10 policies, verified request cached"),
-    ("matches_rule_seen_before", "one policy with one `matches()` rule over every DNS SAN"),
+    (
+        "parse_request",
+        "parse a P-256 request and verify its signature",
+    ),
+    (
+        "csr_scope",
+        "convert CSR and request to CEL values, bind the paths 10 policies read",
+    ),
+    (
+        "decide_1_policies",
+        "whole decision, 1 policy (4 expressions), CSR seen first",
+    ),
+    (
+        "decide_10_policies",
+        "whole decision, 10 policies (40 expressions), CSR seen first",
+    ),
+    (
+        "decide_100_policies",
+        "whole decision, 100 policies (400 expressions), CSR seen first",
+    ),
+    (
+        "decide_10_policies_seen_before",
+        "whole decision, 10 policies, verified request cached",
+    ),
+    (
+        "matches_rule_seen_before",
+        "one policy with one `matches()` rule over every DNS SAN",
+    ),
     ("compile_policy", "compile one policy of 4 expressions"),
-    ("scale/compile_1000_policies", "compile 1,000 such policies, one after another"),
+    (
+        "scale/compile_1000_policies",
+        "compile 1,000 such policies, one after another",
+    ),
 ];
 
 fn read_json(path: &Path) -> Result<Value> {
@@ -185,12 +209,22 @@ fn markdown(args: &Args, summary: &Value, bursts: &[(usize, Value, Value)], note
     let rows = [
         (
             "whole decision (parse + context + 10 policies) ≤ 2× cel-js bare evaluation".to_owned(),
-            format!("{:.1} µs vs {:.1} µs: {:.2}×", get("engine_decision_us_median"), number(celjs, "decision_us_median"), get("peer_ratio_celjs")),
+            format!(
+                "{:.1} µs vs {:.1} µs: {:.2}×",
+                get("engine_decision_us_median"),
+                number(celjs, "decision_us_median"),
+                get("peer_ratio_celjs")
+            ),
             get("peer_ratio_celjs") <= 2.0,
         ),
         (
             "whole decision ≥ 100× cheaper than cel-python".to_owned(),
-            format!("{:.1} µs vs {:.0} µs: {:.0}× cheaper", get("engine_decision_us_median"), number(celpython, "decision_us_median"), 1.0 / get("peer_ratio_celpython")),
+            format!(
+                "{:.1} µs vs {:.0} µs: {:.0}× cheaper",
+                get("engine_decision_us_median"),
+                number(celpython, "decision_us_median"),
+                1.0 / get("peer_ratio_celpython")
+            ),
             get("peer_ratio_celpython") <= 0.01,
         ),
         (
@@ -214,7 +248,8 @@ fn markdown(args: &Args, summary: &Value, bursts: &[(usize, Value, Value)], note
             get("policies_1k_compile_ms") < 1000.0,
         ),
         (
-            "1,000 policies Ready through the API (create → watch → compile → status) in < 1 s".to_owned(),
+            "1,000 policies Ready through the API (create → watch → compile → status) in < 1 s"
+                .to_owned(),
             format!("{:.0} ms", get("policies_1k_ready_ms")),
             get("policies_1k_ready_ms") < 1000.0,
         ),
@@ -223,11 +258,20 @@ fn markdown(args: &Args, summary: &Value, bursts: &[(usize, Value, Value)], note
         let _ = writeln!(md, "| {goal} | {measured} | {} |", verdict(met));
     }
 
-    let _ = writeln!(md, "\n## Engine (criterion, `cargo bench -p csrgate-policy --bench decide`)\n");
+    let _ = writeln!(
+        md,
+        "\n## Engine (criterion, `cargo bench -p csrgate-policy --bench decide`)\n"
+    );
     let _ = writeln!(md, "| benchmark | what | median |\n| --- | --- | ---: |");
     for (id, what) in ENGINE {
-        let us = summary["engine_us_median"][*id].as_f64().unwrap_or(f64::NAN);
-        let shown = if us >= 10_000.0 { format!("{:.1} ms", us / 1000.0) } else { format!("{us:.1} µs") };
+        let us = summary["engine_us_median"][*id]
+            .as_f64()
+            .unwrap_or(f64::NAN);
+        let shown = if us >= 10_000.0 {
+            format!("{:.1} ms", us / 1000.0)
+        } else {
+            format!("{us:.1} µs")
+        };
         let _ = writeln!(md, "| `{id}` | {what} | {shown} |");
     }
 
@@ -238,15 +282,23 @@ fn markdown(args: &Args, summary: &Value, bursts: &[(usize, Value, Value)], note
          (`target/bench/cel-fixture.json`, written by the engine benchmark); its figure is bare \
          evaluation, csrgate's is the whole decision. See `bench/peers/README.md`.\n"
     );
-    let _ = writeln!(md, "| engine | version | 10 policies | `matches()` rule | csrgate decision / peer |\n| --- | --- | ---: | ---: | ---: |");
+    let _ = writeln!(
+        md,
+        "| engine | version | 10 policies | `matches()` rule | csrgate decision / peer |\n| --- | --- | ---: | ---: | ---: |"
+    );
     let _ = writeln!(
         md,
         "| csrgate (whole decision, first sight / seen before) | this commit | {:.1} / {:.1} µs | {:.1} µs | 1 |",
         get("engine_decision_us_median"),
         get("engine_decision_seen_before_us_median"),
-        summary["engine_us_median"]["matches_rule_seen_before"].as_f64().unwrap_or(f64::NAN)
+        summary["engine_us_median"]["matches_rule_seen_before"]
+            .as_f64()
+            .unwrap_or(f64::NAN)
     );
-    for (peer, ratio) in [(celjs, "peer_ratio_celjs"), (celpython, "peer_ratio_celpython")] {
+    for (peer, ratio) in [
+        (celjs, "peer_ratio_celjs"),
+        (celpython, "peer_ratio_celpython"),
+    ] {
         let _ = writeln!(
             md,
             "| {} ({}) | {} | {:.1} µs | {:.1} µs | {:.3} |",
@@ -260,7 +312,10 @@ fn markdown(args: &Args, summary: &Value, bursts: &[(usize, Value, Value)], note
     }
 
     let plot = relative_link(&args.markdown, &args.plot);
-    let _ = writeln!(md, "\n## End to end against the sandbox, and the API floor\n");
+    let _ = writeln!(
+        md,
+        "\n## End to end against the sandbox, and the API floor\n"
+    );
     let _ = writeln!(
         md,
         "`csrgate-bench e2e`: a fresh `csrgate sandbox` per run; N CSRs created by 16 concurrent \
@@ -270,11 +325,17 @@ fn markdown(args: &Args, summary: &Value, bursts: &[(usize, Value, Value)], note
          request to the condition seen by a watch. RSS is the decider's peak, CPU its \
          user+system seconds during the run.\n\n![decisions per second and p99 latency against N]({plot})\n"
     );
-    let _ = writeln!(md, "| N | decider | decisions/s | p50 ms | p99 ms | max ms | peak RSS MiB | CPU s | controller / floor |\n| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let _ = writeln!(
+        md,
+        "| N | decider | decisions/s | p50 ms | p99 ms | max ms | peak RSS MiB | CPU s | controller / floor |\n| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
     for (n, controller, floor) in bursts {
         for (name, run) in [("floor", floor), ("controller", controller)] {
             let ratio = if name == "controller" {
-                format!("{:.2}", number(controller, "decisions_per_s") / number(floor, "decisions_per_s"))
+                format!(
+                    "{:.2}",
+                    number(controller, "decisions_per_s") / number(floor, "decisions_per_s")
+                )
             } else {
                 String::new()
             };
@@ -301,10 +362,28 @@ fn markdown(args: &Args, summary: &Value, bursts: &[(usize, Value, Value)], note
         scale["csrs"], scale["nodes"], scale["policies"]
     );
     let _ = writeln!(md, "| measure | value |\n| --- | ---: |");
-    let _ = writeln!(md, "| RSS with the CSRs and Nodes cached | {:.1} MiB (peak {:.1}) |", number(scale, "rss_mib_cached"), number(scale, "peak_rss_mib_cached"));
-    let _ = writeln!(md, "| RSS with the policies loaded as well | {:.1} MiB (peak {:.1}) |", number(scale, "rss_mib_policies"), number(scale, "peak_rss_mib_policies"));
-    let _ = writeln!(md, "| policies created (16 concurrent clients) | {:.0} ms |", number(scale, "policies_created_ms"));
-    let _ = writeln!(md, "| first create → all Ready=True seen by a watch | {:.0} ms |", number(scale, "policies_ready_ms"));
+    let _ = writeln!(
+        md,
+        "| RSS with the CSRs and Nodes cached | {:.1} MiB (peak {:.1}) |",
+        number(scale, "rss_mib_cached"),
+        number(scale, "peak_rss_mib_cached")
+    );
+    let _ = writeln!(
+        md,
+        "| RSS with the policies loaded as well | {:.1} MiB (peak {:.1}) |",
+        number(scale, "rss_mib_policies"),
+        number(scale, "peak_rss_mib_policies")
+    );
+    let _ = writeln!(
+        md,
+        "| policies created (16 concurrent clients) | {:.0} ms |",
+        number(scale, "policies_created_ms")
+    );
+    let _ = writeln!(
+        md,
+        "| first create → all Ready=True seen by a watch | {:.0} ms |",
+        number(scale, "policies_ready_ms")
+    );
     if !notes.trim().is_empty() {
         let _ = writeln!(md, "\n{}", notes.trim_end());
     }
@@ -342,10 +421,17 @@ fn plot(path: &Path, bursts: &[(usize, Value, Value)]) -> Result<()> {
     let max_n = bursts.iter().map(|(n, ..)| *n).max().unwrap_or(10) as f64;
     for (area, key, title) in [
         (&left, "decisions_per_s", "decisions per second"),
-        (&right, "p99_latency_ms", "p99 latency, create to condition (ms)"),
+        (
+            &right,
+            "p99_latency_ms",
+            "p99 latency, create to condition (ms)",
+        ),
     ] {
         let series = |pick: fn(&(usize, Value, Value)) -> &Value| -> Vec<(f64, f64)> {
-            bursts.iter().map(|b| (b.0 as f64, number(pick(b), key))).collect()
+            bursts
+                .iter()
+                .map(|b| (b.0 as f64, number(pick(b), key)))
+                .collect()
         };
         let controller = series(|b| &b.1);
         let floor = series(|b| &b.2);
@@ -369,14 +455,23 @@ fn plot(path: &Path, bursts: &[(usize, Value, Value)]) -> Result<()> {
             .x_label_formatter(&|n| format!("{n:.0}"))
             .draw()
             .map_err(plot_error)?;
-        for (points, color, label) in [(controller, RED, "csrgate controller"), (floor, BLUE, "API floor")] {
+        for (points, color, label) in [
+            (controller, RED, "csrgate controller"),
+            (floor, BLUE, "API floor"),
+        ] {
             chart
                 .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
                 .map_err(plot_error)?
                 .label(label)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                });
             chart
-                .draw_series(points.into_iter().map(|p| Circle::new(p, 4, color.filled())))
+                .draw_series(
+                    points
+                        .into_iter()
+                        .map(|p| Circle::new(p, 4, color.filled())),
+                )
                 .map_err(plot_error)?;
         }
         chart

@@ -202,7 +202,7 @@ pub async fn run(args: Args) -> Result<()> {
     // from the CSR store) says when all CSRs are cached too.
     let expected = format!("signer=\"{UNMANAGED_SIGNER}\"}} {}", args.csrs);
     let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    while args.csrs > 0 {
         if let Some((200, body)) = cluster::http_get(&metrics, "/metrics").await
             && body.contains(&expected)
         {
@@ -232,10 +232,11 @@ pub async fn run(args: Args) -> Result<()> {
             .applied_objects()
             .boxed();
         while let Ok(Some(policy)) = stream.try_next().await {
-            let ready = policy
-                .status
-                .as_ref()
-                .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+            let ready = policy.status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
+            });
             if ready {
                 let _ = ready_tx.send(policy.name_any());
             }

@@ -20,13 +20,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use kube::api::{Api, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 use tracing::{Span, debug, info, instrument, warn};
 
 use crate::cache::PolicyCache;
+use crate::events::{EventType, Publisher};
 use crate::metrics::{AuditLabels, DecisionLabels, ErrorLabel};
-use crate::{Error, Metrics, Result, events};
+use crate::{Error, Metrics, Result};
 
 /// How many conflicting writes in a row before giving up until the next event.
 const MAX_WRITE_ATTEMPTS: usize = 5;
@@ -36,7 +36,7 @@ pub struct CsrContext {
     /// The client for approval writes.
     pub client: kube::Client,
     /// Publishes decision events.
-    pub recorder: Recorder,
+    pub events: Publisher,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Compiled policies.
@@ -206,16 +206,16 @@ async fn written(ctx: &CsrContext, csr: &CertificateSigningRequest, decision: &D
     } else {
         EventType::Warning
     };
-    events::publish(
-        &ctx.recorder,
-        &ctx.metrics,
-        csr,
-        type_,
-        reason,
-        decision.outcome.as_str(),
-        decision.message.clone().unwrap_or_default(),
-    )
-    .await;
+    ctx.events
+        .publish(
+            &ctx.metrics,
+            csr,
+            type_,
+            reason,
+            decision.outcome.as_str(),
+            decision.message.clone().unwrap_or_default(),
+        )
+        .await;
 }
 
 /// The Enforce policies the decision names: the denying ones, or the approving ones.
@@ -303,16 +303,9 @@ async fn report_once(ctx: &CsrContext, csr: &CertificateSigningRequest, decision
         _ => {}
     }
     for (type_, reason, note) in to_report {
-        events::publish(
-            &ctx.recorder,
-            &ctx.metrics,
-            csr,
-            type_,
-            reason,
-            "Evaluate",
-            note,
-        )
-        .await;
+        ctx.events
+            .publish(&ctx.metrics, csr, type_, reason, "Evaluate", note)
+            .await;
     }
 }
 

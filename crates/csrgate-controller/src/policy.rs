@@ -14,13 +14,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{EventType, Recorder};
 use tokio::sync::mpsc;
 use tracing::{info, instrument, warn};
 
 use crate::cache::PolicyCache;
+use crate::events::{EventType, Publisher};
 use crate::metrics::PolicyLabel;
-use crate::{Error, Metrics, Result, events};
+use crate::{Error, Metrics, Result};
 
 /// Shared handles of the policy reconciler.
 pub struct PolicyContext {
@@ -29,7 +29,7 @@ pub struct PolicyContext {
     /// Where compiled policies go.
     pub cache: PolicyCache,
     /// Publishes compile-error events.
-    pub recorder: Recorder,
+    pub events: Publisher,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Wakes the CSR controller to re-decide every pending CSR.
@@ -49,16 +49,16 @@ pub async fn reconcile(policy: Arc<CsrApprovalPolicy>, ctx: Arc<PolicyContext>) 
             } else {
                 let message = compiled.not_ready_message().unwrap_or_default();
                 warn!(%message, "policy is not Ready");
-                events::publish(
-                    &ctx.recorder,
-                    &ctx.metrics,
-                    policy.as_ref(),
-                    EventType::Warning,
-                    REASON_INVALID_EXPRESSION,
-                    "Compile",
-                    message,
-                )
-                .await;
+                ctx.events
+                    .publish(
+                        &ctx.metrics,
+                        policy.as_ref(),
+                        EventType::Warning,
+                        REASON_INVALID_EXPRESSION,
+                        "Compile",
+                        message,
+                    )
+                    .await;
             }
             // Ignore a full channel: a wake-up is already queued.
             let _ = ctx.changed.try_send(());

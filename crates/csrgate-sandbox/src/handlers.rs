@@ -16,6 +16,7 @@ use crate::events;
 use crate::faults::WriteRecord;
 use crate::identity::UserInfo;
 use crate::managed;
+use crate::paging;
 use crate::patch::{self, PatchKind};
 use crate::query::{Query, Selector};
 use crate::registry::{self, Behavior, ResourceDef, store_key};
@@ -166,27 +167,35 @@ fn list(app: &App, target: &Target, call: &Call) -> ApiResult<Response> {
         .map(|o| events::present(def, o))
         .filter(|o| labels.matches_labels(o) && fields.matches_fields(def, o))
         .collect();
-    if wants_table(call) {
+    let page = paging::page(items, rv, &call.query)?;
+    let rv = page.resource_version.to_string();
+    let mut body = if wants_table(call) {
         let include = call.query.get("includeObject") == Some("Object");
-        return Ok(json_response(
-            StatusCode::OK,
-            &table::table(
-                def,
-                &app.printer_columns(def),
-                &items,
-                Some(rv.to_string()),
-                true,
-                include,
-            ),
-        ));
+        table::table(
+            def,
+            &app.printer_columns(def),
+            &page.items,
+            Some(rv),
+            true,
+            include,
+        )
+    } else {
+        json!({
+            "kind": format!("{}List", def.kind),
+            "apiVersion": def.api_version(),
+            "metadata": {"resourceVersion": rv},
+            "items": page.items,
+        })
+    };
+    if let Some(metadata) = body.get_mut("metadata").and_then(Value::as_object_mut) {
+        if let Some(token) = page.continue_token {
+            metadata.insert("continue".into(), json!(token));
+        }
+        if let Some(remaining) = page.remaining_item_count {
+            metadata.insert("remainingItemCount".into(), json!(remaining));
+        }
     }
-    let list = json!({
-        "kind": format!("{}List", def.kind),
-        "apiVersion": def.api_version(),
-        "metadata": {"resourceVersion": rv.to_string()},
-        "items": items,
-    });
-    Ok(json_response(StatusCode::OK, &list))
+    Ok(json_response(StatusCode::OK, &body))
 }
 
 fn watch_list(app: &Arc<App>, target: &Target, call: &Call) -> ApiResult<Response> {

@@ -21,6 +21,7 @@ mod identity;
 mod kubeconfig;
 mod managed;
 mod openapi;
+mod paging;
 mod patch;
 mod protobuf;
 mod query;

@@ -456,3 +456,51 @@ async fn kube_lease_manager_elects_exactly_one_leader_and_hands_over_on_release(
         "the other candidate becomes leader"
     );
 }
+
+#[tokio::test]
+async fn lists_are_served_in_pages_when_the_client_asks_for_a_limit() {
+    let env = start().await;
+    let nodes: Api<Node> = Api::all(env.client.clone());
+    for i in 0..7 {
+        let node: Node =
+            serde_json::from_value(json!({"metadata": {"name": format!("node-{i}")}})).unwrap();
+        nodes.create(&PostParams::default(), &node).await.unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut params = ListParams::default().limit(3);
+    let mut pages = 0;
+    let mut versions = std::collections::BTreeSet::new();
+    loop {
+        let page = nodes.list(&params).await.unwrap();
+        pages += 1;
+        assert!(page.items.len() <= 3);
+        versions.insert(page.metadata.resource_version.clone());
+        seen.extend(page.items.iter().map(|n| n.metadata.name.clone().unwrap()));
+        match page.metadata.continue_ {
+            Some(token) if !token.is_empty() => params = params.continue_token(&token),
+            _ => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(
+        versions.len(),
+        1,
+        "every page carries the first page's resourceVersion"
+    );
+    let expected: Vec<String> = (0..7).map(|i| format!("node-{i}")).collect();
+    assert_eq!(seen, expected);
+
+    // A watcher (which lists 500 at a time, following continue tokens) sees them all.
+    let all = nodes.list(&ListParams::default()).await.unwrap();
+    assert_eq!(all.items.len(), 7);
+    assert!(all.metadata.continue_.is_none_or(|t| t.is_empty()));
+
+    let error = nodes
+        .list(&ListParams::default().limit(3).continue_token("not-a-token"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, kube::Error::Api(ref s) if s.code == 400),
+        "{error}"
+    );
+}
