@@ -134,7 +134,12 @@ fn benches(c: &mut Criterion) {
     let parsed = parse_request(REQUEST).expect("benchmark request parses");
     for count in [1, 10, 100] {
         let decision = decide(&policies[..count], &csr, None);
-        assert_eq!(decision.outcome, Outcome::Approved, "{:?}", decision.message);
+        assert_eq!(
+            decision.outcome,
+            Outcome::Approved,
+            "{:?}",
+            decision.message
+        );
     }
     let matches_policy = [CompiledPolicy::compile(&policy_with_rule(
         "matches",
