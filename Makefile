@@ -2,7 +2,7 @@
 CARGO ?= cargo
 CSRGATE := target/debug/csrgate
 
-.PHONY: test fmt-check clippy unit check-examples crd bench build demo bench-sandbox bench-e2e
+.PHONY: test fmt-check clippy unit check-examples crd bench bench-engine build demo bench-sandbox bench-e2e
 
 ## test: formatting, lints, then every test of the workspace (what .ci/run calls)
 test: fmt-check clippy unit
@@ -33,13 +33,20 @@ crd: build
 	$(CSRGATE) crd > crds/csrapprovalpolicies.csrgate.dev.yaml
 	cp crds/csrapprovalpolicies.csrgate.dev.yaml deploy/base/crds/
 
-## bench: engine benchmarks (criterion); medians in target/criterion
+## bench: every benchmark side by side in one run (engine, cel-js and cel-python peers, end to
+## end with the API floor at N = 1,000/10,000/50,000, scale); writes target/bench/summary.json,
+## BENCHMARKS.md and bench/e2e.svg. Not run by CI. Needs node/npm and python3 (installs the peers).
 bench:
+	bash bench/run.sh
+
+## bench-engine: only the engine's criterion benchmarks; medians in target/criterion
+bench-engine:
 	$(CARGO) bench --locked -p csrgate-policy --bench decide
 
-## bench-e2e: 5,000 CSRs in a burst through the controller and sandbox processes
+## bench-e2e: one burst of 5,000 CSRs, decided by the controller and by the API floor
 bench-e2e:
-	$(CARGO) bench --locked -p csrgate --bench e2e -- 5000
+	$(CARGO) build --release --locked -p csrgate -p csrgate-bench
+	target/release/csrgate-bench e2e --csrs 5000
 
 ## bench-sandbox: requests per second of the sandbox API server on loopback
 bench-sandbox:

@@ -1,5 +1,5 @@
 //! Engine benchmarks: parse a request, build the per-CSR scope, decide over 1, 10 and 100
-//! policies of four realistic expressions each (one using `matches`), a lone `matches()`
+//! distinct policies of four realistic expressions each (one using `matches`), a lone `matches()`
 //! rule, and compile one policy and 1,000 policies.
 //!
 //! Run with `make bench` (everything, with the side-by-side report) or
@@ -21,21 +21,38 @@ use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 
 const REQUEST: &[u8] = include_bytes!("../testdata/worker-1-serving.csr");
 
-const MATCH_CONDITION: (&str, &str) = (
-    "is-node",
-    r#"object.spec.username.startsWith("system:node:") && "system:nodes" in object.spec.groups"#,
-);
-const VALIDATIONS: [(&str, &str); 3] = [
-    (
-        "cn-is-requestor",
-        r#"x509.commonName == object.spec.username && x509.commonName.matches("^system:node:[a-z0-9.-]+$")"#,
-    ),
-    ("organization", r#"x509.organizations == ["system:nodes"]"#),
-    (
-        "sans",
-        r#"x509.dnsNames.all(n, n.endsWith(".cluster.internal") || n == "worker-1") && x509.ipAddresses.all(ip, ip.startsWith("10.") || ip.startsWith("fd00:"))"#,
-    ),
-];
+/// Policy `i`'s matchCondition and three validations. Every policy's text is distinct (each
+/// names its own retired node), so no engine, csrgate included, can share a result between
+/// policies; `decide_10_identical_policies_seen_before` measures the sharing csrgate does
+/// when policies repeat an expression.
+fn rules(i: usize) -> [(&'static str, String); 4] {
+    [
+        (
+            "is-node",
+            format!(
+                r#"object.spec.username.startsWith("system:node:") && "system:nodes" in object.spec.groups && object.spec.username != "system:node:retired-{i}""#
+            ),
+        ),
+        (
+            "cn-is-requestor",
+            format!(
+                r#"x509.commonName == object.spec.username && x509.commonName.matches("^system:node:[a-z0-9.-]+$") && x509.commonName != "system:node:retired-{i}""#
+            ),
+        ),
+        (
+            "organization",
+            format!(
+                r#"x509.organizations == ["system:nodes"] && !("retired-{i}" in x509.organizationalUnits)"#
+            ),
+        ),
+        (
+            "sans",
+            format!(
+                r#"x509.dnsNames.all(n, n.endsWith(".cluster.internal") || n == "worker-1" || n == "retired-{i}") && x509.ipAddresses.all(ip, ip.startsWith("10.") || ip.startsWith("fd00:"))"#
+            ),
+        ),
+    ]
+}
 /// The lone `matches()` rule: a SPIFFE-style check that cannot be written without a regex.
 const MATCHES_RULE: &str =
     r#"x509.dnsNames.all(n, n.matches("^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\\.[a-z0-9-]+)*$"))"#;
@@ -56,20 +73,22 @@ fn single_quoted(expression: &str) -> String {
     format!("'{}'", expression.replace('\'', "''"))
 }
 
-/// Policy `i`: all cover kubelet-serving, with one matchCondition and three validations.
-fn policy(i: usize) -> CsrApprovalPolicy {
+/// Policy `i`: all cover kubelet-serving, with one matchCondition and three validations;
+/// `identical` gives every policy policy 0's rules.
+fn policy(i: usize, identical: bool) -> CsrApprovalPolicy {
+    let [matcher, validations @ ..] = rules(if identical { 0 } else { i });
     let mut yaml = format!(
         "apiVersion: csrgate.dev/v1alpha1\nkind: CsrApprovalPolicy\n\
          metadata: {{name: policy-{i:04}, generation: 1}}\n\
          spec:\n  signerNames: [\"kubernetes.io/kubelet-serving\"]\n  matchConditions:\n\
          \x20   - name: {}\n      expression: {}\n  validations:\n",
-        MATCH_CONDITION.0,
-        single_quoted(MATCH_CONDITION.1)
+        matcher.0,
+        single_quoted(&matcher.1)
     );
-    for (name, expression) in VALIDATIONS {
+    for (name, expression) in validations {
         yaml.push_str(&format!(
             "    - name: {name}\n      expression: {}\n",
-            single_quoted(expression)
+            single_quoted(&expression)
         ));
     }
     serde_saphyr::from_str(&yaml).expect("benchmark policy parses")
@@ -98,10 +117,11 @@ fn write_peer_fixture(csr: &CertificateSigningRequest) {
     let parsed = parse_request(REQUEST).expect("benchmark request parses");
     let policies: Vec<serde_json::Value> = (0..10)
         .map(|i| {
+            let [matcher, validations @ ..] = rules(i);
             serde_json::json!({
                 "name": format!("policy-{i:04}"),
-                "matchConditions": [MATCH_CONDITION.1],
-                "validations": VALIDATIONS.iter().map(|(_, e)| *e).collect::<Vec<_>>(),
+                "matchConditions": [matcher.1],
+                "validations": validations.iter().map(|(_, e)| e).collect::<Vec<_>>(),
             })
         })
         .collect();
@@ -127,11 +147,20 @@ fn benches(c: &mut Criterion) {
     let csr = csr();
     write_peer_fixture(&csr);
     let policies: Vec<CompiledPolicy> = (0..100)
-        .map(|i| CompiledPolicy::compile(&policy(i)))
+        .map(|i| CompiledPolicy::compile(&policy(i, false)))
         .collect();
-    assert!(policies.iter().all(CompiledPolicy::is_ready));
-    let one = policy(0);
+    let identical: Vec<CompiledPolicy> = (0..10)
+        .map(|i| CompiledPolicy::compile(&policy(i, true)))
+        .collect();
+    assert!(
+        policies
+            .iter()
+            .chain(&identical)
+            .all(CompiledPolicy::is_ready)
+    );
+    let one = policy(0, false);
     let parsed = parse_request(REQUEST).expect("benchmark request parses");
+    assert_eq!(decide(&identical, &csr, None).outcome, Outcome::Approved);
     for count in [1, 10, 100] {
         let decision = decide(&policies[..count], &csr, None);
         assert_eq!(
@@ -171,13 +200,19 @@ fn benches(c: &mut Criterion) {
     c.bench_function("decide_10_policies_seen_before", |b| {
         b.iter(|| decide(black_box(&policies[..10]), black_box(&csr), None))
     });
+    // Ten policies repeating one set of rules (a shared matchCondition is common): csrgate
+    // evaluates an expression that reads no `variables` once per CSR, however many policies
+    // hold it.
+    c.bench_function("decide_10_identical_policies_seen_before", |b| {
+        b.iter(|| decide(black_box(&identical), black_box(&csr), None))
+    });
     c.bench_function("matches_rule_seen_before", |b| {
         b.iter(|| decide(black_box(&matches_policy), black_box(&csr), None))
     });
     c.bench_function("compile_policy", |b| {
         b.iter(|| CompiledPolicy::compile(black_box(&one)))
     });
-    let thousand: Vec<CsrApprovalPolicy> = (0..1000).map(policy).collect();
+    let thousand: Vec<CsrApprovalPolicy> = (0..1000).map(|i| policy(i, false)).collect();
     let mut group = c.benchmark_group("scale");
     group.sample_size(10);
     group.bench_function("compile_1000_policies", |b| {

@@ -717,6 +717,82 @@ validations:
     }
 
     #[test]
+    fn the_same_text_reading_different_variables_is_evaluated_per_policy() {
+        let with_user = |name: &str, user: &str| {
+            ready(
+                name,
+                &format!(
+                    "signerNames: [{CLIENT}]\nvariables:\n  - {{name: user, expression: '{user}'}}\nvalidations:\n  - {{name: is-jane, expression: 'variables.user == \"jane\"'}}\n"
+                ),
+            )
+        };
+        let decision = decide(
+            &[
+                with_user("a", "object.spec.username"),
+                with_user("b", "\"bob\""),
+            ],
+            &CsrBuilder::new().build(),
+            None,
+        );
+        assert_eq!(decision.policies[0].verdict, Verdict::Approve);
+        assert!(matches!(decision.policies[1].verdict, Verdict::Fail(_)));
+    }
+
+    #[test]
+    fn policies_sharing_an_expression_get_the_same_result_and_error() {
+        let shared = |name: &str| {
+            ready(
+                name,
+                &format!(
+                    "signerNames: [{CLIENT}]\nmatchConditions:\n  - {{name: jane, expression: 'object.spec.username == \"jane\"'}}\nvalidations:\n  - {{name: bad-index, expression: 'x509.dnsNames[3] == \"a\"'}}\n  - {{name: cn, expression: 'x509.commonName == object.spec.username'}}\n"
+                ),
+            )
+        };
+        let decision = decide(
+            &[shared("a"), shared("b")],
+            &CsrBuilder::new().build(),
+            None,
+        );
+        assert_eq!(decision.policies[0].verdict, decision.policies[1].verdict);
+        let Verdict::Fail(failures) = &decision.policies[0].verdict else {
+            panic!("{:?}", decision.policies[0].verdict);
+        };
+        assert_eq!(failures.len(), 1);
+        assert!(
+            failures[0]
+                .message
+                .starts_with("expression could not be evaluated: ")
+        );
+        let bob = decide(
+            &[shared("a"), shared("b")],
+            &CsrBuilder::new().username("bob").build(),
+            None,
+        );
+        assert!(
+            bob.policies
+                .iter()
+                .all(|p| p.verdict == Verdict::NotApplicable)
+        );
+    }
+
+    #[test]
+    fn whole_root_variables_are_bound_when_an_expression_reads_them_so() {
+        let p = ready(
+            "p",
+            &format!(
+                "signerNames: [{CLIENT}]\nvalidations:\n  - {{name: whole, expression: 'object != null && has(object.spec) && \"spec\" in object && x509.commonName == object.spec.username && node == null && size(x509.dnsNames) == size(x509[\"dnsNames\"])'}}\n"
+            ),
+        );
+        let decision = decide(&[p], &CsrBuilder::new().build(), None);
+        assert_eq!(
+            decision.outcome,
+            Outcome::Approved,
+            "{:?}",
+            decision.message
+        );
+    }
+
+    #[test]
     fn long_messages_are_truncated_at_a_character_boundary() {
         let long = "é".repeat(MAX_MESSAGE_BYTES);
         let cut = truncate(long);

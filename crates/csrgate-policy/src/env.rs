@@ -2,12 +2,14 @@
 //!
 //! Building a CEL context with every standard and Kubernetes function costs tens of
 //! microseconds, more than a whole decision may take, so one root context is built per
-//! process and every CSR gets a cheap child scope holding its three variables. Policies then
+//! process and every CSR gets a cheap child scope holding what its policies read of it (the
+//! flattened field paths, and `object`, `x509`, `node` only where read whole). Policies then
 //! add a second child scope for `variables`. The request is parsed and converted once per CSR,
-//! whatever the number of policies.
+//! whatever the number of policies, and an expression several policies share is evaluated
+//! once per CSR.
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::Node;
@@ -15,6 +17,7 @@ use kube::core::cel::KubeCelExt;
 use kube::core::cel::cel::{self, Context, ExecutionError, FunctionContext, Value};
 use regex::Regex;
 
+use crate::pick::{Want, fill_from, pick};
 use crate::request::ParsedRequest;
 
 /// The CSR as the API serves it.
@@ -135,78 +138,230 @@ pub(crate) fn is_known_function(name: &str) -> bool {
     found
 }
 
+/// The root variables (`object`, `x509`, `node`) an expression reads whole, rather than
+/// through a flattened field path, so [`CsrScope`] converts a whole object only when read so.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Roots(u8);
+
+impl Roots {
+    fn bit(name: &str) -> u8 {
+        match name {
+            OBJECT => 1,
+            X509 => 2,
+            NODE => 4,
+            _ => 0,
+        }
+    }
+
+    /// Records that `name` is read whole; other names are ignored.
+    pub(crate) fn insert(&mut self, name: &str) {
+        self.0 |= Self::bit(name);
+    }
+
+    /// Whether `name` is read whole.
+    pub(crate) fn contains(self, name: &str) -> bool {
+        self.0 & Self::bit(name) != 0
+    }
+
+    /// Both sets.
+    #[must_use]
+    pub(crate) fn union(self, other: Roots) -> Roots {
+        Roots(self.0 | other.0)
+    }
+}
+
+/// A flattened field path under `object`, `x509` or `node`, with the identifier it is bound
+/// under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BoundPath {
+    /// The interning number `n` of the identifier `@p<n>`, unique per path in the process.
+    pub(crate) index: usize,
+    /// The dotted path, e.g. `object.spec.username`.
+    pub(crate) path: String,
+    /// `@p<n>`.
+    pub(crate) identifier: String,
+}
+
 /// The variables one CSR exposes to every policy (`object`, `x509`, `node`), converted once
 /// and shared by all policies evaluated for it, with the field paths those policies read
 /// bound as their own identifiers (see `compile::flatten`).
+///
+/// Only what the policies read is converted: the field paths they read (see [`pick`]), and
+/// a whole `object`, `x509` or `node` only when an expression reads it whole. An identifier
+/// no expression reads cannot change any result, and a path absent from the CSR is left
+/// unbound either way, so reading it stays an evaluation error.
+///
+/// It also remembers the result of every expression that depends on the CSR alone (it reads
+/// no `variables`), by its source text: policies often share expressions (an `is-node`
+/// matchCondition, a CN check), and evaluating the same text over the same values gives the
+/// same result, or the same error, so each is evaluated once per CSR, whatever the number of
+/// policies holding it.
 pub struct CsrScope {
     context: Context<'static>,
+    /// Results by [`CompiledExpression::shared_key`](crate::compile::CompiledExpression),
+    /// with the source they are the result of (fingerprints can collide; sources cannot).
+    results: Mutex<HashMap<u64, SharedResult, Fingerprints>>,
+}
+
+/// A remembered result, with the source it is the result of.
+type SharedResult = (Arc<str>, Result<Value, String>);
+
+/// Hashes a [`CompiledExpression::shared_key`](crate::compile::CompiledExpression), already
+/// a SipHash of the source, as itself: hashing it again would cost more than the lookup.
+type Fingerprints = std::hash::BuildHasherDefault<Fingerprint>;
+
+/// See [`Fingerprints`].
+#[derive(Default)]
+struct Fingerprint(u64);
+
+impl std::hash::Hasher for Fingerprint {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used for `u64` keys; fold anything else in, for completeness.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 impl CsrScope {
-    /// Converts the CSR, its parsed request and the requestor's Node into CEL values, and
-    /// binds every field path that `policies` read.
+    /// Converts what `policies` read of the CSR, its parsed request and the requestor's Node
+    /// into CEL values, and binds every field path they read.
     pub fn new<'a>(
         csr: &CertificateSigningRequest,
         request: &ParsedRequest,
         node: Option<&Node>,
         policies: impl IntoIterator<Item = &'a crate::CompiledPolicy>,
     ) -> Self {
-        // Serializing these API types cannot fail (no maps with non-string keys, no
-        // non-finite floats); should it ever, the variable is null and rules reading it fail.
-        let object = cel::to_value(csr).unwrap_or(Value::Null);
-        let x509 = cel::to_value(request).unwrap_or(Value::Null);
-        let node = node
-            .and_then(|n| cel::to_value(n).ok())
-            .unwrap_or(Value::Null);
-        let mut context = root_context().new_inner_scope();
-        let mut bound: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        // Policies mostly read the same few paths: keep each once, by its interning number.
+        let mut paths: Vec<&BoundPath> = Vec::new();
+        let mut seen: Vec<u64> = Vec::new();
+        let mut roots = Roots::default();
         for policy in policies {
-            for path in policy.field_paths() {
-                if !bound.insert(path) {
-                    continue;
+            let Some(rules) = policy.rules() else {
+                continue;
+            };
+            roots = roots.union(rules.roots);
+            for path in &rules.scope_paths {
+                let (word, bit) = (path.index / 64, 1u64 << (path.index % 64));
+                if seen.len() <= word {
+                    seen.resize(word + 1, 0);
                 }
-                let mut segments = path.split('.');
-                let root = match segments.next() {
-                    Some(OBJECT) => &object,
-                    Some(X509) => &x509,
-                    Some(NODE) => &node,
-                    _ => continue,
-                };
-                if let Some(value) = select_path(root, segments) {
-                    context.add_variable_from_value(path_identifier(path), value.clone());
+                if seen[word] & bit == 0 {
+                    seen[word] |= bit;
+                    paths.push(path);
                 }
             }
         }
-        context.add_variable_from_value(OBJECT, object);
-        context.add_variable_from_value(X509, x509);
-        context.add_variable_from_value(NODE, node);
-        Self { context }
+
+        let mut context = root_context().new_inner_scope();
+        bind_root(&mut context, OBJECT, Some(csr), &paths, roots);
+        bind_root(&mut context, X509, Some(request), &paths, roots);
+        bind_root(&mut context, NODE, node, &paths, roots);
+        Self {
+            context,
+            results: Mutex::default(),
+        }
     }
 
-    /// The child of the root context holding `object`, `x509`, `node` and the bound paths.
+    /// The remembered result of the expression with this key and source, if any.
+    pub(crate) fn recall(&self, key: u64, source: &Arc<str>) -> Option<Result<Value, String>> {
+        // A poisoned lock only means a panic elsewhere mid-insert; the map is still usable.
+        let results = self
+            .results
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match results.get(&key) {
+            Some((known, result)) if Arc::ptr_eq(known, source) || **known == **source => {
+                Some(result.clone())
+            }
+            _ => None,
+        }
+    }
+
+    /// Remembers the result of the expression with this key and source; on a fingerprint
+    /// collision the first one stays.
+    pub(crate) fn remember(&self, key: u64, source: &Arc<str>, result: &Result<Value, String>) {
+        self.results
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(key)
+            .or_insert_with(|| (Arc::clone(source), result.clone()));
+    }
+
+    /// The child of the root context holding the bound paths and whichever of `object`,
+    /// `x509` and `node` are read whole.
     pub(crate) fn context(&self) -> &Context<'static> {
         &self.context
     }
 }
 
-/// Follows map keys from `value`; `None` when a step is missing or not a map.
-fn select_path<'v>(value: &'v Value, segments: std::str::Split<'_, char>) -> Option<&'v Value> {
-    let mut current = value;
-    for segment in segments {
-        let Value::Map(map) = current else {
-            return None;
-        };
-        current = map
-            .map
-            .get(&cel::objects::Key::String(Arc::new(segment.to_owned())))?;
+/// Converts what is read of one root variable (`value`, or null when absent) and binds its
+/// paths, and the root itself when it is read whole.
+fn bind_root<T: serde::Serialize>(
+    context: &mut Context<'static>,
+    root: &str,
+    value: Option<&T>,
+    paths: &[&BoundPath],
+    roots: Roots,
+) {
+    let whole = roots.contains(root);
+    let mut want = Want::default();
+    let mut mine: Vec<&BoundPath> = Vec::new();
+    for path in paths {
+        if let Some(rest) = path
+            .path
+            .strip_prefix(root)
+            .and_then(|rest| rest.strip_prefix('.'))
+        {
+            want.add(rest.split('.'), mine.len());
+            mine.push(path);
+        }
     }
-    Some(current)
+    if !whole && mine.is_empty() {
+        return;
+    }
+    let mut found: Vec<Option<Value>> = vec![None; mine.len()];
+    // Serializing these types cannot fail (no maps with non-string keys, no non-finite
+    // floats); should it ever, the variable is null and rules reading it fail. A shape the
+    // picking cannot reproduce is converted whole instead.
+    let full = |found: &mut [Option<Value>]| {
+        let converted = value
+            .and_then(|v| cel::to_value(v).ok())
+            .unwrap_or(Value::Null);
+        found.fill(None);
+        fill_from(&want, &converted, found);
+        converted
+    };
+    let converted = if whole {
+        Some(full(&mut found))
+    } else {
+        if let Some(Err(_)) = value.map(|v| pick(v, &want, &mut found)) {
+            full(&mut found);
+        }
+        None
+    };
+    for (path, value) in mine.into_iter().zip(found) {
+        if let Some(value) = value {
+            context.add_variable_from_value(path.identifier.as_str(), value);
+        }
+    }
+    if let Some(converted) = converted {
+        context.add_variable_from_value(root, converted);
+    }
 }
 
 /// The interned identifiers of flattened field paths, both ways.
 #[derive(Default)]
 struct PathNames {
-    by_path: HashMap<String, String>,
+    by_path: HashMap<String, usize>,
     paths: Vec<String>,
 }
 
@@ -223,21 +378,32 @@ fn path_names() -> &'static RwLock<PathNames> {
 /// names that share prefixes cost string comparisons and copies on every evaluation. `@`
 /// cannot start a CEL identifier, so these never clash with user names.
 pub(crate) fn path_identifier(path: &str) -> String {
+    intern_path(path).identifier
+}
+
+/// The identifier of a flattened field path with its interning number (see
+/// [`path_identifier`]).
+pub(crate) fn intern_path(path: &str) -> BoundPath {
+    let bound = |index: usize| BoundPath {
+        index,
+        path: path.to_owned(),
+        identifier: format!("@p{index}"),
+    };
     if let Ok(names) = path_names().read()
-        && let Some(name) = names.by_path.get(path)
+        && let Some(&index) = names.by_path.get(path)
     {
-        return name.clone();
+        return bound(index);
     }
     let mut names = path_names()
         .write()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some(name) = names.by_path.get(path) {
-        return name.clone();
+    if let Some(&index) = names.by_path.get(path) {
+        return bound(index);
     }
-    let name = format!("@p{}", names.paths.len());
+    let index = names.paths.len();
     names.paths.push(path.to_owned());
-    names.by_path.insert(path.to_owned(), name.clone());
-    name
+    names.by_path.insert(path.to_owned(), index);
+    bound(index)
 }
 
 /// An interpreter message with every `@p<n>` identifier replaced by the path it stands for,

@@ -57,10 +57,15 @@ pub fn evaluate(policy: &CompiledPolicy, scope: &CsrScope) -> Verdict {
         return Verdict::NotReady(policy.not_ready_message().unwrap_or_default());
     };
     let mut context = scope.context().new_inner_scope();
-    let variable_errors = bind_variables(rules, &mut context);
+    let variable_errors = bind_variables(rules, &mut context, scope);
+    let run = Run {
+        context: &context,
+        scope,
+        variable_errors: &variable_errors,
+    };
 
     for (name, condition) in &rules.match_conditions {
-        match evaluate_bool(condition, &context, &variable_errors) {
+        match run.evaluate_bool(condition) {
             Ok(true) => {}
             Ok(false) => return Verdict::NotApplicable,
             Err(error) => {
@@ -75,19 +80,19 @@ pub fn evaluate(policy: &CompiledPolicy, scope: &CsrScope) -> Verdict {
     let failures: Vec<Failure> = rules
         .validations
         .iter()
-        .filter_map(|validation| {
-            match evaluate_bool(&validation.expression, &context, &variable_errors) {
+        .filter_map(
+            |validation| match run.evaluate_bool(&validation.expression) {
                 Ok(true) => None,
                 Ok(false) => Some(Failure {
                     validation: validation.name.clone(),
-                    message: failure_message(validation, &context, &variable_errors),
+                    message: run.failure_message(validation),
                 }),
                 Err(error) => Some(Failure {
                     validation: validation.name.clone(),
                     message: format!("expression could not be evaluated: {error}"),
                 }),
-            }
-        })
+            },
+        )
         .collect();
     if failures.is_empty() {
         Verdict::Approve
@@ -99,10 +104,19 @@ pub fn evaluate(policy: &CompiledPolicy, scope: &CsrScope) -> Verdict {
 /// Evaluates `spec.variables` in order, each seeing the ones before it, and binds each as
 /// the identifier `variables.<name>` (expressions were rewritten to read it so). Returns
 /// the evaluation errors by variable name.
-fn bind_variables(rules: &Rules, context: &mut Context<'_>) -> HashMap<String, String> {
+fn bind_variables(
+    rules: &Rules,
+    context: &mut Context<'_>,
+    scope: &CsrScope,
+) -> HashMap<String, String> {
     let mut errors = HashMap::new();
     for variable in &rules.variables {
-        match evaluate_value(&variable.expression, context, &errors) {
+        let run = Run {
+            context,
+            scope,
+            variable_errors: &errors,
+        };
+        match run.evaluate_value(&variable.expression) {
             Ok(value) => context.add_variable_from_value(variable.identifier.clone(), value),
             Err(error) => {
                 errors.insert(variable.name.clone(), error);
@@ -112,59 +126,70 @@ fn bind_variables(rules: &Rules, context: &mut Context<'_>) -> HashMap<String, S
     errors
 }
 
-fn evaluate_value(
-    expression: &CompiledExpression,
-    context: &Context<'_>,
-    variable_errors: &HashMap<String, String>,
-) -> Result<Value, String> {
-    if let Some(name) = expression
-        .reads_variables
-        .iter()
-        .find(|name| variable_errors.contains_key(*name))
-    {
-        let cause = variable_errors.get(name).map_or("", String::as_str);
-        return Err(format!("variables.{name} could not be evaluated: {cause}"));
-    }
-    context
-        .resolve(&expression.expression)
-        .map_err(|error| env::describe(&error.to_string()))
+/// What evaluating one policy's expressions needs: its context (the CSR's scope plus the
+/// policy's variables), the scope itself for results shared between policies, and the
+/// variables that could not be evaluated.
+struct Run<'r, 'c> {
+    context: &'r Context<'c>,
+    scope: &'r CsrScope,
+    variable_errors: &'r HashMap<String, String>,
 }
 
-fn evaluate_bool(
-    expression: &CompiledExpression,
-    context: &Context<'_>,
-    variable_errors: &HashMap<String, String>,
-) -> Result<bool, String> {
-    match evaluate_value(expression, context, variable_errors)? {
-        Value::Bool(b) => Ok(b),
-        other => Err(format!(
-            "expression returned {}, not bool",
-            type_name(&other)
-        )),
+impl Run<'_, '_> {
+    fn evaluate_value(&self, expression: &CompiledExpression) -> Result<Value, String> {
+        if let Some(name) = expression
+            .reads_variables
+            .iter()
+            .find(|name| self.variable_errors.contains_key(*name))
+        {
+            let cause = self.variable_errors.get(name).map_or("", String::as_str);
+            return Err(format!("variables.{name} could not be evaluated: {cause}"));
+        }
+        let Some(key) = expression.shared_key else {
+            return self.resolve(expression);
+        };
+        if let Some(result) = self.scope.recall(key, &expression.source) {
+            return result;
+        }
+        let result = self.resolve(expression);
+        self.scope.remember(key, &expression.source, &result);
+        result
     }
-}
 
-/// The message of a failed validation: its messageExpression if that gives a one-line
-/// string, else its static message, else `failed validation "<name>": <expression>`.
-fn failure_message(
-    validation: &CompiledValidation,
-    context: &Context<'_>,
-    variable_errors: &HashMap<String, String>,
-) -> String {
-    if let Some(expression) = &validation.message_expression
-        && let Ok(Value::String(text)) = evaluate_value(expression, context, variable_errors)
-        && !text.contains('\n')
-        && !text.contains('\r')
-        && !text.trim().is_empty()
-    {
-        return text.to_string();
+    fn resolve(&self, expression: &CompiledExpression) -> Result<Value, String> {
+        self.context
+            .resolve(&expression.expression)
+            .map_err(|error| env::describe(&error.to_string()))
     }
-    validation.message.clone().unwrap_or_else(|| {
-        format!(
-            "failed validation {:?}: {}",
-            validation.name, validation.expression.source
-        )
-    })
+
+    fn evaluate_bool(&self, expression: &CompiledExpression) -> Result<bool, String> {
+        match self.evaluate_value(expression)? {
+            Value::Bool(b) => Ok(b),
+            other => Err(format!(
+                "expression returned {}, not bool",
+                type_name(&other)
+            )),
+        }
+    }
+
+    /// The message of a failed validation: its messageExpression if that gives a one-line
+    /// string, else its static message, else `failed validation "<name>": <expression>`.
+    fn failure_message(&self, validation: &CompiledValidation) -> String {
+        if let Some(expression) = &validation.message_expression
+            && let Ok(Value::String(text)) = self.evaluate_value(expression)
+            && !text.contains('\n')
+            && !text.contains('\r')
+            && !text.trim().is_empty()
+        {
+            return text.to_string();
+        }
+        validation.message.clone().unwrap_or_else(|| {
+            format!(
+                "failed validation {:?}: {}",
+                validation.name, validation.expression.source
+            )
+        })
+    }
 }
 
 fn type_name(value: &Value) -> &'static str {

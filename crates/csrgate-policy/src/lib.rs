@@ -44,6 +44,7 @@ mod compile;
 mod decide;
 mod env;
 mod evaluate;
+mod pick;
 pub mod request;
 
 #[cfg(test)]
