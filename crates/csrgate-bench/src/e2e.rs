@@ -127,10 +127,15 @@ async fn burst(
     let (decided_tx, mut decided_rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
     let watch = tokio::spawn(async move {
         let mut stream = watcher(csrs, watcher::Config::default())
+            .default_backoff()
             .applied_objects()
             .boxed();
-        while let Ok(Some(csr)) = stream.try_next().await {
-            if is_decided(&csr) {
+        // Watch errors (a closed watch, a 410 and relist) are retried by the watcher;
+        // a relist sends decided CSRs again, which the receiver counts once.
+        while let Some(event) = stream.next().await {
+            if let Ok(csr) = event
+                && is_decided(&csr)
+            {
                 let _ = decided_tx.send((csr.name_any(), Instant::now()));
             }
         }

@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 
-use futures::TryStreamExt;
+use futures::StreamExt;
 use k8s_openapi::api::certificates::v1::{
     CertificateSigningRequest, CertificateSigningRequestCondition,
 };
@@ -42,15 +42,17 @@ pub async fn run(args: Args) -> Result<()> {
     let client = crate::cluster::client(&args.kubeconfig, None).await?;
     let csrs: Api<CertificateSigningRequest> = Api::all(client.clone());
     let events: Api<Event> = Api::namespaced(client, "default");
+    // Watch errors are retried with backoff (as the controller's watches are) and skipped.
     watcher(csrs.clone(), watcher::Config::default())
         .default_backoff()
         .applied_objects()
-        .try_filter(|csr| futures::future::ready(!is_decided(csr)))
-        .map_ok(|csr| approve(&csrs, &events, csr))
-        .try_buffer_unordered(args.concurrency)
-        .try_for_each(|()| futures::future::ready(Ok(())))
-        .await
-        .map_err(|e| Error::Incomplete(format!("the floor client's watch ended: {e}")))
+        .filter_map(|event| futures::future::ready(event.ok()))
+        .filter(|csr| futures::future::ready(!is_decided(csr)))
+        .map(|csr| approve(&csrs, &events, csr))
+        .buffer_unordered(args.concurrency)
+        .for_each(|()| futures::future::ready(()))
+        .await;
+    Err(Error::Incomplete("the floor client's watch ended".into()))
 }
 
 /// The controller's write for an approval, with its message format, then its event. A
@@ -60,7 +62,7 @@ async fn approve(
     csrs: &Api<CertificateSigningRequest>,
     events: &Api<Event>,
     csr: CertificateSigningRequest,
-) -> Result<(), watcher::Error> {
+) {
     let name = csr.name_any();
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let message = "csrgate: approved by CsrApprovalPolicy \"bench\" (generation 1)";
@@ -100,5 +102,4 @@ async fn approve(
         };
         let _ = events.create(&PostParams::default(), &event).await;
     }
-    Ok(())
 }

@@ -200,21 +200,8 @@ pub async fn run(args: Args) -> Result<()> {
     cluster::wait_ready(&metrics, Duration::from_secs(60)).await?;
     // Ready means the policy and Node stores synced; the pending gauge (refreshed every 5 s
     // from the CSR store) says when all CSRs are cached too.
-    let expected = format!("signer=\"{UNMANAGED_SIGNER}\"}} {}", args.csrs);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while args.csrs > 0 {
-        if let Some((200, body)) = cluster::http_get(&metrics, "/metrics").await
-            && body.contains(&expected)
-        {
-            break;
-        }
-        if Instant::now() > deadline {
-            return Err(Error::Incomplete(format!(
-                "the controller never counted {} pending CSRs",
-                args.csrs
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+    if args.csrs > 0 {
+        wait_for_pending(&metrics, args.csrs).await?;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let cached = controller.usage();
@@ -299,4 +286,24 @@ pub async fn run(args: Args) -> Result<()> {
             "peak_rss_mib_policies": loaded.peak_rss_mib,
         }),
     )
+}
+
+/// Waits until the controller's pending gauge (refreshed every 5 s from its CSR cache)
+/// counts `csrs` CSRs of the unmanaged signer: then every CSR is cached.
+async fn wait_for_pending(metrics: &str, csrs: usize) -> Result<()> {
+    let expected = format!("signer=\"{UNMANAGED_SIGNER}\"}} {csrs}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some((200, body)) = cluster::http_get(metrics, "/metrics").await
+            && body.contains(&expected)
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(Error::Incomplete(format!(
+                "the controller never counted {csrs} pending CSRs"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }

@@ -155,7 +155,7 @@ async fn run_controllers(
         let (store, writer) = reflector::store::<Node>();
         let stream = watcher(Api::<Node>::all(client.clone()), cache_watch_config())
             .default_backoff()
-            .modify(trim_node)
+            .modify(csrgate_policy::node_for_policies)
             .reflect(writer)
             .touched_objects()
             .for_each(|_| futures::future::ready(()));
@@ -286,19 +286,6 @@ fn trim_csr(csr: &mut CertificateSigningRequest) {
     csr.metadata.managed_fields = None;
     if let Some(status) = csr.status.as_mut() {
         status.certificate = None;
-    }
-}
-
-/// Drops the parts of a Node that are large and say nothing about its identity before it
-/// is cached: managed fields, the list of cached images and the volume lists, which are
-/// most of a real Node's bytes. Policies cannot read them (`csrgate_policy::UNCACHED_NODE_FIELDS`
-/// makes that a compile error), so offline checks and the controller agree.
-fn trim_node(node: &mut Node) {
-    node.metadata.managed_fields = None;
-    if let Some(status) = node.status.as_mut() {
-        status.images = None;
-        status.volumes_in_use = None;
-        status.volumes_attached = None;
     }
 }
 

@@ -969,6 +969,15 @@ impl Check<'_> {
                 "x509.publicKey has no field {field} (fields: {})",
                 env::PUBLIC_KEY_FIELDS.join(", ")
             ));
+        } else if let Expr::Select(inner) = &operand.expr
+            && matches!(&inner.operand.expr, Expr::Ident(n) if n == env::NODE)
+            && !self.is_bound(env::NODE)
+            && env::UNCACHED_NODE_FIELDS.contains(&(inner.field.as_str(), field))
+        {
+            self.problem(format!(
+                "node.{}.{field} is not available to policies: csrgate does not keep it of a Node",
+                inner.field
+            ));
         } else if field == "request"
             && matches!(&operand.expr, Expr::Select(s) if s.field == "spec"
                 && matches!(&s.operand.expr, Expr::Ident(n) if n == env::OBJECT))
@@ -1079,6 +1088,12 @@ validations:
         assert!(e[0].contains("x509 has no field cn"), "{e:?}");
         let e = errors(&one_rule("x509.publicKey.bits > 1"));
         assert!(e[0].contains("x509.publicKey has no field bits"), "{e:?}");
+        let e = errors(&one_rule("size(node.status.images) > 0"));
+        assert!(
+            e[0].contains("node.status.images is not available to policies"),
+            "{e:?}"
+        );
+        assert!(errors(&one_rule("size(node.status.addresses) > 0")).is_empty());
         let e = errors(&one_rule("x509.commonName.startsWithh('a')"));
         assert!(e[0].contains("unknown function startsWithh"), "{e:?}");
     }

@@ -57,7 +57,7 @@ pub use compile::{
 pub use decide::{
     Decision, MAX_MESSAGE_BYTES, Outcome, PendingCause, PolicyReport, decide, reasons,
 };
-pub use env::{CsrScope, NODE_USER_PREFIX, node_name};
+pub use env::{CsrScope, NODE_USER_PREFIX, UNCACHED_NODE_FIELDS, node_for_policies, node_name};
 pub use evaluate::{Failure, Verdict, evaluate};
 pub use request::{
     ParsedRequest, PublicKeyInfo, RequestError, clear_request_cache, parse_request,

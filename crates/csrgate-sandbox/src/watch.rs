@@ -162,11 +162,11 @@ pub fn watch(app: Arc<App>, spec: WatchSpec, query: &Query) -> ApiResult<Respons
                                 return;
                             }
                     }
-                    Err(broadcast::error::RecvError::Lagged(_)) => {
-                        let status = ApiError::gone(last_rv, app.store.current_rv()).to_status();
-                        let _ = tx.send(Ok(line("ERROR", &status))).await;
-                        return;
-                    }
+                    // A watcher too slow to keep up is closed, as the real API server
+                    // closes one whose buffer fills; the client watches again from the
+                    // last resourceVersion it saw, which the history still serves (or
+                    // answers 410 if compacted), instead of having to list everything.
+                    Err(broadcast::error::RecvError::Lagged(_)) => return,
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
                 _ = ticker.tick(), if bookmarks => {

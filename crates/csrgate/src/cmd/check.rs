@@ -53,11 +53,15 @@ pub fn compile_all(
     }
 }
 
-/// Nodes by name, for the `node` variable.
+/// Nodes by name, for the `node` variable, trimmed as the controller caches them.
 pub fn nodes_by_name(nodes: Vec<Loaded<Node>>) -> HashMap<String, Node> {
     nodes
         .into_iter()
-        .filter_map(|n| Some((n.value.metadata.name.clone()?, n.value)))
+        .filter_map(|n| {
+            let mut node = n.value;
+            csrgate_policy::node_for_policies(&mut node);
+            Some((node.metadata.name.clone()?, node))
+        })
         .collect()
 }
 
