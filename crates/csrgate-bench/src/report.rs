@@ -451,6 +451,8 @@ fn plot(path: &Path, bursts: &[(usize, Value, Value)]) -> Result<()> {
             .map_err(plot_error)?;
         chart
             .configure_mesh()
+            .light_line_style(TRANSPARENT)
+            .x_labels(6)
             .x_desc("CSRs in the burst (N)")
             .x_label_formatter(&|n| format!("{n:.0}"))
             .draw()
@@ -483,4 +485,104 @@ fn plot(path: &Path, bursts: &[(usize, Value, Value)]) -> Result<()> {
             .map_err(plot_error)?;
     }
     root.present().map_err(plot_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(path: &Path, value: &Value) {
+        crate::write_json(path, value).expect("test input written");
+    }
+
+    /// A results directory as one run leaves it, with round numbers so every ratio is known.
+    fn results(dir: &Path) -> Args {
+        let criterion = dir.join("criterion");
+        for (id, _) in ENGINE {
+            let ns = match *id {
+                "decide_10_policies" => 90_000.0,
+                "scale/compile_1000_policies" => 700_000_000.0,
+                _ => 1_000.0,
+            };
+            put(
+                &criterion.join(id).join("new/estimates.json"),
+                &json!({"median": {"point_estimate": ns}}),
+            );
+        }
+        let results = dir.join("bench");
+        put(
+            &results.join("peer-celjs.json"),
+            &json!({"package": "@marcbachmann/cel-js", "version": "8.0.0", "runtime": "node", "decision_us_median": 60.0}),
+        );
+        put(
+            &results.join("peer-celpython.json"),
+            &json!({"package": "cel-python", "version": "0.5.0", "runtime": "CPython", "decision_us_median": 60_000.0}),
+        );
+        for (n, controller, floor) in [(1000, 900.0, 1000.0), (10_000, 700.0, 1000.0)] {
+            for (decider, rate) in [("controller", controller), ("floor", floor)] {
+                put(
+                    &results.join(format!("e2e-{decider}-{n}.json")),
+                    &json!({"decisions_per_s": rate, "p50_latency_ms": 10.0, "p99_latency_ms": 20.0, "max_latency_ms": 30.0, "peak_rss_mib": 40.0, "cpu_s": 1.0}),
+                );
+            }
+        }
+        put(
+            &results.join("scale.json"),
+            &json!({"csrs": 10000, "nodes": 5000, "policies": 1000, "rss_mib_cached": 70.0, "rss_mib_policies": 60.0, "policies_ready_ms": 900.0}),
+        );
+        Args {
+            results,
+            criterion,
+            csrs: vec![1000, 10_000],
+            markdown: dir.join("BENCHMARKS.md"),
+            plot: dir.join("bench/e2e.svg"),
+            notes: dir.join("NOTES.md"),
+        }
+    }
+
+    #[test]
+    fn the_summary_holds_the_ratios_and_the_report_marks_missed_goals() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let args = results(dir.path());
+        std::fs::write(&args.notes, "## What the profiles showed\n\nfindings\n").expect("notes");
+        let markdown = args.markdown.clone();
+        let plot = args.plot.clone();
+        let summary_path = args.results.join("summary.json");
+        run(args).expect("report");
+
+        let summary = read_json(&summary_path).expect("summary.json");
+        let field = |key: &str| summary[key].as_f64().expect(key);
+        assert_eq!(field("engine_decision_us_median"), 90.0);
+        assert_eq!(field("peer_ratio_celjs"), 1.5);
+        assert_eq!(field("peer_ratio_celpython"), 0.0015);
+        assert_eq!(field("floor_ratio_10k"), 0.7);
+        assert_eq!(field("p99_latency_ms_10k"), 20.0);
+        assert_eq!(field("rss_mib_10k"), 70.0);
+        assert_eq!(field("policies_1k_compile_ms"), 700.0);
+
+        let text = std::fs::read_to_string(markdown).expect("BENCHMARKS.md");
+        let goal = |needle: &str| {
+            text.lines()
+                .find(|l| l.starts_with("| ") && l.contains(needle))
+                .unwrap_or_else(|| panic!("no goal row for {needle}"))
+                .to_owned()
+        };
+        assert!(goal("cel-js bare evaluation").ends_with("| met |"));
+        assert!(goal("controller / API floor").contains("**missed**"));
+        assert!(goal("5,000 Nodes cached").contains("**missed**"));
+        assert!(goal("1,000 policies compiled").ends_with("| met |"));
+        assert!(text.contains("![decisions per second and p99 latency against N](bench/e2e.svg)"));
+        assert!(text.ends_with("findings\n"));
+        let svg = std::fs::read_to_string(plot).expect("plot");
+        assert!(svg.starts_with("<svg") && svg.contains("API floor"));
+    }
+
+    #[test]
+    fn a_missing_result_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let args = results(dir.path());
+        std::fs::remove_file(args.results.join("scale.json")).expect("removed");
+        let error = run(args).expect_err("incomplete results");
+        assert!(error.to_string().contains("scale.json"), "{error}");
+    }
 }
