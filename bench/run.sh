@@ -8,12 +8,12 @@
 #   5. report: target/bench/summary.json, BENCHMARKS.md and bench/e2e.svg
 #
 # Environment: CSRGATE_BENCH_CSRS (default 1000,10000,50000), CRITERION_TIME (seconds of
-# measurement per engine benchmark, default 3).
+# measurement per engine benchmark, default 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 csrs="${CSRGATE_BENCH_CSRS:-1000,10000,50000}"
-measure="${CRITERION_TIME:-3}"
+measure="${CRITERION_TIME:-2}"
 out=target/bench
 mkdir -p "$out"
 started=$SECONDS
@@ -22,6 +22,11 @@ phase() { printf '\n== %s (%ds since start)\n' "$1" $((SECONDS - started)); }
 # One build for everything: building the criterion bench in a separate `cargo bench`
 # invocation resolves other features for the shared dependencies and compiles most of them
 # a second time (4 minutes from a clean clone here).
+# The peer engines install (npm, PyPI) while cargo builds; bench/peers/run.sh skips the
+# install later when nothing changed.
+bash bench/peers/run.sh --install-only >"$out/peers-install.log" 2>&1 &
+peers_install=$!
+
 phase "build (release)"
 cargo build --release --locked -p csrgate -p csrgate-bench -p csrgate-policy \
   --bin csrgate --bin csrgate-bench --bench decide \
@@ -45,6 +50,11 @@ CRITERION_HOME="$PWD/target/criterion" "$engine_bench" --bench \
   --warm-up-time 1 --measurement-time "$measure"
 
 phase "peer CEL engines"
+if ! wait "$peers_install"; then
+  cat "$out/peers-install.log" >&2
+  echo "error: installing the peer engines failed" >&2
+  exit 1
+fi
 bash bench/peers/run.sh "$out/cel-fixture.json" "$out"
 
 phase "end to end: N = $csrs"

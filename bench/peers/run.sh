@@ -16,15 +16,23 @@ die() {
   exit 1
 }
 
-[[ $# -eq 2 ]] || die "usage: bash bench/peers/run.sh FIXTURE OUTDIR"
+# `--install-only` installs both engines and stops: bench/run.sh runs it during the build.
+install_only=false
+if [[ $# -eq 1 && "$1" == "--install-only" ]]; then
+  install_only=true
+else
+  [[ $# -eq 2 ]] || die "usage: bash bench/peers/run.sh FIXTURE OUTDIR | --install-only"
+fi
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
 
-[[ -f "$1" ]] || die "fixture not found: $1 (run csrgate's bench first; it writes target/bench/cel-fixture.json)"
-FIXTURE="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
-mkdir -p "$2" || die "cannot create output directory: $2"
-OUTDIR="$(cd "$2" && pwd)"
+if ! $install_only; then
+  [[ -f "$1" ]] || die "fixture not found: $1 (run csrgate's bench first; it writes target/bench/cel-fixture.json)"
+  FIXTURE="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
+  mkdir -p "$2" || die "cannot create output directory: $2"
+  OUTDIR="$(cd "$2" && pwd)"
+fi
 
 command -v node >/dev/null || die "node not found (cel-js needs Node.js >= 20.19)"
 command -v npm >/dev/null || die "npm not found"
@@ -62,6 +70,8 @@ else
     || die "pip install failed for $REQS (is PyPI reachable?)"
   sha "$REQS" >"$VENV_STAMP"
 fi
+
+$install_only && exit 0
 
 # --- run ----------------------------------------------------------------------------------
 node "$CELJS/bench.mjs" "$OUTDIR/peer-celjs.json" "$FIXTURE" \
