@@ -27,6 +27,43 @@ spec:
     - {name: bounded, expression: 'has(object.spec.expirationSeconds) && object.spec.expirationSeconds <= 86400'}
 "#;
 
+/// jane's CSR from the examples, the template every burst renames.
+pub fn jane_csr() -> Result<CertificateSigningRequest> {
+    serde_saphyr::from_str(JANE).map_err(|e| Error::Data {
+        what: "examples/csrs/jane.yaml".into(),
+        message: e.to_string(),
+    })
+}
+
+/// Creates `count` objects, object `i` made by `make(i)`, 16 requests at a time (the
+/// benchmarks' creators); the first failure stops it, naming `what` was being created.
+pub async fn create_all<K>(
+    api: &kube::Api<K>,
+    count: usize,
+    what: &str,
+    make: impl Fn(usize) -> Result<K>,
+) -> Result<()>
+where
+    K: kube::Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    use futures::{StreamExt, TryStreamExt};
+    futures::stream::iter((0..count).map(make))
+        .map(|object| async move {
+            api.create(&kube::api::PostParams::default(), &object?)
+                .await
+                .map_err(|source| Error::Kube {
+                    what: format!("creating {what}"),
+                    source,
+                })
+        })
+        .buffer_unordered(CREATORS)
+        .try_for_each(|_| futures::future::ready(Ok(())))
+        .await
+}
+
+/// Concurrent creators in every burst.
+pub const CREATORS: usize = 16;
+
 /// A child process killed (and reaped) when dropped, so a failed run leaves nothing behind.
 pub struct Process(pub Child);
 

@@ -28,7 +28,7 @@ pub struct Args {
     #[arg(long, value_delimiter = ',', default_value = "floor,controller")]
     deciders: Vec<Decider>,
     /// Concurrent creators.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = cluster::CREATORS)]
     creators: usize,
     /// Where `e2e-<decider>-<N>.json` go.
     #[arg(long, default_value = "target/bench")]
@@ -142,11 +142,7 @@ async fn burst(
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
 
-    let template: CertificateSigningRequest =
-        serde_saphyr::from_str(cluster::JANE).map_err(|e| Error::Data {
-            what: "examples/csrs/jane.yaml".into(),
-            message: e.to_string(),
-        })?;
+    let template = cluster::jane_csr()?;
     let jane: Api<CertificateSigningRequest> = Api::all(sandbox.client_as(Some("jane")).await?);
     let start = Instant::now();
     let created: HashMap<String, Instant> = futures::stream::iter(0..n)

@@ -10,7 +10,7 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::Node;
 use kube::ResourceExt;
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 use kube::runtime::{WatchStreamExt, watcher};
 
 use crate::cluster::{self, Sandbox};
@@ -146,54 +146,22 @@ spec:
     })
 }
 
-fn kube_error(what: &str) -> impl Fn(kube::Error) -> Error + '_ {
-    move |source| Error::Kube {
-        what: what.to_owned(),
-        source,
-    }
-}
-
 /// Creates everything, measures, writes `scale.json`.
 pub async fn run(args: Args) -> Result<()> {
     let csrgate = args.csrgate.clone().unwrap_or_else(crate::default_csrgate);
     let sandbox = Sandbox::start(&csrgate).await?;
     let admin = sandbox.client_as(None).await?;
 
-    let nodes: Api<Node> = Api::all(admin.clone());
-    futures::stream::iter(0..args.nodes)
-        .map(|i| {
-            let nodes = nodes.clone();
-            async move {
-                nodes
-                    .create(&PostParams::default(), &node(i)?)
-                    .await
-                    .map_err(kube_error("creating a Node"))
-            }
-        })
-        .buffer_unordered(16)
-        .try_for_each(|_| futures::future::ready(Ok(())))
-        .await?;
-    let mut template: CertificateSigningRequest =
-        serde_saphyr::from_str(cluster::JANE).map_err(|e| Error::Data {
-            what: "examples/csrs/jane.yaml".into(),
-            message: e.to_string(),
-        })?;
+    cluster::create_all(&Api::<Node>::all(admin.clone()), args.nodes, "a Node", node).await?;
+    let mut template = cluster::jane_csr()?;
     template.spec.signer_name = UNMANAGED_SIGNER.into();
     let jane: Api<CertificateSigningRequest> = Api::all(sandbox.client_as(Some("jane")).await?);
-    futures::stream::iter(0..args.csrs)
-        .map(|i| {
-            let api = jane.clone();
-            let mut csr = template.clone();
-            csr.metadata.name = Some(format!("pending-{i}"));
-            async move {
-                api.create(&PostParams::default(), &csr)
-                    .await
-                    .map_err(kube_error("creating a CSR"))
-            }
-        })
-        .buffer_unordered(16)
-        .try_for_each(|_| futures::future::ready(Ok(())))
-        .await?;
+    cluster::create_all(&jane, args.csrs, "a CSR", |i| {
+        let mut csr = template.clone();
+        csr.metadata.name = Some(format!("pending-{i}"));
+        Ok(csr)
+    })
+    .await?;
 
     let metrics = format!("127.0.0.1:{}", cluster::free_port()?);
     let controller = cluster::start_controller(&csrgate, &sandbox.kubeconfig, &metrics, true)?;
@@ -231,18 +199,7 @@ pub async fn run(args: Args) -> Result<()> {
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
     let start = Instant::now();
-    futures::stream::iter(0..args.policies)
-        .map(|i| {
-            let api = policies.clone();
-            async move {
-                api.create(&PostParams::default(), &policy(i)?)
-                    .await
-                    .map_err(kube_error("creating a policy"))
-            }
-        })
-        .buffer_unordered(16)
-        .try_for_each(|_| futures::future::ready(Ok(())))
-        .await?;
+    cluster::create_all(&policies, args.policies, "a policy", policy).await?;
     let created_in = start.elapsed();
     let mut ready = HashSet::new();
     while ready.len() < args.policies {
