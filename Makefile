@@ -3,9 +3,11 @@ CARGO ?= cargo
 CSRGATE := target/debug/csrgate
 
 .PHONY: test fmt-check clippy unit check-examples crd bench bench-engine build demo bench-sandbox bench-e2e
+.PHONY: kube cluster-up cluster-down
 
-## test: formatting, lints, then every test of the workspace (what .ci/run calls)
-test: fmt-check clippy unit
+## test: formatting, lints, then every test of the workspace (what .ci/run calls), the
+## tests against the real control plane among them (built first by `make kube`)
+test: fmt-check clippy kube unit
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
@@ -65,3 +67,36 @@ deploy-render:
 ## deploy-crd: copy the generated CRD into deploy/base (kustomize cannot read files outside it)
 deploy-crd:
 	cp crds/csrapprovalpolicies.csrgate.dev.yaml deploy/base/crds/csrapprovalpolicies.csrgate.dev.yaml
+
+# The real Kubernetes control plane, for tests and benchmarks only (tools/kube is its Go
+# module). The version comes from tools/kube/go.mod; the ldflags stamp it as Kubernetes'
+# own build does (hack/lib/version.sh), so that kubectl and clients see v1.N.x.
+GO ?= go
+KUBE_BIN := target/kube/bin
+KUBE_VERSION := $(shell sed -n 's/^[[:space:]]*k8s.io\/kubernetes \(v[0-9.]*\)$$/\1/p' tools/kube/go.mod)
+KUBE_MINOR := $(word 2,$(subst ., ,$(KUBE_VERSION)))
+KUBE_LDFLAGS := $(foreach pkg,k8s.io/component-base/version k8s.io/client-go/pkg/version,\
+	-X $(pkg).gitVersion=$(KUBE_VERSION) -X $(pkg).gitMajor=1 -X $(pkg).gitMinor=$(KUBE_MINOR) \
+	-X $(pkg).gitTreeState=clean)
+
+## kube: build etcd, kube-apiserver, kube-controller-manager and kubectl into target/kube/bin
+## from tools/kube (Go 1.26; reuses Go's build and module caches; only when go.mod/go.sum change)
+kube: $(KUBE_BIN)/.built
+
+$(KUBE_BIN)/.built: tools/kube/go.mod tools/kube/go.sum tools/kube/cmd/etcd/main.go
+	@command -v $(GO) >/dev/null 2>&1 || { echo "make kube: Go 1.26 is needed to build the control plane, and go is not on PATH" >&2; exit 1; }
+	@test -n "$(KUBE_VERSION)" || { echo "make kube: no k8s.io/kubernetes version in tools/kube/go.mod" >&2; exit 1; }
+	@mkdir -p $(KUBE_BIN)
+	cd tools/kube && $(GO) build -trimpath -ldflags '$(KUBE_LDFLAGS)' -o ../../$(KUBE_BIN)/ \
+		./cmd/etcd k8s.io/kubernetes/cmd/kube-apiserver \
+		k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl
+	@touch $@
+
+## cluster-up: start etcd, kube-apiserver and kube-controller-manager on 127.0.0.1; writes
+## target/cluster/kubeconfig and returns once they are ready
+cluster-up: kube
+	$(CARGO) run --locked -q -p csrgate-kube -- up --dir target/cluster
+
+## cluster-down: stop what cluster-up started and remove target/cluster
+cluster-down:
+	$(CARGO) run --locked -q -p csrgate-kube -- down --dir target/cluster

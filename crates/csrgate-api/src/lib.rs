@@ -188,7 +188,11 @@ pub struct CsrApprovalPolicyStatus {
     pub observed_generation: Option<i64>,
     /// `Ready=True` (reason `Compiled`) when every expression compiled; `Ready=False` (reason
     /// `InvalidExpression`) with the field path and error otherwise. While a covering Enforce
-    /// policy is not Ready, its CSRs stay pending.
+    /// policy is not Ready, its CSRs stay pending. `Authorized=False` (reason
+    /// `ApproveForbidden`) when the API server's authorizer says csrgate may not `approve` a
+    /// signer the policy names: its decisions for that signer would be refused (403), so those
+    /// CSRs stay pending; `Authorized=True` (reason `ApprovePermitted`) otherwise. The
+    /// authorizer is asked with a SelfSubjectAccessReview, at most once a minute per signer.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// Expressions that compiled but look wrong, with the field they are in.

@@ -140,6 +140,7 @@ async fn run_controllers(
         events: events.clone(),
         metrics: Arc::clone(&metrics),
         changed: changed_tx,
+        reviews: crate::authorization::SignerReviews::default(),
     });
     let policy_task = tokio::spawn(
         policy_controller

@@ -57,6 +57,8 @@ pub struct CsrContext {
 pub struct Seen {
     first: Instant,
     reported: Vec<String>,
+    /// Failed reconciles in a row, for the retry backoff.
+    failures: u32,
 }
 
 /// Whether a CSR already has a terminal condition (Approved, Denied or Failed).
@@ -132,6 +134,14 @@ pub async fn reconcile(
             Err(kube::Error::Api(status)) if status.code == 404 => {
                 forget(&ctx, &name);
                 return Ok(Action::await_change());
+            }
+            Err(kube::Error::Api(status)) if status.code == 403 => {
+                forbidden(&ctx, &current, &status.message).await;
+                return Err(Error::ApprovalForbidden {
+                    csr: name,
+                    signer: current.spec.signer_name.clone(),
+                    message: status.message,
+                });
             }
             Err(source) => {
                 ctx.metrics.api_error("update_approval");
@@ -233,6 +243,41 @@ fn deciding_policies(decision: &Decision) -> Vec<&str> {
         .collect()
 }
 
+/// After the API server refused the approval write (403): the authorizer, not the policy,
+/// stopped it, so the CSR stays pending. Said once per CSR where a person looks (a Warning
+/// event on the CSR and one log line); counted every time.
+async fn forbidden(ctx: &CsrContext, csr: &CertificateSigningRequest, message: &str) {
+    let signer = &csr.spec.signer_name;
+    ctx.metrics.api_error("update_approval");
+    ctx.metrics
+        .approvals_forbidden
+        .get_or_create(&crate::metrics::SignerLabel {
+            signer: signer.clone(),
+        })
+        .inc();
+    if !first_time(ctx, &csr.name_any(), "forbidden".to_owned()) {
+        return;
+    }
+    warn!(%signer, %message, "the API server refused the approval write (403): csrgate may not approve for this signer; the CSR stays pending and is retried with backoff");
+    ctx.events
+        .publish(
+            &ctx.metrics,
+            csr,
+            EventType::Warning,
+            REASON_APPROVAL_FORBIDDEN,
+            "Approve",
+            format!(
+                "csrgate: the API server refused to record the decision (403 Forbidden): {message}; \
+                 grant csrgate \"approve\" on certificates.k8s.io signers named {signer:?} \
+                 (or \"<domain>/*\") for it to decide this signer; the CSR stays pending"
+            ),
+        )
+        .await;
+}
+
+/// The event reason when the API server refuses csrgate's approval write.
+pub const REASON_APPROVAL_FORBIDDEN: &str = "ApprovalForbidden";
+
 /// Audit verdicts and holds, reported once per CSR and policy generation.
 async fn report_once(ctx: &CsrContext, csr: &CertificateSigningRequest, decision: &Decision) {
     let name = csr.name_any();
@@ -319,6 +364,7 @@ fn seen_entry<'a>(seen: &'a mut HashMap<String, Seen>, name: &str) -> &'a mut Se
     seen.entry(name.to_owned()).or_insert_with(|| Seen {
         first: Instant::now(),
         reported: Vec::new(),
+        failures: 0,
     })
 }
 
@@ -341,20 +387,41 @@ fn first_time(ctx: &CsrContext, name: &str, key: String) -> bool {
     }
 }
 
-/// Logs and counts a failed CSR reconcile, then retries shortly.
+/// Logs and counts a failed CSR reconcile, then retries with a backoff per CSR (2 s,
+/// doubling up to 5 min) so that an error that persists, such as a 403 on the approval
+/// write, is retried rarely instead of in a loop. A refused write was already logged once.
 pub fn error_policy(
     csr: Arc<CertificateSigningRequest>,
     error: &Error,
     ctx: Arc<CsrContext>,
 ) -> Action {
-    warn!(csr = %csr.name_any(), %error, "CSR reconcile failed");
+    let name = csr.name_any();
+    if matches!(error, Error::ApprovalForbidden { .. }) {
+        debug!(csr = %name, %error, "CSR reconcile failed");
+    } else {
+        warn!(csr = %name, %error, "CSR reconcile failed");
+    }
     ctx.metrics
         .reconcile_errors
         .get_or_create(&ErrorLabel {
             error: error.metric_label().to_owned(),
         })
         .inc();
-    Action::requeue(Duration::from_secs(2))
+    let failures = ctx.seen.lock().map_or(0, |mut seen| {
+        let entry = seen_entry(&mut seen, &name);
+        entry.failures = entry.failures.saturating_add(1);
+        entry.failures
+    });
+    Action::requeue(retry_delay(failures))
+}
+
+/// The delay before retry number `failures` (from 1): 2 s, doubling, at most 5 min.
+pub fn retry_delay(failures: u32) -> Duration {
+    const FIRST: Duration = Duration::from_secs(2);
+    const LONGEST: Duration = Duration::from_secs(300);
+    FIRST
+        .saturating_mul(1 << failures.saturating_sub(1).min(16))
+        .min(LONGEST)
 }
 
 /// Sets `csrgate_pending_csrs{signer}` from the CSR store.
@@ -402,6 +469,13 @@ mod tests {
         }
         assert!(!is_terminal(&with_condition("Approved", "False")));
         assert!(!is_terminal(&CertificateSigningRequest::default()));
+    }
+
+    #[test]
+    fn retries_back_off_from_two_seconds_to_five_minutes() {
+        let delays: Vec<u64> = (1..=10).map(|n| retry_delay(n).as_secs()).collect();
+        assert_eq!(delays, [2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
+        assert_eq!(retry_delay(u32::MAX).as_secs(), 300);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! policy changes), an optional Node reflector for the `node` variable, leader election, and
 //! the metrics and health endpoints.
 
+mod authorization;
 mod cache;
 mod controller;
 mod csr;
@@ -31,6 +32,19 @@ pub enum Error {
         /// The API error.
         #[source]
         source: kube::Error,
+    },
+    /// The API server refused the approval write (403): csrgate's identity may not approve
+    /// for the CSR's signer.
+    #[error(
+        "the API server refused the approval write of CSR {csr} for signer {signer}: {message}"
+    )]
+    ApprovalForbidden {
+        /// The CSR.
+        csr: String,
+        /// Its signer.
+        signer: String,
+        /// The API server's message.
+        message: String,
     },
     /// Re-reading a CSR after a conflict failed.
     #[error("re-reading CSR {csr} failed")]
@@ -95,6 +109,7 @@ impl Error {
     pub fn metric_label(&self) -> &'static str {
         match self {
             Error::ApprovalWriteFailed { .. } => "ApprovalWriteFailed",
+            Error::ApprovalForbidden { .. } => "ApprovalForbidden",
             Error::CsrReadFailed { .. } => "CsrReadFailed",
             Error::TooManyConflicts { .. } => "TooManyConflicts",
             Error::PolicyStatusWriteFailed { .. } => "PolicyStatusWriteFailed",

@@ -72,6 +72,9 @@ pub struct Metrics {
     pub policy_ready: Family<PolicyLabel, Gauge>,
     /// Failed API calls per verb.
     pub api_errors: Family<VerbLabel, Counter>,
+    /// Approval writes the API server refused with 403, per signer: csrgate's RBAC lacks
+    /// `approve` on that signer.
+    pub approvals_forbidden: Family<SignerLabel, Counter>,
     /// Reconcile failures per error variant.
     pub reconcile_errors: Family<ErrorLabel, Counter>,
     /// Serializes gauge-family rebuilds (pending CSRs, policy readiness) between the periodic
@@ -88,6 +91,7 @@ impl Default for Metrics {
         let pending_csrs = Family::<SignerLabel, Gauge>::default();
         let policy_ready = Family::<PolicyLabel, Gauge>::default();
         let api_errors = Family::<VerbLabel, Counter>::default();
+        let approvals_forbidden = Family::<SignerLabel, Counter>::default();
         let reconcile_errors = Family::<ErrorLabel, Counter>::default();
         registry.register(
             "decisions",
@@ -120,6 +124,11 @@ impl Default for Metrics {
             api_errors.clone(),
         );
         registry.register(
+            "approvals_forbidden",
+            "Approval writes refused by the API server with 403 (no approve on the signer)",
+            approvals_forbidden.clone(),
+        );
+        registry.register(
             "reconcile_errors",
             "Failed reconciliations by error",
             reconcile_errors.clone(),
@@ -132,6 +141,7 @@ impl Default for Metrics {
             pending_csrs,
             policy_ready,
             api_errors,
+            approvals_forbidden,
             reconcile_errors,
             pending_lock: Mutex::new(()),
         }

@@ -15,8 +15,9 @@ use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use tokio::sync::mpsc;
-use tracing::{info, instrument, warn};
+use tracing::{debug, info, instrument, warn};
 
+use crate::authorization::{Authorization, CONDITION_AUTHORIZED, SignerReviews};
 use crate::cache::PolicyCache;
 use crate::events::{EventType, Publisher};
 use crate::metrics::PolicyLabel;
@@ -34,7 +35,13 @@ pub struct PolicyContext {
     pub metrics: Arc<Metrics>,
     /// Wakes the CSR controller to re-decide every pending CSR.
     pub changed: mpsc::Sender<()>,
+    /// The authorizer's answers on which signers csrgate may approve for.
+    pub reviews: SignerReviews,
 }
+
+/// How soon a policy whose signers csrgate may not approve for is checked again, so that
+/// fixing the RBAC clears its `Authorized=False` without a policy change.
+const FORBIDDEN_RECHECK: Duration = Duration::from_secs(60);
 
 /// Compiles the policy if its generation is new, then writes its status if it differs.
 #[instrument(skip(policy, ctx), fields(policy = %policy.name_any(), generation = policy.metadata.generation))]
@@ -72,7 +79,24 @@ pub async fn reconcile(policy: Arc<CsrApprovalPolicy>, ctx: Arc<PolicyContext>) 
         })
         .set(i64::from(compiled.is_ready()));
 
-    let desired = desired_status(&policy, &compiled);
+    // Asked only of Ready policies: an invalid one decides nothing anyway. An API server
+    // that cannot answer (the sandbox has no SelfSubjectAccessReview) gets no condition.
+    let authorization = if compiled.is_ready() {
+        match ctx
+            .reviews
+            .review(&ctx.client, &policy.spec.signer_names)
+            .await
+        {
+            Ok(authorization) => Some(authorization),
+            Err(error) => {
+                debug!(%error, "could not ask the authorizer about this policy's signers");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let desired = desired_status(&policy, &compiled, authorization.as_ref());
     if policy.status.as_ref() != Some(&desired) {
         let api: Api<CsrApprovalPolicy> = Api::all(ctx.client.clone());
         let patch = serde_json::json!({ "status": desired });
@@ -90,7 +114,10 @@ pub async fn reconcile(policy: Arc<CsrApprovalPolicy>, ctx: Arc<PolicyContext>) 
             }
         })?;
     }
-    Ok(Action::await_change())
+    Ok(match authorization {
+        Some(Authorization::Forbidden(_)) => Action::requeue(FORBIDDEN_RECHECK),
+        _ => Action::await_change(),
+    })
 }
 
 /// The status the policy should have; the transition time is kept while the Ready status
@@ -98,6 +125,7 @@ pub async fn reconcile(policy: Arc<CsrApprovalPolicy>, ctx: Arc<PolicyContext>) 
 pub fn desired_status(
     policy: &CsrApprovalPolicy,
     compiled: &CompiledPolicy,
+    authorization: Option<&Authorization>,
 ) -> CsrApprovalPolicyStatus {
     let (status, reason, message) = if compiled.is_ready() {
         (
@@ -124,22 +152,47 @@ pub fn desired_status(
             compiled.not_ready_message().unwrap_or_default(),
         )
     };
-    let previous = policy.ready_condition();
+    let mut conditions = vec![condition(policy, CONDITION_READY, status, reason, message)];
+    if let Some(authorization) = authorization {
+        let (status, reason, message) = authorization.condition();
+        conditions.push(condition(
+            policy,
+            CONDITION_AUTHORIZED,
+            status,
+            reason,
+            message,
+        ));
+    }
+    CsrApprovalPolicyStatus {
+        observed_generation: policy.metadata.generation,
+        conditions,
+        expression_warnings: compiled.warnings().to_vec(),
+    }
+}
+
+/// One condition; its transition time is kept while its status does not change.
+fn condition(
+    policy: &CsrApprovalPolicy,
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: String,
+) -> Condition {
+    let previous = policy
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_));
     let last_transition_time = match previous {
         Some(c) if c.status == status => c.last_transition_time.clone(),
         _ => Time(k8s_openapi::jiff::Timestamp::now()),
     };
-    CsrApprovalPolicyStatus {
+    Condition {
+        type_: type_.to_owned(),
+        status: status.to_owned(),
+        reason: reason.to_owned(),
+        message,
         observed_generation: policy.metadata.generation,
-        conditions: vec![Condition {
-            type_: CONDITION_READY.to_owned(),
-            status: status.to_owned(),
-            reason: reason.to_owned(),
-            message,
-            observed_generation: policy.metadata.generation,
-            last_transition_time,
-        }],
-        expression_warnings: compiled.warnings().to_vec(),
+        last_transition_time,
     }
 }
 
@@ -199,7 +252,7 @@ mod tests {
     #[test]
     fn a_compiled_policy_is_ready_at_its_generation() {
         let p = policy("true");
-        let status = desired_status(&p, &CompiledPolicy::compile(&p));
+        let status = desired_status(&p, &CompiledPolicy::compile(&p), None);
         assert_eq!(status.observed_generation, Some(3));
         assert_eq!(status.conditions[0].status, "True");
         assert_eq!(status.conditions[0].reason, "Compiled");
@@ -208,7 +261,7 @@ mod tests {
     #[test]
     fn an_invalid_policy_is_not_ready_with_the_field_path() {
         let p = policy("x509v == 1");
-        let status = desired_status(&p, &CompiledPolicy::compile(&p));
+        let status = desired_status(&p, &CompiledPolicy::compile(&p), None);
         assert_eq!(status.conditions[0].status, "False");
         assert_eq!(status.conditions[0].reason, "InvalidExpression");
         assert!(
@@ -219,10 +272,25 @@ mod tests {
     }
 
     #[test]
+    fn a_policy_for_a_signer_csrgate_may_not_approve_for_says_so_beside_ready() {
+        let p = policy("true");
+        let forbidden = Authorization::Forbidden(vec![("example.com/x".into(), String::new())]);
+        let status = desired_status(&p, &CompiledPolicy::compile(&p), Some(&forbidden));
+        assert_eq!(status.conditions[0].type_, "Ready");
+        assert_eq!(status.conditions[0].status, "True");
+        assert_eq!(status.conditions[1].type_, "Authorized");
+        assert_eq!(status.conditions[1].status, "False");
+        assert_eq!(status.conditions[1].reason, "ApproveForbidden");
+    }
+
+    #[test]
     fn an_unchanged_policy_produces_an_equal_status_so_nothing_is_written() {
         let mut p = policy("true");
-        let first = desired_status(&p, &CompiledPolicy::compile(&p));
+        let first = desired_status(&p, &CompiledPolicy::compile(&p), None);
         p.status = Some(first.clone());
-        assert_eq!(desired_status(&p, &CompiledPolicy::compile(&p)), first);
+        assert_eq!(
+            desired_status(&p, &CompiledPolicy::compile(&p), None),
+            first
+        );
     }
 }

@@ -34,7 +34,11 @@ pub enum Command {
     Controller(ControllerArgs),
     /// The main job, no cluster needed: a sandbox API server, the controller and the example
     /// policies; submits example CSRs as different users and prints each decision.
-    Demo,
+    ///
+    /// With --kubeconfig it runs against that cluster instead (kind, a real one): the
+    /// objects it creates carry the label `app.kubernetes.io/managed-by=csrgate-demo` and are
+    /// deleted at the end; it refuses to start when one of them already exists.
+    Demo(DemoArgs),
     /// Run a local Kubernetes API server for CSRs, policies, events, leases and nodes, in
     /// memory, that kubectl and the controller talk to; it also plays the standard signer.
     Sandbox(SandboxArgs),
@@ -46,6 +50,19 @@ pub enum Command {
     /// other error (unreadable kubeconfig, refused create, timeout, a certificate for another
     /// key).
     Request(RequestArgs),
+}
+
+/// Arguments of `csrgate demo`.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Run against this cluster instead of an embedded sandbox; its user needs to create
+    /// and delete CsrApprovalPolicies, Nodes and CSRs, to impersonate the example requestors
+    /// and to approve CSRs (cluster-admin does). The CRD must be installed.
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
 }
 
 /// Arguments of `csrgate sandbox`.

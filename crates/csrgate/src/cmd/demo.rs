@@ -14,7 +14,10 @@ use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
+use serde::Serialize;
+
 use super::{Error, Outcome};
+use crate::cli::{DemoArgs, OutputFormat};
 
 /// The example policies, embedded so the demo runs from anywhere.
 const POLICIES: [&str; 5] = [
@@ -65,148 +68,324 @@ const CSRS: [(&str, &str); 9] = [
     ),
 ];
 
-/// Runs the demo.
+/// The label on everything the demo creates, so that a cluster it was given is left as it
+/// was found (Kubernetes' recommended label for the tool managing an object).
+const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "csrgate-demo");
+
+/// How long the demo waits for decisions and certificates.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// One decided example, as printed.
+#[derive(Debug, Serialize)]
+struct Row {
+    /// What the example shows.
+    case: String,
+    /// The CSR's name.
+    csr: String,
+    /// Who submitted it.
+    requestor: String,
+    /// Its signerName.
+    signer: String,
+    /// `Approved`, `Denied`, `Failed`, `Pending`, or `Refused` (by the API server at create).
+    decision: String,
+    /// The condition's reason, `-` when none.
+    reason: String,
+    /// The condition's message, or the API server's refusal.
+    message: String,
+    /// `issued`, `-`, or `signer failed: <reason>`.
+    certificate: String,
+}
+
+/// Runs the demo, on an embedded sandbox or on the cluster of `--kubeconfig`.
 ///
 /// # Errors
-/// The sandbox or the controller cannot start, or an example does not parse.
-pub fn run() -> Result<Outcome, Error> {
+/// The sandbox or the controller cannot start, an example does not parse, or (with a
+/// cluster) an object the demo would create already exists.
+pub fn run(args: &DemoArgs) -> Result<Outcome, Error> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(demo())
+    runtime.block_on(demo(args))
 }
 
-async fn demo() -> Result<Outcome, Error> {
-    let dir = tempfile::tempdir()?;
-    let kubeconfig = dir.path().join("kubeconfig");
-    let sandbox = csrgate_sandbox::Sandbox::start(csrgate_sandbox::SandboxConfig {
-        kubeconfig_out: Some(kubeconfig.clone()),
-        sign_signers: vec!["csrgate.dev/workload-client".into()],
-        ..csrgate_sandbox::SandboxConfig::default()
-    })
-    .await?;
-    println!("sandbox API server: {}", sandbox.url());
-    let admin = client_as(&kubeconfig, None).await?;
-
-    let policies: Api<CsrApprovalPolicy> = Api::all(admin.clone());
-    for yaml in POLICIES {
-        let policy: CsrApprovalPolicy = serde_saphyr::from_str(yaml)?;
-        policies.create(&PostParams::default(), &policy).await?;
-    }
-    let node: Node = serde_saphyr::from_str(NODE)?;
-    Api::<Node>::all(admin.clone())
-        .create(&PostParams::default(), &node)
-        .await?;
-    println!(
-        "applied {} example policies and Node worker-1",
-        POLICIES.len()
-    );
-
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let config = csrgate_controller::Config {
-        metrics_addr: "127.0.0.1:0".parse()?,
-        leader_election: None,
-        dry_run: false,
-        watch_nodes: true,
-        concurrency: 8,
-        reporter: "csrgate".into(),
-    };
-    let controller = tokio::spawn(csrgate_controller::run(
-        admin.clone(),
-        config,
-        async move {
-            let _ = stopped.await;
-        },
-        |_| {},
-    ));
-
-    let mut submitted = Vec::new();
-    for (story, yaml) in CSRS {
-        let csr: CertificateSigningRequest = serde_saphyr::from_str(yaml)?;
-        let name = csr.metadata.name.clone().unwrap_or_default();
-        let user = csr.spec.username.clone().unwrap_or_default();
-        let groups: Vec<String> = csr
-            .spec
-            .groups
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|g| g != "system:authenticated")
-            .collect();
-        let client = client_as(&kubeconfig, Some((user.clone(), groups))).await?;
-        let created = Api::<CertificateSigningRequest>::all(client)
-            .create(&PostParams::default(), &csr)
-            .await;
-        let refused = created.err().map(|e| match e {
-            kube::Error::Api(status) => short_refusal(status.message),
-            other => other.to_string(),
-        });
-        submitted.push((story, name, user, csr.spec.signer_name.clone(), refused));
-    }
-
-    let csrs: Api<CertificateSigningRequest> = Api::all(admin);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut rows = Vec::new();
-    for (story, name, user, signer, refused) in &submitted {
-        if let Some(message) = refused {
-            rows.push([
-                (*story).to_owned(),
-                name.clone(),
-                user.clone(),
-                signer.clone(),
-                "Refused".into(),
-                "(API server)".into(),
-                message.clone(),
-                "-".into(),
-            ]);
-            continue;
+async fn demo(args: &DemoArgs) -> Result<Outcome, Error> {
+    let json = args.output == OutputFormat::Json;
+    // Progress goes where it does not mix with JSON.
+    let say = |line: String| {
+        if json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
         }
-        let expect_decision = *name != "mallory";
-        let csr = loop {
-            let csr = csrs.get(name).await?;
-            let settled = !expect_decision || condition(&csr).is_some();
-            let issued = csr
-                .status
-                .as_ref()
-                .and_then(|s| s.certificate.as_ref())
-                .is_some();
-            let approved = condition(&csr).is_some_and(|(t, _, _)| t == "Approved");
-            if (settled && (!approved || issued)) || Instant::now() > deadline {
-                break csr;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
-        let (decision, reason, message) = condition(&csr).unwrap_or_else(|| {
-            (
-                "Pending".into(),
-                "-".into(),
-                "no policy decided: left for a person".into(),
-            )
-        });
-        let certificate = csr
-            .status
-            .as_ref()
-            .and_then(|s| s.certificate.as_ref())
-            .map_or("-".to_owned(), |_| "issued".to_owned());
-        rows.push([
-            story.to_string(),
-            name.clone(),
-            user.clone(),
-            signer.clone(),
-            decision,
-            reason,
-            message,
-            certificate,
-        ]);
+    };
+    let dir = tempfile::tempdir()?;
+    let (sandbox, kubeconfig) = match &args.kubeconfig {
+        Some(path) => (None, path.clone()),
+        None => {
+            let kubeconfig = dir.path().join("kubeconfig");
+            let sandbox = csrgate_sandbox::Sandbox::start(csrgate_sandbox::SandboxConfig {
+                kubeconfig_out: Some(kubeconfig.clone()),
+                sign_signers: vec!["csrgate.dev/workload-client".into()],
+                ..csrgate_sandbox::SandboxConfig::default()
+            })
+            .await?;
+            say(format!("sandbox API server: {}", sandbox.url()));
+            (Some(sandbox), kubeconfig)
+        }
+    };
+    let admin = client_as(&kubeconfig, None).await?;
+    let examples = Examples::parse()?;
+    if args.kubeconfig.is_some() {
+        examples.refuse_existing(&admin).await?;
+        say(format!("cluster of {}", kubeconfig.display()));
     }
-    let _ = stop.send(());
-    match controller.await {
-        Ok(result) => result?,
-        Err(error) => return Err(error.into()),
+    let rows = examples.run(&admin, &kubeconfig, &say).await;
+    if args.kubeconfig.is_some() {
+        let removed = remove_labelled(&admin).await;
+        match &removed {
+            Ok(count) => say(format!("removed the {count} objects the demo created")),
+            Err(error) => eprintln!("warning: could not remove every demo object: {error}"),
+        }
     }
-    sandbox.shutdown().await;
-    print!("{}", table(&rows));
+    if let Some(sandbox) = sandbox {
+        sandbox.shutdown().await;
+    }
+    let rows = rows?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print!("{}", table(&rows));
+    }
     Ok(Outcome::Success)
+}
+
+/// The example objects, parsed and labelled.
+struct Examples {
+    policies: Vec<CsrApprovalPolicy>,
+    node: Node,
+    csrs: Vec<(&'static str, CertificateSigningRequest)>,
+}
+
+impl Examples {
+    fn parse() -> Result<Self, Error> {
+        let label = |meta: &mut kube::api::ObjectMeta| {
+            meta.labels
+                .get_or_insert_with(Default::default)
+                .insert(MANAGED_BY.0.to_owned(), MANAGED_BY.1.to_owned());
+        };
+        let mut policies = Vec::new();
+        for yaml in POLICIES {
+            let mut policy: CsrApprovalPolicy = serde_saphyr::from_str(yaml)?;
+            label(&mut policy.metadata);
+            policies.push(policy);
+        }
+        let mut node: Node = serde_saphyr::from_str(NODE)?;
+        label(&mut node.metadata);
+        let mut csrs = Vec::new();
+        for (story, yaml) in CSRS {
+            let mut csr: CertificateSigningRequest = serde_saphyr::from_str(yaml)?;
+            label(&mut csr.metadata);
+            csrs.push((story, csr));
+        }
+        Ok(Self {
+            policies,
+            node,
+            csrs,
+        })
+    }
+
+    /// Fails when an object of the same name exists: the demo never touches objects it did
+    /// not create.
+    async fn refuse_existing(&self, client: &kube::Client) -> Result<(), Error> {
+        let policies: Api<CsrApprovalPolicy> = Api::all(client.clone());
+        let nodes: Api<Node> = Api::all(client.clone());
+        let csrs: Api<CertificateSigningRequest> = Api::all(client.clone());
+        let mut existing = Vec::new();
+        for policy in &self.policies {
+            let name = policy.metadata.name.clone().unwrap_or_default();
+            if policies.get_opt(&name).await?.is_some() {
+                existing.push(format!("CsrApprovalPolicy {name}"));
+            }
+        }
+        let node = self.node.metadata.name.clone().unwrap_or_default();
+        if nodes.get_opt(&node).await?.is_some() {
+            existing.push(format!("Node {node}"));
+        }
+        for (_, csr) in &self.csrs {
+            let name = csr.metadata.name.clone().unwrap_or_default();
+            if csrs.get_opt(&name).await?.is_some() {
+                existing.push(format!("CertificateSigningRequest {name}"));
+            }
+        }
+        if existing.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "the demo would create objects that already exist: {} (delete them, or those labelled {}={})",
+                existing.join(", "),
+                MANAGED_BY.0,
+                MANAGED_BY.1
+            )
+            .into())
+        }
+    }
+
+    async fn run(
+        &self,
+        admin: &kube::Client,
+        kubeconfig: &std::path::Path,
+        say: &dyn Fn(String),
+    ) -> Result<Vec<Row>, Error> {
+        let policies: Api<CsrApprovalPolicy> = Api::all(admin.clone());
+        for policy in &self.policies {
+            policies.create(&PostParams::default(), policy).await?;
+        }
+        Api::<Node>::all(admin.clone())
+            .create(&PostParams::default(), &self.node)
+            .await?;
+        say(format!(
+            "applied {} example policies and Node worker-1",
+            self.policies.len()
+        ));
+
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let config = csrgate_controller::Config {
+            metrics_addr: "127.0.0.1:0".parse()?,
+            leader_election: None,
+            dry_run: false,
+            watch_nodes: true,
+            concurrency: 8,
+            reporter: "csrgate".into(),
+        };
+        let controller = tokio::spawn(csrgate_controller::run(
+            admin.clone(),
+            config,
+            async move {
+                let _ = stopped.await;
+            },
+            |_| {},
+        ));
+        let rows = self.submit_and_wait(admin, kubeconfig).await;
+        let _ = stop.send(());
+        match controller.await {
+            Ok(result) => result?,
+            Err(error) => return Err(error.into()),
+        }
+        rows
+    }
+
+    async fn submit_and_wait(
+        &self,
+        admin: &kube::Client,
+        kubeconfig: &std::path::Path,
+    ) -> Result<Vec<Row>, Error> {
+        let mut submitted = Vec::new();
+        for (story, csr) in &self.csrs {
+            let name = csr.metadata.name.clone().unwrap_or_default();
+            let user = csr.spec.username.clone().unwrap_or_default();
+            let groups: Vec<String> = csr
+                .spec
+                .groups
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|g| g != "system:authenticated")
+                .collect();
+            let client = client_as(kubeconfig, Some((user.clone(), groups))).await?;
+            let created = Api::<CertificateSigningRequest>::all(client)
+                .create(&PostParams::default(), csr)
+                .await;
+            let refused = created.err().map(|e| match e {
+                kube::Error::Api(status) => short_refusal(status.message),
+                other => other.to_string(),
+            });
+            submitted.push((story, name, user, csr.spec.signer_name.clone(), refused));
+        }
+
+        let csrs: Api<CertificateSigningRequest> = Api::all(admin.clone());
+        let deadline = Instant::now() + DEADLINE;
+        let mut rows = Vec::new();
+        for (story, name, user, signer, refused) in submitted {
+            let row = |decision: &str, reason: String, message: String, certificate: String| Row {
+                case: (*story).to_owned(),
+                csr: name.clone(),
+                requestor: user.clone(),
+                signer: signer.clone(),
+                decision: decision.to_owned(),
+                reason,
+                message,
+                certificate,
+            };
+            if let Some(message) = refused {
+                rows.push(row("Refused", "(API server)".into(), message, "-".into()));
+                continue;
+            }
+            let expect_decision = name != "mallory";
+            let csr = loop {
+                let csr = csrs.get(&name).await?;
+                let settled =
+                    !expect_decision || condition(&csr, &["Approved", "Denied"]).is_some();
+                let signed = csr
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.certificate.as_ref())
+                    .is_some()
+                    || condition(&csr, &["Failed"]).is_some();
+                let approved = condition(&csr, &["Approved"]).is_some();
+                if (settled && (!approved || signed)) || Instant::now() > deadline {
+                    break csr;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            };
+            let (decision, reason, message) = condition(&csr, &["Approved", "Denied"])
+                .unwrap_or_else(|| {
+                    (
+                        "Pending".into(),
+                        "-".into(),
+                        "no policy decided: left for a person".into(),
+                    )
+                });
+            let certificate = match (
+                csr.status.as_ref().and_then(|s| s.certificate.as_ref()),
+                condition(&csr, &["Failed"]),
+            ) {
+                (Some(_), _) => "issued".to_owned(),
+                (None, Some((_, reason, _))) => format!("signer failed: {reason}"),
+                (None, None) => "-".to_owned(),
+            };
+            rows.push(row(&decision, reason, message, certificate));
+        }
+        Ok(rows)
+    }
+}
+
+/// Deletes every object carrying [`MANAGED_BY`]; returns how many.
+async fn remove_labelled(client: &kube::Client) -> Result<usize, Error> {
+    let selector =
+        kube::api::ListParams::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1));
+    let delete = kube::api::DeleteParams::default();
+    let mut count = 0;
+    let csrs: Api<CertificateSigningRequest> = Api::all(client.clone());
+    for csr in csrs.list(&selector).await? {
+        csrs.delete(&csr.metadata.name.unwrap_or_default(), &delete)
+            .await?;
+        count += 1;
+    }
+    let policies: Api<CsrApprovalPolicy> = Api::all(client.clone());
+    for policy in policies.list(&selector).await? {
+        policies
+            .delete(&policy.metadata.name.unwrap_or_default(), &delete)
+            .await?;
+        count += 1;
+    }
+    let nodes: Api<Node> = Api::all(client.clone());
+    for node in nodes.list(&selector).await? {
+        nodes
+            .delete(&node.metadata.name.unwrap_or_default(), &delete)
+            .await?;
+        count += 1;
+    }
+    Ok(count)
 }
 
 async fn client_as(
@@ -225,14 +404,15 @@ async fn client_as(
     Ok(kube::Client::try_from(config)?)
 }
 
-fn condition(csr: &CertificateSigningRequest) -> Option<(String, String, String)> {
+/// The first condition of one of `types`: (type, reason, message).
+fn condition(csr: &CertificateSigningRequest, types: &[&str]) -> Option<(String, String, String)> {
     csr.status
         .as_ref()?
         .conditions
         .as_ref()?
         .iter()
         .find_map(|c| {
-            matches!(c.type_.as_str(), "Approved" | "Denied" | "Failed").then(|| {
+            types.contains(&c.type_.as_str()).then(|| {
                 (
                     c.type_.clone(),
                     c.reason.clone().unwrap_or_default(),
@@ -243,7 +423,7 @@ fn condition(csr: &CertificateSigningRequest) -> Option<(String, String, String)
 }
 
 /// Columns padded to their widest cell, the message last and unpadded.
-fn table(rows: &[[String; 8]]) -> String {
+fn table(rows: &[Row]) -> String {
     const HEADER: [&str; 8] = [
         "CASE",
         "CSR",
@@ -251,28 +431,32 @@ fn table(rows: &[[String; 8]]) -> String {
         "SIGNER",
         "DECISION",
         "REASON",
-        "MESSAGE",
         "CERTIFICATE",
+        "MESSAGE",
     ];
-    // Printed order: everything but the message, then the message.
-    const ORDER: [usize; 8] = [0, 1, 2, 3, 4, 5, 7, 6];
-    let cell = |row: &[String; 8], column: usize| -> String { row[column].clone() };
-    let header: [String; 8] = HEADER.map(str::to_owned);
-    let all: Vec<&[String; 8]> = std::iter::once(&header).chain(rows.iter()).collect();
+    let cells = |row: &Row| -> [String; 8] {
+        [
+            row.case.clone(),
+            row.csr.clone(),
+            row.requestor.clone(),
+            row.signer.clone(),
+            row.decision.clone(),
+            row.reason.clone(),
+            row.certificate.clone(),
+            row.message.clone(),
+        ]
+    };
+    let all: Vec<[String; 8]> = std::iter::once(HEADER.map(str::to_owned))
+        .chain(rows.iter().map(cells))
+        .collect();
     let widths: Vec<usize> = (0..8)
-        .map(|c| {
-            all.iter()
-                .map(|r| cell(r, c).chars().count())
-                .max()
-                .unwrap_or(0)
-        })
+        .map(|c| all.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
         .collect();
     let mut out = String::from("\n");
-    for row in all {
-        for (i, &column) in ORDER.iter().enumerate() {
-            let text = cell(row, column);
-            if i + 1 == ORDER.len() {
-                out.push_str(&text);
+    for row in &all {
+        for (column, text) in row.iter().enumerate() {
+            if column + 1 == row.len() {
+                out.push_str(text);
             } else {
                 let _ = write!(out, "{text:width$}  ", width = widths[column]);
             }

@@ -45,7 +45,7 @@ pub fn run(cli: Cli) -> Result<Outcome, Error> {
         Command::Check(args) => check::run(&args),
         Command::Test(args) => test::run(&args),
         Command::Crd => crd::run(),
-        Command::Demo => demo::run(),
+        Command::Demo(args) => demo::run(&args),
         Command::Controller(args) => controller::run(&args),
         Command::Sandbox(args) => sandbox::run(&args),
         Command::Request(args) => request::run(&args),

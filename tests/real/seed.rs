@@ -1,0 +1,204 @@
+//! The seed's story on the real thing: jane makes a key and a CSR with openssl, csrgate
+//! approves it under the administrators example, kube-controller-manager's signer issues
+//! the certificate, and the certificate authenticates jane to the same API server.
+
+use std::path::Path;
+use std::process::Command;
+
+use base64::Engine as _;
+
+use crate::harness::{Controller, csr, issued, kubectl_ok, kubectl_stdin, plane, serial, wait_csr};
+use crate::util::{condition, csrgate, run};
+
+fn openssl(args: &[&str]) {
+    let (code, _, stderr) = run(Command::new("openssl").args(args));
+    assert_eq!(code, 0, "openssl {args:?}: {stderr}");
+}
+
+/// A P-256 key and a PEM CSR for `subject`, made with openssl; returns (key path, CSR PEM).
+fn openssl_request(dir: &Path, name: &str, subject: &str) -> (std::path::PathBuf, String) {
+    let key = dir.join(format!("{name}.key"));
+    let request = dir.join(format!("{name}.csr"));
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-out",
+        key.to_str().unwrap(),
+    ]);
+    openssl(&[
+        "req",
+        "-new",
+        "-key",
+        key.to_str().unwrap(),
+        "-subj",
+        subject,
+        "-out",
+        request.to_str().unwrap(),
+    ]);
+    (key, std::fs::read_to_string(request).unwrap())
+}
+
+/// A CertificateSigningRequest manifest for a client certificate of the API server.
+fn manifest(name: &str, pem: &str, expiration_seconds: u32) -> String {
+    serde_json::json!({
+        "apiVersion": "certificates.k8s.io/v1",
+        "kind": "CertificateSigningRequest",
+        "metadata": {"name": name},
+        "spec": {
+            "request": base64::engine::general_purpose::STANDARD.encode(pem),
+            "signerName": "kubernetes.io/kube-apiserver-client",
+            "usages": ["client auth"],
+            "expirationSeconds": expiration_seconds,
+        },
+    })
+    .to_string()
+}
+
+/// `kubectl auth whoami` with `kubeconfig`: (username, groups).
+fn whoami(kubeconfig: &Path) -> (String, Vec<String>) {
+    let out = kubectl_ok(&[
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "auth",
+        "whoami",
+        "-o",
+        "json",
+    ]);
+    let review: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let user = &review["status"]["userInfo"];
+    (
+        user["username"].as_str().unwrap_or_default().to_owned(),
+        user["groups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|g| g.as_str().map(str::to_owned))
+            .collect(),
+    )
+}
+
+#[test]
+fn jane_is_approved_by_policy_signed_by_the_real_signer_and_authenticates_as_jane() {
+    let _serial = serial();
+    let plane = plane();
+    let dir = tempfile::tempdir().unwrap();
+    kubectl_ok(&["apply", "-f", "examples/policies/administrators.yaml"]);
+    let controller = Controller::start(dir.path(), plane.kubeconfig(), &[]);
+
+    let (key, pem) = openssl_request(dir.path(), "jane", "/CN=jane/O=platform-admins");
+    let (code, stdout, stderr) = kubectl_stdin(
+        &[
+            "create",
+            "--as",
+            "jane",
+            "--as-group",
+            "platform-admins",
+            "-f",
+            "-",
+        ],
+        &manifest("jane", &pem, 86_400),
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(
+        csr("jane")["spec"]["username"],
+        "jane",
+        "the API server records the requestor"
+    );
+
+    let decided = wait_csr("jane", 60, |c| condition(c).is_some() && issued(c));
+    let (type_, reason, message) = condition(&decided).unwrap();
+    assert_eq!(
+        (type_.as_str(), reason.as_str()),
+        ("Approved", "PolicyApproved"),
+        "{message}\n{}",
+        controller.log_text()
+    );
+    assert_eq!(
+        message,
+        "csrgate: approved by CsrApprovalPolicy \"administrators\" (generation 1)"
+    );
+
+    let certificate = base64::engine::general_purpose::STANDARD
+        .decode(decided["status"]["certificate"].as_str().unwrap())
+        .unwrap();
+    let crt = dir.path().join("jane.crt");
+    std::fs::write(&crt, certificate).unwrap();
+    let kubeconfig = plane.write_kubeconfig("jane", &crt, &key).unwrap();
+    let (user, groups) = whoami(&kubeconfig);
+    assert_eq!(user, "jane");
+    assert!(
+        groups.iter().any(|g| g == "platform-admins")
+            && groups.iter().any(|g| g == "system:authenticated"),
+        "{groups:?}"
+    );
+}
+
+#[test]
+fn the_real_api_server_refuses_a_system_masters_client_request_before_csrgate_sees_it() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let (_, pem) = openssl_request(dir.path(), "jane-masters", "/CN=jane/O=system:masters");
+    let (code, _, stderr) = kubectl_stdin(
+        &[
+            "create",
+            "--as",
+            "jane",
+            "--as-group",
+            "platform-admins",
+            "-f",
+            "-",
+        ],
+        &manifest("jane-masters", &pem, 86_400),
+    );
+    assert_ne!(code, 0, "CertificateSubjectRestriction must refuse it");
+    assert!(stderr.contains("system:masters"), "{stderr}");
+}
+
+#[test]
+fn csrgate_request_gets_jane_a_working_kubeconfig_from_the_real_signer() {
+    let _serial = serial();
+    let plane = plane();
+    let dir = tempfile::tempdir().unwrap();
+    kubectl_ok(&["apply", "-f", "examples/policies/administrators.yaml"]);
+    let _controller = Controller::start(dir.path(), plane.kubeconfig(), &[]);
+
+    // jane submits through a kubeconfig that impersonates her, as `kubectl --as` does.
+    let mut admin: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(plane.kubeconfig()).unwrap()).unwrap();
+    admin["users"][0]["user"]["as"] = "jane".into();
+    admin["users"][0]["user"]["as-groups"] = serde_json::json!(["platform-admins"]);
+    let as_jane = dir.path().join("as-jane.kubeconfig");
+    std::fs::write(&as_jane, admin.to_string()).unwrap();
+
+    let out = dir.path().join("out");
+    let (code, stdout, stderr) = run(csrgate()
+        .args([
+            "request",
+            "--name",
+            "jane",
+            "--cn",
+            "jane",
+            "--org",
+            "platform-admins",
+            "--signer",
+            "kubernetes.io/kube-apiserver-client",
+            "--usages",
+            "client auth",
+            "--expiration",
+            "24h",
+            "--timeout",
+            "90s",
+            "--kubeconfig",
+        ])
+        .arg(&as_jane)
+        .arg("--out")
+        .arg(&out));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stderr.contains("approved (PolicyApproved"), "{stderr}");
+    let (user, groups) = whoami(&out.join("jane.kubeconfig"));
+    assert_eq!(user, "jane");
+    assert!(groups.iter().any(|g| g == "platform-admins"), "{groups:?}");
+}
