@@ -175,3 +175,157 @@ impl Drop for Controller {
         let _ = self.child.wait();
     }
 }
+
+fn openssl(args: &[&str]) {
+    let (code, _, stderr) = run(Command::new("openssl").args(args));
+    assert_eq!(code, 0, "openssl {args:?}: {stderr}");
+}
+
+/// A P-256 key and a PEM CSR for `subject`, made with openssl as a person would; returns
+/// (key path, CSR PEM).
+pub fn openssl_request(dir: &Path, name: &str, subject: &str) -> (PathBuf, String) {
+    let key = dir.join(format!("{name}.key"));
+    let request = dir.join(format!("{name}.csr"));
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-out",
+        key.to_str().unwrap(),
+    ]);
+    openssl(&[
+        "req",
+        "-new",
+        "-key",
+        key.to_str().unwrap(),
+        "-subj",
+        subject,
+        "-out",
+        request.to_str().unwrap(),
+    ]);
+    (key, std::fs::read_to_string(request).unwrap())
+}
+
+/// A CertificateSigningRequest manifest (24 h lifetime).
+pub fn manifest(name: &str, pem: &str, signer: &str, usages: &[&str]) -> serde_json::Value {
+    use base64::Engine as _;
+    serde_json::json!({
+        "apiVersion": "certificates.k8s.io/v1",
+        "kind": "CertificateSigningRequest",
+        "metadata": {"name": name},
+        "spec": {
+            "request": base64::engine::general_purpose::STANDARD.encode(pem),
+            "signerName": signer,
+            "usages": usages,
+            "expirationSeconds": 86_400,
+        },
+    })
+}
+
+/// Creates the objects as one kubectl call (a List, created item by item in order), as
+/// `user` in `groups`.
+pub fn create_as(dir: &Path, objects: &[serde_json::Value], user: &str, groups: &[&str]) {
+    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects});
+    let file = dir.join(format!("list-{}.json", free_port()));
+    std::fs::write(&file, list.to_string()).unwrap();
+    let mut args = vec!["create", "-f", file.to_str().unwrap(), "--as", user];
+    for group in groups {
+        args.extend(["--as-group", group]);
+    }
+    kubectl_ok(&args);
+}
+
+/// Every CSR as JSON, by name.
+pub fn all_csrs() -> std::collections::BTreeMap<String, serde_json::Value> {
+    let list: serde_json::Value =
+        serde_json::from_str(&kubectl_ok(&["get", "csr", "-o", "json"])).unwrap();
+    list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|csr| {
+            (
+                csr["metadata"]["name"].as_str().unwrap().to_owned(),
+                csr.clone(),
+            )
+        })
+        .collect()
+}
+
+/// The Approved and Denied conditions of a CSR, in order.
+pub fn decisions(csr: &serde_json::Value) -> Vec<String> {
+    csr["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["type"].as_str())
+        .filter(|t| matches!(*t, "Approved" | "Denied"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The writes to CSRs' `approval` subresource the API server audited: (CSR, user, code).
+pub fn approval_writes() -> Vec<(String, String, u16)> {
+    plane()
+        .audit_events()
+        .into_iter()
+        .filter(|e| e["stage"] == "ResponseComplete")
+        .filter(|e| e["objectRef"]["subresource"] == "approval")
+        .map(|e| {
+            (
+                e["objectRef"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                e["user"]["username"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                e["responseStatus"]["code"]
+                    .as_u64()
+                    .and_then(|c| u16::try_from(c).ok())
+                    .unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+/// Waits until every CSR of `expected` (name to `Approved`/`Denied`) has a decision, then
+/// asserts each got exactly the expected one, one condition only, and at most one audited
+/// successful approval write (a write in flight when the API server was killed may miss
+/// its audit line, never gain a second).
+pub fn assert_decided_once(expected: &std::collections::BTreeMap<String, &str>, seconds: u64) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let csrs = loop {
+        let csrs = all_csrs();
+        let undecided = expected
+            .keys()
+            .filter(|name| csrs.get(*name).is_none_or(|c| decisions(c).is_empty()))
+            .count();
+        if undecided == 0 {
+            break csrs;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{undecided} of {} CSRs undecided after {seconds} s",
+            expected.len()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let writes = approval_writes();
+    for (name, decision) in expected {
+        assert_eq!(
+            decisions(&csrs[name]),
+            [*decision],
+            "{name}: {:#}",
+            csrs[name]
+        );
+        let ok = writes
+            .iter()
+            .filter(|(csr, _, code)| csr == name && *code < 300)
+            .count();
+        assert!(ok <= 1, "{name}: {ok} successful approval writes");
+    }
+}

@@ -13,8 +13,12 @@
 #[path = "../util.rs"]
 mod util;
 
+mod burst;
 mod harness;
 
+mod builtin;
 mod demo;
+mod failover;
+mod faults;
 mod rbac;
 mod seed;

@@ -3,59 +3,16 @@
 //! the certificate, and the certificate authenticates jane to the same API server.
 
 use std::path::Path;
-use std::process::Command;
 
 use base64::Engine as _;
 
-use crate::harness::{Controller, csr, issued, kubectl_ok, kubectl_stdin, plane, serial, wait_csr};
+use crate::harness::{
+    Controller, csr, issued, kubectl_ok, kubectl_stdin, manifest, openssl_request, plane, serial,
+    wait_csr,
+};
 use crate::util::{condition, csrgate, run};
 
-fn openssl(args: &[&str]) {
-    let (code, _, stderr) = run(Command::new("openssl").args(args));
-    assert_eq!(code, 0, "openssl {args:?}: {stderr}");
-}
-
-/// A P-256 key and a PEM CSR for `subject`, made with openssl; returns (key path, CSR PEM).
-fn openssl_request(dir: &Path, name: &str, subject: &str) -> (std::path::PathBuf, String) {
-    let key = dir.join(format!("{name}.key"));
-    let request = dir.join(format!("{name}.csr"));
-    openssl(&[
-        "genpkey",
-        "-algorithm",
-        "EC",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-out",
-        key.to_str().unwrap(),
-    ]);
-    openssl(&[
-        "req",
-        "-new",
-        "-key",
-        key.to_str().unwrap(),
-        "-subj",
-        subject,
-        "-out",
-        request.to_str().unwrap(),
-    ]);
-    (key, std::fs::read_to_string(request).unwrap())
-}
-
-/// A CertificateSigningRequest manifest for a client certificate of the API server.
-fn manifest(name: &str, pem: &str, expiration_seconds: u32) -> String {
-    serde_json::json!({
-        "apiVersion": "certificates.k8s.io/v1",
-        "kind": "CertificateSigningRequest",
-        "metadata": {"name": name},
-        "spec": {
-            "request": base64::engine::general_purpose::STANDARD.encode(pem),
-            "signerName": "kubernetes.io/kube-apiserver-client",
-            "usages": ["client auth"],
-            "expirationSeconds": expiration_seconds,
-        },
-    })
-    .to_string()
-}
+const CLIENT: &str = "kubernetes.io/kube-apiserver-client";
 
 /// `kubectl auth whoami` with `kubeconfig`: (username, groups).
 fn whoami(kubeconfig: &Path) -> (String, Vec<String>) {
@@ -99,7 +56,7 @@ fn jane_is_approved_by_policy_signed_by_the_real_signer_and_authenticates_as_jan
             "-f",
             "-",
         ],
-        &manifest("jane", &pem, 86_400),
+        &manifest("jane", &pem, CLIENT, &["client auth"]).to_string(),
     );
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert_eq!(
@@ -151,7 +108,7 @@ fn the_real_api_server_refuses_a_system_masters_client_request_before_csrgate_se
             "-f",
             "-",
         ],
-        &manifest("jane-masters", &pem, 86_400),
+        &manifest("jane-masters", &pem, CLIENT, &["client auth"]).to_string(),
     );
     assert_ne!(code, 0, "CertificateSubjectRestriction must refuse it");
     assert!(stderr.contains("system:masters"), "{stderr}");

@@ -16,6 +16,19 @@ const READY_TIMEOUT: Duration = Duration::from_secs(90);
 const TAIL_LINES: usize = 25;
 /// Attempts with fresh ports when a component finds its port taken.
 const PORT_ATTEMPTS: usize = 4;
+/// The API server's audit policy: every write to a CSR's `approval` subresource, at level
+/// Metadata (who, which CSR, the response code), nothing else. It is how the tests count the
+/// decisions written on a server that keeps no write log of its own.
+const AUDIT_POLICY: &str = r#"{
+  "apiVersion": "audit.k8s.io/v1",
+  "kind": "Policy",
+  "omitStages": ["RequestReceived"],
+  "rules": [
+    {"level": "Metadata", "verbs": ["update", "patch"],
+     "resources": [{"group": "certificates.k8s.io", "resources": ["certificatesigningrequests/approval"]}]},
+    {"level": "None"}
+  ]
+}"#;
 
 /// One process of the control plane.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -198,6 +211,30 @@ impl ControlPlane {
     #[must_use]
     pub fn log(&self, component: Component) -> PathBuf {
         self.dir.join("logs").join(format!("{component}.log"))
+    }
+
+    /// The API server's audit log: one JSON event per line for every write to a CSR's
+    /// `approval` subresource (`objectRef.name`, `user.username`, `responseStatus.code`).
+    #[must_use]
+    pub fn audit_log(&self) -> PathBuf {
+        self.dir.join("logs").join("audit.log")
+    }
+
+    /// The audit events recorded so far (lines that do not parse are skipped: the last one
+    /// may be half written).
+    #[must_use]
+    pub fn audit_events(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.audit_log())
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    }
+
+    fn audit_policy(&self) -> Result<PathBuf> {
+        let path = self.dir.join("audit-policy.json");
+        write(&path, AUDIT_POLICY)?;
+        Ok(path)
     }
 
     /// kubectl of the same release with the admin kubeconfig.
@@ -394,7 +431,13 @@ impl ControlPlane {
                         "--enable-admission-plugins=NodeRestriction,CertificateApproval,\
                          CertificateSigning,CertificateSubjectRestriction",
                     )
-                    .arg("--profiling=false");
+                    .arg("--profiling=false")
+                    .arg(format!(
+                        "--audit-policy-file={}",
+                        self.audit_policy()?.display()
+                    ))
+                    .arg(format!("--audit-log-path={}", self.audit_log().display()))
+                    .arg("--audit-log-format=json");
                 command
             }
             Component::KubeControllerManager => {
