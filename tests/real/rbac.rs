@@ -54,6 +54,38 @@ fn service_account_kubeconfig(dir: &std::path::Path) -> std::path::PathBuf {
     path
 }
 
+/// Whether `user` may `verb` the resource, as the API server's authorizer answers a
+/// SubjectAccessReview.
+fn may(
+    dir: &std::path::Path,
+    user: &str,
+    verb: &str,
+    group: &str,
+    resource: &str,
+    name: &str,
+) -> bool {
+    let review = serde_json::json!({
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SubjectAccessReview",
+        "spec": {
+            "user": user,
+            "groups": ["system:serviceaccounts", "system:authenticated"],
+            "resourceAttributes": {"verb": verb, "group": group, "resource": resource, "name": name},
+        },
+    });
+    let file = dir.join("review.json");
+    std::fs::write(&file, review.to_string()).unwrap();
+    let answer: serde_json::Value = serde_json::from_str(&kubectl_ok(&[
+        "create",
+        "-f",
+        file.to_str().unwrap(),
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    answer["status"]["allowed"] == true
+}
+
 /// The value of one metric series in an OpenMetrics text, 0 when absent.
 fn metric(text: &str, series: &str) -> f64 {
     text.lines()
@@ -66,39 +98,43 @@ fn with_the_shipped_rbac_the_examples_decide_and_a_signer_outside_it_is_reported
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = service_account_kubeconfig(dir.path());
-    // The ServiceAccount can do what the controller needs, and no more.
-    let can = |args: &[&str]| {
-        let (_, stdout, _) = kubectl(
-            &[
-                &[
-                    "auth",
-                    "can-i",
-                    "--as",
-                    "system:serviceaccount:csrgate-system:csrgate",
-                ],
-                args,
-            ]
-            .concat(),
-        );
-        stdout.trim() == "yes"
-    };
-    assert!(can(&[
+    // The ServiceAccount can do what the controller needs, and no more, as the authorizer
+    // answers a SubjectAccessReview (`kubectl auth can-i` cannot name the group of
+    // `signers`, which discovery does not list).
+    let sa = "system:serviceaccount:csrgate-system:csrgate";
+    assert!(may(
+        dir.path(),
+        sa,
         "watch",
-        "certificatesigningrequests.certificates.k8s.io"
-    ]));
-    assert!(can(&[
+        "certificates.k8s.io",
+        "certificatesigningrequests",
+        ""
+    ));
+    assert!(may(
+        dir.path(),
+        sa,
         "approve",
-        "signers.certificates.k8s.io/kubernetes.io/kube-apiserver-client"
-    ]));
-    assert!(!can(&[
+        "certificates.k8s.io",
+        "signers",
+        "kubernetes.io/kube-apiserver-client"
+    ));
+    assert!(!may(
+        dir.path(),
+        sa,
         "approve",
-        "signers.certificates.k8s.io/example.com/forbidden"
-    ]));
-    assert!(!can(&[
-        "create",
-        "certificatesigningrequests.certificates.k8s.io"
-    ]));
-    assert!(!can(&["get", "secrets", "-A"]));
+        "certificates.k8s.io",
+        "signers",
+        "example.com/forbidden"
+    ));
+    assert!(!may(
+        dir.path(),
+        sa,
+        "delete",
+        "certificates.k8s.io",
+        "certificatesigningrequests",
+        ""
+    ));
+    assert!(!may(dir.path(), sa, "get", "", "secrets", ""));
 
     for policy in ["administrators", "kubelet-serving", "kubelet-client"] {
         kubectl_ok(&["apply", "-f", &format!("examples/policies/{policy}.yaml")]);
@@ -106,7 +142,7 @@ fn with_the_shipped_rbac_the_examples_decide_and_a_signer_outside_it_is_reported
     let forbidden_policy = serde_json::json!({
         "apiVersion": "csrgate.dev/v1alpha1",
         "kind": "CsrApprovalPolicy",
-        "metadata": {"name": "forbidden-signer"},
+        "metadata": {"name": "outside-rbac"},
         "spec": {
             "signerNames": ["example.com/forbidden"],
             "validations": [{"name": "cn-is-requestor",
@@ -147,7 +183,7 @@ fn with_the_shipped_rbac_the_examples_decide_and_a_signer_outside_it_is_reported
         &std::fs::read_to_string(crate::util::repo("examples/csrs/jane.yaml")).unwrap(),
     )
     .unwrap();
-    jane["metadata"]["name"] = "jane-forbidden-signer".into();
+    jane["metadata"]["name"] = "jane-outside-rbac".into();
     jane["spec"]["signerName"] = "example.com/forbidden".into();
     let file = dir.path().join("jane-forbidden.json");
     std::fs::write(&file, jane.to_string()).unwrap();
@@ -174,7 +210,7 @@ fn with_the_shipped_rbac_the_examples_decide_and_a_signer_outside_it_is_reported
     let deadline = Instant::now() + Duration::from_secs(30);
     let event = loop {
         let found = events().into_iter().find(|e| {
-            e["reason"] == "ApprovalForbidden" && e["regarding"]["name"] == "jane-forbidden-signer"
+            e["reason"] == "ApprovalForbidden" && e["regarding"]["name"] == "jane-outside-rbac"
         });
         if let Some(event) = found {
             break event;
@@ -197,7 +233,7 @@ fn with_the_shipped_rbac_the_examples_decide_and_a_signer_outside_it_is_reported
     let policy: serde_json::Value = serde_json::from_str(&kubectl_ok(&[
         "get",
         "csrapprovalpolicy",
-        "forbidden-signer",
+        "outside-rbac",
         "-o",
         "json",
     ]))
@@ -228,7 +264,7 @@ fn with_the_shipped_rbac_the_examples_decide_and_a_signer_outside_it_is_reported
         (1.0..=5.0).contains(&refused),
         "{refused} refused writes in 15 s:\n{metrics}"
     );
-    assert!(condition(&csr("jane-forbidden-signer")).is_none());
+    assert!(condition(&csr("jane-outside-rbac")).is_none());
     let log = controller.log_text();
     assert_eq!(
         log.matches("refused the approval write (403)").count(),
@@ -246,7 +282,7 @@ fn with_the_shipped_rbac_the_examples_decide_and_a_signer_outside_it_is_reported
     let forbidden_lines: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("403") || l.to_ascii_lowercase().contains("forbidden"))
-        .filter(|l| !l.contains("example.com/forbidden") && !l.contains("jane-forbidden-signer"))
+        .filter(|l| !l.contains("example.com/forbidden") && !l.contains("jane-outside-rbac"))
         .collect();
     assert!(forbidden_lines.is_empty(), "{forbidden_lines:#?}");
     assert!(

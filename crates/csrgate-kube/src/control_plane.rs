@@ -404,6 +404,9 @@ impl ControlPlane {
                     ))
                     .arg("--bind-address=127.0.0.1")
                     .arg("--advertise-address=127.0.0.1")
+                    // The lease reconciler refuses a loopback address for the `kubernetes`
+                    // Service's endpoints; nothing here needs them.
+                    .arg("--endpoint-reconciler-type=none")
                     .arg(format!("--secure-port={}", ports.apiserver))
                     .arg(format!("--cert-dir={}", dir.join("apiserver").display()))
                     .arg(format!("--tls-cert-file={}", pki.apiserver_cert.display()))
