@@ -18,6 +18,7 @@ mod harness;
 
 mod builtin;
 mod demo;
+mod differential;
 mod failover;
 mod faults;
 mod rbac;

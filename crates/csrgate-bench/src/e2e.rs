@@ -33,6 +33,62 @@ pub struct Args {
     /// Where `e2e-<decider>-<N>.json` go.
     #[arg(long, default_value = "target/bench")]
     out: PathBuf,
+    /// Run against this cluster (e.g. `make cluster-up`'s target/cluster/kubeconfig) instead
+    /// of a fresh sandbox per burst. Its user must be allowed to impersonate jane, jane to
+    /// create CSRs (tests/real/fixtures/requesters.yaml grants it), and the CsrApprovalPolicy
+    /// CRD must be installed. The burst's policy and CSRs (label `csrgate.dev/bench`) are
+    /// deleted before and after each burst.
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+}
+
+/// The label on every object a burst creates in a cluster it was given.
+pub const BENCH_LABEL: &str = "csrgate.dev/bench";
+
+/// Where a burst runs.
+enum Target {
+    /// A fresh sandbox, stopped when dropped.
+    Sandbox(Sandbox),
+    /// A cluster given by its kubeconfig.
+    Cluster(PathBuf),
+}
+
+impl Target {
+    fn kubeconfig(&self) -> &Path {
+        match self {
+            Self::Sandbox(sandbox) => &sandbox.kubeconfig,
+            Self::Cluster(kubeconfig) => kubeconfig,
+        }
+    }
+}
+
+/// Deletes the burst's CSRs and policy from a cluster, so that a burst starts empty and
+/// leaves nothing behind.
+async fn clean(admin: &kube::Client) -> Result<()> {
+    let kube_error = |what: &str| {
+        let what = what.to_owned();
+        move |source| Error::Kube { what, source }
+    };
+    let csrs: Api<CertificateSigningRequest> = Api::all(admin.clone());
+    csrs.delete_collection(
+        &kube::api::DeleteParams::default(),
+        &kube::api::ListParams::default().labels(BENCH_LABEL),
+    )
+    .await
+    .map_err(kube_error("deleting the benchmark CSRs"))?;
+    let policies: Api<csrgate_api::CsrApprovalPolicy> = Api::all(admin.clone());
+    if policies
+        .get_opt("bench")
+        .await
+        .map_err(kube_error("reading the benchmark policy"))?
+        .is_some()
+    {
+        policies
+            .delete("bench", &kube::api::DeleteParams::default())
+            .await
+            .map_err(kube_error("deleting the benchmark policy"))?;
+    }
+    Ok(())
 }
 
 /// What decides the burst.
@@ -58,7 +114,11 @@ pub async fn run(args: Args) -> Result<()> {
     let csrgate = args.csrgate.clone().unwrap_or_else(crate::default_csrgate);
     for &n in &args.csrs {
         for &decider in &args.deciders {
-            let result = burst(&csrgate, decider, n, args.creators).await?;
+            let target = match &args.kubeconfig {
+                Some(kubeconfig) => Target::Cluster(kubeconfig.clone()),
+                None => Target::Sandbox(Sandbox::start(&csrgate).await?),
+            };
+            let result = burst(&csrgate, &target, decider, n, args.creators).await?;
             println!(
                 "{:>10} N={n:<6} {:>8.0} decisions/s  p50 {:>6.0} ms  p99 {:>6.0} ms  RSS {:>5.1} MiB  CPU {:>5.2} s",
                 decider.name(),
@@ -79,12 +139,16 @@ pub async fn run(args: Args) -> Result<()> {
 
 async fn burst(
     csrgate: &Path,
+    target: &Target,
     decider: Decider,
     n: usize,
     creators: usize,
 ) -> Result<serde_json::Value> {
-    let sandbox = Sandbox::start(csrgate).await?;
-    let admin = sandbox.client_as(None).await?;
+    let kubeconfig = target.kubeconfig().to_owned();
+    let admin = cluster::client(&kubeconfig, None).await?;
+    if matches!(target, Target::Cluster(_)) {
+        clean(&admin).await?;
+    }
     let policy: csrgate_api::CsrApprovalPolicy =
         serde_saphyr::from_str(cluster::POLICY).map_err(|e| Error::Data {
             what: "the benchmark policy".into(),
@@ -101,7 +165,7 @@ async fn burst(
     let process = match decider {
         Decider::Controller => {
             let metrics = format!("127.0.0.1:{}", cluster::free_port()?);
-            let process = cluster::start_controller(csrgate, &sandbox.kubeconfig, &metrics, false)?;
+            let process = cluster::start_controller(csrgate, &kubeconfig, &metrics, false)?;
             cluster::wait_ready(&metrics, Duration::from_secs(30)).await?;
             process
         }
@@ -110,7 +174,7 @@ async fn burst(
                 what: "finding csrgate-bench itself".into(),
                 source,
             })?;
-            let kubeconfig = sandbox.kubeconfig.display().to_string();
+            let kubeconfig = kubeconfig.display().to_string();
             let process = Process::spawn(
                 &exe,
                 &["floor", "--kubeconfig", &kubeconfig],
@@ -142,8 +206,14 @@ async fn burst(
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
 
-    let template = cluster::jane_csr()?;
-    let jane: Api<CertificateSigningRequest> = Api::all(sandbox.client_as(Some("jane")).await?);
+    let mut template = cluster::jane_csr()?;
+    template
+        .metadata
+        .labels
+        .get_or_insert_with(Default::default)
+        .insert(BENCH_LABEL.to_owned(), "true".to_owned());
+    let jane: Api<CertificateSigningRequest> =
+        Api::all(cluster::client(&kubeconfig, Some("jane")).await?);
     let start = Instant::now();
     let created: HashMap<String, Instant> = futures::stream::iter(0..n)
         .map(|i| {
@@ -187,7 +257,9 @@ async fn burst(
     watch.abort();
     let after = process.usage();
     drop(process);
-    drop(sandbox);
+    if matches!(target, Target::Cluster(_)) {
+        clean(&admin).await?;
+    }
     if seen.len() < n {
         return Err(Error::Incomplete(format!(
             "{}: only {} of {n} CSRs were decided",

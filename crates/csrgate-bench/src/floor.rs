@@ -29,7 +29,7 @@ pub const CONCURRENCY_ARG: &str = "32";
 /// `csrgate-bench floor`: run until killed.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The sandbox's kubeconfig.
+    /// The kubeconfig of the sandbox or cluster.
     #[arg(long)]
     kubeconfig: PathBuf,
     /// Approval writes in flight.
@@ -37,21 +37,25 @@ pub struct Args {
     concurrency: usize,
 }
 
-/// Approves every pending CSR it sees, forever.
+/// Approves every pending benchmark CSR (label `csrgate.dev/bench`) it sees, forever; the
+/// label keeps it off other CSRs of a real cluster.
 pub async fn run(args: Args) -> Result<()> {
     let client = crate::cluster::client(&args.kubeconfig, None).await?;
     let csrs: Api<CertificateSigningRequest> = Api::all(client.clone());
     let events: Api<Event> = Api::namespaced(client, "default");
     // Watch errors are retried with backoff (as the controller's watches are) and skipped.
-    watcher(csrs.clone(), watcher::Config::default())
-        .default_backoff()
-        .applied_objects()
-        .filter_map(|event| futures::future::ready(event.ok()))
-        .filter(|csr| futures::future::ready(!is_decided(csr)))
-        .map(|csr| approve(&csrs, &events, csr))
-        .buffer_unordered(args.concurrency)
-        .for_each(|()| futures::future::ready(()))
-        .await;
+    watcher(
+        csrs.clone(),
+        watcher::Config::default().labels(crate::e2e::BENCH_LABEL),
+    )
+    .default_backoff()
+    .applied_objects()
+    .filter_map(|event| futures::future::ready(event.ok()))
+    .filter(|csr| futures::future::ready(!is_decided(csr)))
+    .map(|csr| approve(&csrs, &events, csr))
+    .buffer_unordered(args.concurrency)
+    .for_each(|()| futures::future::ready(()))
+    .await;
     Err(Error::Incomplete("the floor client's watch ended".into()))
 }
 

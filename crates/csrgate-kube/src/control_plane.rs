@@ -659,3 +659,58 @@ pub fn chain(error: &dyn std::error::Error) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A folder of stand-in binaries: etcd prints a line and exits 3.
+    fn failing_binaries(dir: &Path) -> Binaries {
+        use std::os::unix::fs::PermissionsExt as _;
+        for name in [
+            "etcd",
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kubectl",
+        ] {
+            let path = dir.join(name);
+            std::fs::write(
+                &path,
+                "#!/bin/sh\necho \"$0: cannot start: disk on fire\" >&2\nexit 3\n",
+            )
+            .expect("write stand-in");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+                .expect("chmod stand-in");
+        }
+        Binaries::in_dir(dir).expect("stand-ins found")
+    }
+
+    #[test]
+    fn missing_binaries_name_the_command_that_builds_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let error = Binaries::in_dir(dir.path()).expect_err("nothing built");
+        let text = error.to_string();
+        assert!(text.starts_with("etcd not found at "), "{text}");
+        assert!(text.contains("make kube"), "{text}");
+    }
+
+    #[test]
+    fn a_component_that_dies_while_starting_fails_the_start_with_its_log() {
+        let bin = tempfile::tempdir().expect("tempdir");
+        let state = tempfile::tempdir().expect("tempdir");
+        let error = ControlPlane::start(
+            &state.path().join("cluster"),
+            failing_binaries(bin.path()),
+            Lifetime::Attached,
+        )
+        .expect_err("etcd exits");
+        let text = error.to_string();
+        assert!(
+            text.starts_with("etcd exited while starting (exit status: 3)"),
+            "{text}"
+        );
+        assert!(text.contains("cannot start: disk on fire"), "{text}");
+        // The certificates were written before the processes started.
+        assert!(state.path().join("cluster/pki/ca.crt").is_file());
+    }
+}

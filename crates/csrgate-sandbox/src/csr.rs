@@ -105,51 +105,75 @@ fn is_dns1123_label(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
-/// `ValidateSignerName`: `domain/path`, the domain at least two DNS labels.
+/// The longest DNS-1123 subdomain (kubernetes `apimachinery/pkg/util/validation`).
+const DNS1123_SUBDOMAIN_MAX: usize = 253;
+/// The longest DNS-1123 label.
+const DNS1123_LABEL_MAX: usize = 63;
+
+/// `IsDNS1123Subdomain`: lowercase labels joined by dots, at most 253 characters.
+fn is_dns1123_subdomain(s: &str) -> bool {
+    s.len() <= DNS1123_SUBDOMAIN_MAX
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+/// `ValidateSignerName` (kubernetes `pkg/apis/core/validation/names.go`): exactly one `/`; a
+/// domain of at least two DNS-1123 labels, at most 253 characters; a path of dot-separated
+/// DNS-1123 subdomains; at most 571 characters in all. Stops at the first bad label of each
+/// part, as the real validation does.
 pub fn validate_signer_name(signer: &str) -> Vec<Cause> {
     let field = "spec.signerName";
-    let value = serde_json::Value::String(signer.to_string());
     if signer.is_empty() {
         return vec![Cause::required(field, "")];
     }
-    let Some((domain, path)) = signer.split_once('/') else {
+    let segments: Vec<&str> = signer.split('/').collect();
+    let [domain, path] = segments[..] else {
         return vec![Cause::invalid(
             field,
-            &value,
+            &serde_json::Value::String(signer.to_string()),
             "must be a fully qualified domain and path of the form 'example.com/signer-name'",
         )];
     };
     let mut causes = Vec::new();
-    if domain.len() > 253 {
-        causes.push(Cause::too_long(field, 253));
+    if domain.len() > DNS1123_SUBDOMAIN_MAX {
+        causes.push(Cause::too_long(field, DNS1123_SUBDOMAIN_MAX));
     }
+    let domain_value = serde_json::Value::String(domain.to_string());
     let labels: Vec<&str> = domain.split('.').collect();
-    for label in &labels {
-        if !is_dns1123_label(label) {
-            causes.push(Cause::invalid(
-                field,
-                &value,
-                &format!(
-                    "validating label {label:?}: a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
-                ),
-            ));
-        }
+    if let Some(label) = labels.iter().find(|label| !is_dns1123_label(label)) {
+        causes.push(Cause::invalid(
+            field,
+            &domain_value,
+            &format!(
+                "validating label {label:?}: a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
+            ),
+        ));
     }
     if labels.len() < 2 {
         causes.push(Cause::invalid(
             field,
-            &value,
+            &domain_value,
             "should be a domain with at least two segments separated by dots",
         ));
     }
-    if path.is_empty() || path.split('/').any(str::is_empty) {
+    if let Some(label) = path.split('.').find(|label| !is_dns1123_subdomain(label)) {
         causes.push(Cause::invalid(
             field,
-            &value,
-            "validating path: path segments must not be empty",
+            &serde_json::Value::String(path.to_string()),
+            &format!(
+                "validating label {label:?}: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+            ),
         ));
-    } else if path.len() > 253 + 63 {
-        causes.push(Cause::too_long(field, 253 + 63));
+    }
+    let longest = DNS1123_SUBDOMAIN_MAX + (DNS1123_SUBDOMAIN_MAX + DNS1123_LABEL_MAX + 1) + 1;
+    if signer.len() > longest {
+        causes.push(Cause::too_long(field, longest));
     }
     causes
 }
@@ -467,6 +491,35 @@ mod tests {
                 .iter()
                 .any(|c| c.message.contains("at least two segments")),
             "{causes:?}"
+        );
+    }
+
+    #[test]
+    fn a_signer_name_with_two_slashes_is_invalid_as_kube_apiserver_says() {
+        let causes = validate_signer_name("example.com/a/b");
+        assert_eq!(causes.len(), 1, "{causes:?}");
+        assert!(causes[0].message.contains("example.com/signer-name"));
+    }
+
+    #[test]
+    fn the_longest_signer_name_kube_apiserver_accepts_passes_and_one_more_byte_does_not() {
+        let label = "a".repeat(63);
+        // A 253-character domain and a 317-character path: 571 in all.
+        let domain = format!("{label}.{label}.{label}.{}", "b".repeat(61));
+        assert_eq!(domain.len(), 253);
+        let path = format!("{}.{}", "c".repeat(253), "d".repeat(63));
+        let longest = format!("{domain}/{path}");
+        assert_eq!(longest.len(), 571);
+        assert!(
+            validate_signer_name(&longest).is_empty(),
+            "{:?}",
+            validate_signer_name(&longest)
+        );
+        let too_long = format!("{domain}/{path}e");
+        assert!(
+            validate_signer_name(&too_long)
+                .iter()
+                .any(|c| c.reason == "FieldValueTooLong"),
         );
     }
 

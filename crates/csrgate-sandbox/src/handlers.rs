@@ -540,6 +540,9 @@ fn create(app: &Arc<App>, target: &Target, call: &Call) -> ApiResult<Response> {
     } else if !causes.is_empty() {
         return Err(ApiError::invalid(def, &name, &causes));
     }
+    if def.behavior == Behavior::Node {
+        crate::node::taint_new_node(&mut obj);
+    }
     if call.query.get("dryRun") == Some("All") {
         return Ok(warning_headers(
             json_response(StatusCode::CREATED, &obj),
@@ -609,6 +612,13 @@ fn next_state(
         .pointer("/metadata/resourceVersion")
         .and_then(Value::as_str)
         .is_some_and(|rv| !rv.is_empty());
+    // A stale resourceVersion is a 409 before any validation, as kube-apiserver's generic
+    // store checks it before `BeforeUpdate` (apiserver/pkg/registry/generic/registry/store.go).
+    if rv_given
+        && next.pointer("/metadata/resourceVersion") != current.pointer("/metadata/resourceVersion")
+    {
+        return Err(ApiError::conflict(def, name));
+    }
     let meta = next
         .get_mut("metadata")
         .and_then(Value::as_object_mut)

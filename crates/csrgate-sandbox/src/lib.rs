@@ -20,6 +20,7 @@ mod handlers;
 mod identity;
 mod kubeconfig;
 mod managed;
+mod node;
 mod openapi;
 mod paging;
 mod patch;

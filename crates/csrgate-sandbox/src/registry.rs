@@ -17,6 +17,8 @@ pub enum Behavior {
     Sar,
     /// Namespaces: names are DNS labels.
     Namespace,
+    /// Nodes: the not-ready taint added on create (TaintNodesByCondition).
+    Node,
     /// Everything else: stored as given (after typed decoding).
     Plain,
 }
@@ -198,7 +200,7 @@ pub static NODE: ResourceDef = ResourceDef {
     namespaced: false,
     verbs: CRUD,
     subresources: &["status"],
-    behavior: Behavior::Plain,
+    behavior: Behavior::Node,
     schema_name: "io.k8s.api.core.v1.Node",
     normalise: typed::<k8s_openapi::api::core::v1::Node>,
 };

@@ -1,0 +1,91 @@
+//! A small run of `csrgate-bench e2e --kubeconfig` against the real control plane, so that
+//! the benchmark's cluster path does not rot (`make bench` runs the big ones).
+
+// Tests fail loudly: a panic with the value is the report.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::Command;
+
+use csrgate_kube::ControlPlane;
+
+fn kubectl(plane: &ControlPlane, args: &[&str]) {
+    let output = plane
+        .kubectl()
+        .current_dir(csrgate_kube::repository_root())
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn e2e_with_a_kubeconfig_decides_a_burst_on_the_real_control_plane_both_ways() {
+    let plane = ControlPlane::shared();
+    kubectl(
+        plane,
+        &["apply", "-f", "crds/csrapprovalpolicies.csrgate.dev.yaml"],
+    );
+    kubectl(
+        plane,
+        &["apply", "-f", "tests/real/fixtures/requesters.yaml"],
+    );
+    kubectl(
+        plane,
+        &[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/csrapprovalpolicies.csrgate.dev",
+        ],
+    );
+    let bench = Path::new(env!("CARGO_BIN_EXE_csrgate-bench"));
+    let csrgate = bench.with_file_name("csrgate");
+    assert!(
+        csrgate.is_file(),
+        "{} is not built: run `cargo build -p csrgate` first",
+        csrgate.display()
+    );
+    let out = tempfile::tempdir().unwrap();
+    let output = Command::new(bench)
+        .args([
+            "e2e",
+            "--csrs",
+            "200",
+            "--deciders",
+            "floor,controller",
+            "--kubeconfig",
+        ])
+        .arg(plane.kubeconfig())
+        .arg("--csrgate")
+        .arg(&csrgate)
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for decider in ["floor", "controller"] {
+        let result: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(out.path().join(format!("e2e-{decider}-200.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(result["decided"], 200, "{decider}: {result:#}");
+        assert!(result["decisions_per_s"].as_f64().unwrap() > 0.0);
+    }
+    // The bursts cleaned up after themselves.
+    let left = plane
+        .kubectl()
+        .args(["get", "csr", "-l", "csrgate.dev/bench", "-o", "name"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&left.stdout).trim(), "");
+}

@@ -1,0 +1,625 @@
+//! The sandbox held against the real server: the same requests to both, compared on status
+//! code, `Status` reason and causes, and the stored object (ignoring uid, timestamps and
+//! resourceVersion values). Every difference is either fixed in the sandbox or listed in
+//! [`KNOWN`] (and in docs/development.md) with its reason; a listed difference that has gone
+//! away fails too, so the list stays true.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use base64::Engine as _;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use serde_json::{Value, json};
+
+use crate::harness::{kubectl_ok, openssl_request, plane, serial};
+use crate::util::{Cluster, repo};
+
+/// Differences kept on purpose: (case, why).
+const KNOWN: &[(&str, &str)] = &[
+    (
+        "create: RSA 1024",
+        "the sandbox verifies requests with csrgate's parser, which refuses RSA below 2048 bits (issue 11)",
+    ),
+    (
+        "create: P-521",
+        "the sandbox verifies requests with csrgate's parser, which cannot verify P-521 (issue 11)",
+    ),
+    (
+        "create: raw UTF-8 dNSName",
+        "csrgate's parser reads a dNSName with raw UTF-8 that Go's refuses (issue 11)",
+    ),
+];
+
+/// What one server answered.
+#[derive(Debug, Clone, PartialEq)]
+struct Answer {
+    code: u16,
+    /// `Status.reason`, for failures.
+    reason: String,
+    /// `(field, reason)` of `Status.details.causes`.
+    causes: BTreeSet<(String, String)>,
+    body: Value,
+}
+
+struct Server {
+    client: kube::Client,
+    as_jane: kube::Client,
+}
+
+impl Server {
+    async fn connect(kubeconfig: &Path) -> Self {
+        let config = |jane: bool| async move {
+            let mut config = kube::Config::from_custom_kubeconfig(
+                Kubeconfig::read_from(kubeconfig).unwrap(),
+                &KubeConfigOptions::default(),
+            )
+            .await
+            .unwrap();
+            if jane {
+                config.auth_info.impersonate = Some("jane".into());
+                config.auth_info.impersonate_groups = Some(vec!["platform-admins".into()]);
+            }
+            kube::Client::try_from(config).unwrap()
+        };
+        Self {
+            client: config(false).await,
+            as_jane: config(true).await,
+        }
+    }
+
+    async fn call(
+        &self,
+        jane: bool,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: Option<&Value>,
+    ) -> Answer {
+        let body = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        let request = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("Content-Type", content_type)
+            .header("Accept", "application/json")
+            .body(kube::client::Body::from(body))
+            .unwrap();
+        let client = if jane { &self.as_jane } else { &self.client };
+        let response = client.send(request).await.unwrap();
+        let code = response.status().as_u16();
+        let bytes = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let causes = body["details"]["causes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                (
+                    c["field"].as_str().unwrap_or_default().to_owned(),
+                    c["reason"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        Answer {
+            code,
+            reason: if body["kind"] == "Status" {
+                body["reason"].as_str().unwrap_or_default().to_owned()
+            } else {
+                String::new()
+            },
+            causes,
+            body,
+        }
+    }
+}
+
+/// The stored object without what differs by nature between servers.
+fn normalized(object: &Value) -> Value {
+    let mut object = object.clone();
+    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        for key in [
+            "uid",
+            "resourceVersion",
+            "creationTimestamp",
+            "managedFields",
+            "generation",
+        ] {
+            meta.remove(key);
+        }
+    }
+    // Go serializes structs that are not pointers even when empty; the typed Rust objects
+    // of the sandbox leave them out. Both mean "nothing set".
+    if let Some(status) = object.get_mut("status").and_then(Value::as_object_mut) {
+        let zero = |v: &Value| match v {
+            Value::Object(map) => map.values().all(|v| {
+                v.as_str() == Some("")
+                    || v.as_i64() == Some(0)
+                    || v.as_object()
+                        .is_some_and(|m| m.values().all(|x| x.as_i64() == Some(0)))
+            }),
+            _ => false,
+        };
+        status.retain(|_, v| !zero(v));
+    }
+    let empty_status = object
+        .get("status")
+        .is_some_and(|s| s.as_object().is_some_and(serde_json::Map::is_empty));
+    if empty_status && let Some(map) = object.as_object_mut() {
+        map.remove("status");
+    }
+    if let Some(spec) = object.get_mut("spec").and_then(Value::as_object_mut) {
+        // The API server records the requestor's uid and credential id, which differ.
+        spec.remove("uid");
+        spec.remove("extra");
+    }
+    for condition in object
+        .pointer_mut("/status/conditions")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(c) = condition.as_object_mut() {
+            c.remove("lastUpdateTime");
+            c.remove("lastTransitionTime");
+        }
+    }
+    object
+}
+
+fn csr(name: &str, pem: &str, signer: &str, usages: &[&str], expiration: Option<i64>) -> Value {
+    let mut csr = json!({
+        "apiVersion": "certificates.k8s.io/v1",
+        "kind": "CertificateSigningRequest",
+        "metadata": {"name": name},
+        "spec": {
+            "request": base64::engine::general_purpose::STANDARD.encode(pem),
+            "signerName": signer,
+            "usages": usages,
+        },
+    });
+    if let Some(seconds) = expiration {
+        csr["spec"]["expirationSeconds"] = seconds.into();
+    }
+    csr
+}
+
+/// A PEM request made by openssl with `key` options (`genpkey` arguments).
+fn request_with_key(dir: &Path, name: &str, key: &[&str], subject: &str) -> String {
+    let key_path = dir.join(format!("{name}.key"));
+    let csr_path = dir.join(format!("{name}.csr"));
+    let status = std::process::Command::new("openssl")
+        .arg("genpkey")
+        .args(key)
+        .arg("-out")
+        .arg(&key_path)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let status = std::process::Command::new("openssl")
+        .args(["req", "-new", "-key"])
+        .arg(&key_path)
+        .args(["-subj", subject, "-out"])
+        .arg(&csr_path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::read_to_string(csr_path).unwrap()
+}
+
+const CSRS: &str = "/apis/certificates.k8s.io/v1/certificatesigningrequests";
+const JSON: &str = "application/json";
+
+#[test]
+fn the_sandbox_answers_as_kube_apiserver_does() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = Cluster::start();
+    for kubeconfig in [sandbox.kubeconfig.as_path(), plane().kubeconfig()] {
+        let ok = kubectl_ok(&[
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+            "apply",
+            "-f",
+            "crds/csrapprovalpolicies.csrgate.dev.yaml",
+        ]);
+        assert!(ok.contains("csrapprovalpolicies"), "{ok}");
+    }
+    let (_, p256) = openssl_request(dir.path(), "p256", "/CN=jane/O=platform-admins");
+    let rsa1024 = request_with_key(
+        dir.path(),
+        "rsa1024",
+        &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:1024"],
+        "/CN=jane",
+    );
+    let p521 = request_with_key(
+        dir.path(),
+        "p521",
+        &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-521"],
+        "/CN=jane",
+    );
+    let ed25519 = request_with_key(
+        dir.path(),
+        "ed25519",
+        &["-algorithm", "ED25519"],
+        "/CN=jane",
+    );
+    let masters = request_with_key(
+        dir.path(),
+        "masters",
+        &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
+        "/CN=jane/O=system:masters",
+    );
+    let utf8 = std::fs::read_to_string(repo("tests/real/fixtures/utf8-dnsname.csr")).unwrap();
+    let forged = {
+        // One bit of the signature flipped: the PEM and DER still parse.
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(
+                p256.lines()
+                    .filter(|l| !l.starts_with("-----"))
+                    .collect::<String>(),
+            )
+            .unwrap();
+        let mut der = der;
+        let last = der.len() - 1;
+        der[last] ^= 1;
+        let body = base64::engine::general_purpose::STANDARD.encode(der);
+        format!("-----BEGIN CERTIFICATE REQUEST-----\n{body}\n-----END CERTIFICATE REQUEST-----\n")
+    };
+    let client = "kubernetes.io/kube-apiserver-client";
+    let long_domain = format!("{}.example.com", "a".repeat(63));
+    let label = "a".repeat(63);
+    let longest_signer = format!(
+        "{label}.{label}.{label}.{}/{}.{}",
+        "b".repeat(61),
+        "c".repeat(253),
+        "d".repeat(63)
+    );
+    let too_long_signer = format!("{longest_signer}e");
+    let creates: Vec<(&str, Value)> = vec![
+        (
+            "valid P-256 client request",
+            csr("diff-p256", &p256, client, &["client auth"], Some(86_400)),
+        ),
+        (
+            "RSA 1024",
+            csr(
+                "diff-rsa1024",
+                &rsa1024,
+                "example.com/x",
+                &["client auth"],
+                None,
+            ),
+        ),
+        (
+            "P-521",
+            csr("diff-p521", &p521, "example.com/x", &["client auth"], None),
+        ),
+        (
+            "Ed25519",
+            csr(
+                "diff-ed25519",
+                &ed25519,
+                "example.com/x",
+                &["client auth"],
+                None,
+            ),
+        ),
+        (
+            "raw UTF-8 dNSName",
+            csr("diff-utf8", &utf8, "example.com/x", &["server auth"], None),
+        ),
+        (
+            "forged signature",
+            csr(
+                "diff-forged",
+                &forged,
+                "example.com/x",
+                &["client auth"],
+                None,
+            ),
+        ),
+        (
+            "not PEM",
+            csr(
+                "diff-not-pem",
+                "hello",
+                "example.com/x",
+                &["client auth"],
+                None,
+            ),
+        ),
+        (
+            "system:masters client",
+            csr("diff-masters", &masters, client, &["client auth"], None),
+        ),
+        (
+            "signerName without path",
+            csr(
+                "diff-signer-1",
+                &p256,
+                "example.com",
+                &["client auth"],
+                None,
+            ),
+        ),
+        (
+            "signerName with two slashes",
+            csr(
+                "diff-signer-2",
+                &p256,
+                "example.com/a/b",
+                &["client auth"],
+                None,
+            ),
+        ),
+        (
+            "signerName with a long domain",
+            csr(
+                "diff-signer-3",
+                &p256,
+                &format!("{long_domain}/x"),
+                &["client auth"],
+                None,
+            ),
+        ),
+        (
+            "the longest signerName",
+            csr(
+                "diff-signer-5",
+                &p256,
+                &longest_signer,
+                &["client auth"],
+                None,
+            ),
+        ),
+        (
+            "a signerName one byte too long",
+            csr(
+                "diff-signer-6",
+                &p256,
+                &too_long_signer,
+                &["client auth"],
+                None,
+            ),
+        ),
+        (
+            "signerName of the legacy unknown signer",
+            csr(
+                "diff-signer-4",
+                &p256,
+                "kubernetes.io/legacy-unknown",
+                &["client auth"],
+                None,
+            ),
+        ),
+        (
+            "unknown usage",
+            csr("diff-usage-1", &p256, "example.com/x", &["bogus"], None),
+        ),
+        (
+            "duplicate usage",
+            csr(
+                "diff-usage-2",
+                &p256,
+                "example.com/x",
+                &["client auth", "client auth"],
+                None,
+            ),
+        ),
+        (
+            "kubelet-serving without server auth",
+            csr(
+                "diff-usage-3",
+                &p256,
+                "kubernetes.io/kubelet-serving",
+                &["client auth"],
+                None,
+            ),
+        ),
+        (
+            "expirationSeconds below 600",
+            csr(
+                "diff-expiry-1",
+                &p256,
+                "example.com/x",
+                &["client auth"],
+                Some(599),
+            ),
+        ),
+        (
+            "expirationSeconds 600",
+            csr(
+                "diff-expiry-2",
+                &p256,
+                "example.com/x",
+                &["client auth"],
+                Some(600),
+            ),
+        ),
+        (
+            "the same name twice",
+            csr("diff-p256", &p256, client, &["client auth"], Some(86_400)),
+        ),
+    ];
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let differences = runtime.block_on(async {
+        let servers = [
+            Server::connect(&sandbox.kubeconfig).await,
+            Server::connect(plane().kubeconfig()).await,
+        ];
+        let mut differences: BTreeMap<String, String> = BTreeMap::new();
+        let mut compare = |case: &str, answers: [Answer; 2], body_too: bool| {
+            let [sandbox, real] = answers;
+            let same = sandbox.code == real.code
+                && sandbox.reason == real.reason
+                && sandbox.causes == real.causes
+                && (!body_too || normalized(&sandbox.body) == normalized(&real.body));
+            if !same {
+                differences.insert(
+                    case.to_owned(),
+                    format!(
+                        "sandbox {} {} {:?}\n    real {} {} {:?}\n    sandbox body {}\n    real body {}",
+                        sandbox.code,
+                        sandbox.reason,
+                        sandbox.causes,
+                        real.code,
+                        real.reason,
+                        real.causes,
+                        normalized(&sandbox.body),
+                        normalized(&real.body)
+                    ),
+                );
+            }
+        };
+        for (case, body) in &creates {
+            let mut answers = Vec::new();
+            for server in &servers {
+                answers.push(server.call(true, "POST", CSRS, JSON, Some(body)).await);
+            }
+            let answers: [Answer; 2] = answers.try_into().unwrap();
+            let created = answers[1].code == 201;
+            compare(&format!("create: {case}"), answers, created);
+        }
+
+        // Approval: a condition added with the resourceVersion read, then again with the
+        // same (now stale) resourceVersion.
+        let mut stale = Vec::new();
+        for (i, server) in servers.iter().enumerate() {
+            let read = server.call(false, "GET", &format!("{CSRS}/diff-p256"), JSON, None).await;
+            let mut body = read.body.clone();
+            body["status"]["conditions"] = json!([{"type": "Approved", "status": "True",
+                "reason": "DiffTest", "message": "approved by the differential test"}]);
+            let written = server
+                .call(false, "PUT", &format!("{CSRS}/diff-p256/approval"), JSON, Some(&body))
+                .await;
+            stale.push((i, body, written));
+        }
+        let mut first = Vec::new();
+        let mut again = Vec::new();
+        for (i, mut body, written) in stale {
+            first.push(written);
+            body["status"]["conditions"] = json!([{"type": "Denied", "status": "True",
+                "reason": "DiffTest", "message": "a stale write"}]);
+            again.push(
+                servers[i]
+                    .call(false, "PUT", &format!("{CSRS}/diff-p256/approval"), JSON, Some(&body))
+                    .await,
+            );
+        }
+        compare("approval write", first.try_into().unwrap(), true);
+        compare("approval write with a stale resourceVersion", again.try_into().unwrap(), false);
+
+        // List paging.
+        let mut pages = Vec::new();
+        for server in &servers {
+            let mut page = server.call(false, "GET", &format!("{CSRS}?limit=1"), JSON, None).await;
+            let has_continue = page.body["metadata"]["continue"]
+                .as_str()
+                .is_some_and(|c| !c.is_empty());
+            let items = page.body["items"].as_array().map_or(0, Vec::len);
+            page.body = json!({"continue": has_continue, "items": items});
+            pages.push(page);
+        }
+        compare("list with limit=1", pages.try_into().unwrap(), true);
+
+        // Discovery of the CSR resource and its subresources.
+        let mut discovery = Vec::new();
+        for server in &servers {
+            let mut answer = server
+                .call(false, "GET", "/apis/certificates.k8s.io/v1", JSON, None)
+                .await;
+            // The sandbox serves CSRs only, not the group's other resources.
+            let resources: BTreeMap<String, Value> = answer.body["resources"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|r| {
+                    r["name"]
+                        .as_str()
+                        .is_some_and(|n| n.starts_with("certificatesigningrequests"))
+                })
+                .map(|r| {
+                    let mut verbs: Vec<String> = r["verbs"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect();
+                    verbs.sort();
+                    (
+                        r["name"].as_str().unwrap_or_default().to_owned(),
+                        json!({"kind": r["kind"], "namespaced": r["namespaced"], "verbs": verbs}),
+                    )
+                })
+                .collect();
+            answer.body = json!(resources);
+            discovery.push(answer);
+        }
+        compare("discovery /apis/certificates.k8s.io/v1", discovery.try_into().unwrap(), true);
+
+        // Node CRUD.
+        let node = json!({"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": "diff-node", "labels": {"a": "b"}},
+            "status": {"addresses": [{"type": "InternalIP", "address": "10.0.0.9"}]}});
+        for (case, method, path, body) in [
+            ("node create", "POST", "/api/v1/nodes", Some(&node)),
+            ("node get", "GET", "/api/v1/nodes/diff-node", None),
+            ("node delete", "DELETE", "/api/v1/nodes/diff-node", None),
+            ("node get after delete", "GET", "/api/v1/nodes/diff-node", None),
+        ] {
+            let mut answers = Vec::new();
+            for server in &servers {
+                answers.push(server.call(false, method, path, JSON, body).await);
+            }
+            let body_too = method != "DELETE" && answers[1].code < 300;
+            compare(case, answers.try_into().unwrap(), body_too);
+        }
+
+        // Server-side apply of a Lease, as leader election writes it.
+        let lease = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": "diff-lease", "namespace": "default"},
+            "spec": {"holderIdentity": "diff", "leaseDurationSeconds": 15}});
+        let mut applied = Vec::new();
+        for server in &servers {
+            applied.push(
+                server
+                    .call(
+                        false,
+                        "PATCH",
+                        "/apis/coordination.k8s.io/v1/namespaces/default/leases/diff-lease?fieldManager=diff",
+                        "application/apply-patch+yaml",
+                        Some(&lease),
+                    )
+                    .await,
+            );
+        }
+        compare("lease server-side apply", applied.try_into().unwrap(), true);
+        for server in &servers {
+            server
+                .call(false, "DELETE", "/apis/coordination.k8s.io/v1/namespaces/default/leases/diff-lease", JSON, None)
+                .await;
+        }
+        differences
+    });
+
+    let known: BTreeMap<&str, &str> = KNOWN.iter().copied().collect();
+    let unexpected: Vec<String> = differences
+        .iter()
+        .filter(|(case, _)| !known.contains_key(case.as_str()))
+        .map(|(case, detail)| format!("{case}:\n    {detail}"))
+        .collect();
+    let gone: Vec<&&str> = known
+        .keys()
+        .filter(|case| !differences.contains_key(**case))
+        .collect();
+    assert!(
+        unexpected.is_empty() && gone.is_empty(),
+        "{} unexpected differences:\n{}\nlisted differences no longer seen: {gone:?}",
+        unexpected.len(),
+        unexpected.join("\n")
+    );
+}
