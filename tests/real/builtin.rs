@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 
 use crate::harness::{
-    Controller, approval_writes, assert_decided_once, create_as, kubectl, kubectl_ok, manifest,
-    openssl_request, plane, serial,
+    Controller, approval_writes, assert_decided_once, create_as, create_labelled, kubectl_ok,
+    manifest, openssl_request, plane, serial,
 };
 
 const KUBELET_CLIENT: &str = "kubernetes.io/kube-apiserver-client-kubelet";
@@ -18,16 +18,7 @@ fn csrgate_and_the_built_in_approver_never_both_decide_a_kubelet_client_csr() {
     let dir = tempfile::tempdir().unwrap();
     // As kubeadm binds it: nodes may renew their own client certificate, which is what the
     // built-in approver checks with a SubjectAccessReview.
-    let (code, _, _) = kubectl(&["get", "clusterrolebinding", "csrgate-test-selfnodeclient"]);
-    if code != 0 {
-        kubectl_ok(&[
-            "create",
-            "clusterrolebinding",
-            "csrgate-test-selfnodeclient",
-            "--clusterrole=system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
-            "--group=system:nodes",
-        ]);
-    }
+    create_labelled(dir.path(), "tests/real/fixtures/selfnodeclient.yaml");
     kubectl_ok(&["apply", "-f", "examples/policies/kubelet-client.yaml"]);
     let controller = Controller::start(dir.path(), plane().kubeconfig(), &[]);
 

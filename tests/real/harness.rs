@@ -37,7 +37,33 @@ pub fn serial() -> MutexGuard<'static, ()> {
     plane();
     kubectl_ok(&["delete", "csrapprovalpolicies", "--all", "--wait=true"]);
     kubectl_ok(&["delete", "csr", "--all", "--wait=true"]);
+    kubectl_ok(&[
+        "delete",
+        "nodes,clusterrolebindings",
+        "-l",
+        TEST_LABEL,
+        "--wait=true",
+    ]);
     guard
+}
+
+/// The label of cluster objects a test creates beside policies and CSRs (Nodes, bindings),
+/// which [`serial`] deletes before the next test.
+pub const TEST_LABEL: &str = "csrgate.dev/test";
+
+/// Creates the objects of a manifest file (relative to the repository root), labelled with
+/// [`TEST_LABEL`] so that the next test starts without them.
+pub fn create_labelled(dir: &Path, file: &str) {
+    let text = std::fs::read_to_string(crate::util::repo(file)).unwrap();
+    let mut objects: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).unwrap();
+    objects.retain(|o| !o.is_null());
+    for object in &mut objects {
+        object["metadata"]["labels"][TEST_LABEL] = "true".into();
+    }
+    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects});
+    let path = dir.join(format!("labelled-{}.json", free_port()));
+    std::fs::write(&path, list.to_string()).unwrap();
+    kubectl_ok(&["create", "-f", path.to_str().unwrap()]);
 }
 
 /// kubectl of the control plane's release with the admin kubeconfig, run from the

@@ -5,7 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::harness::{Controller, csr, issued, kubectl, kubectl_ok, plane, serial, wait_csr};
+use crate::harness::{
+    Controller, create_labelled, csr, issued, kubectl_ok, plane, serial, wait_csr,
+};
 use crate::util::{condition, http};
 
 /// The kinds of `deploy/` that give the controller its identity and rights.
@@ -152,11 +154,7 @@ fn with_the_shipped_rbac_the_examples_decide_and_a_signer_outside_it_is_reported
     let file = dir.path().join("forbidden-policy.json");
     std::fs::write(&file, forbidden_policy.to_string()).unwrap();
     kubectl_ok(&["apply", "-f", file.to_str().unwrap()]);
-    let (code, out, err) = kubectl(&["get", "node", "worker-1"]);
-    if code != 0 {
-        assert!(err.contains("NotFound"), "{out}{err}");
-        kubectl_ok(&["create", "-f", "examples/nodes/worker-1.yaml"]);
-    }
+    create_labelled(dir.path(), "examples/nodes/worker-1.yaml");
 
     let controller = Controller::start(
         dir.path(),
