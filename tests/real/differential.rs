@@ -90,7 +90,18 @@ impl Server {
             .await
             .unwrap()
             .to_bytes();
-        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        // A watch answers with one JSON event per line: read them as an array.
+        let mut documents: Vec<Value> = serde_json::Deserializer::from_slice(&bytes)
+            .into_iter::<Value>()
+            .map_while(Result::ok)
+            .collect();
+        let body = if documents.len() == 1 {
+            documents.remove(0)
+        } else if documents.is_empty() {
+            Value::Null
+        } else {
+            Value::Array(documents)
+        };
         let causes = body["details"]["causes"]
             .as_array()
             .into_iter()
@@ -578,6 +589,111 @@ fn the_sandbox_answers_as_kube_apiserver_does() {
             let body_too = method != "DELETE" && answers[1].code < 300;
             compare(case, answers.try_into().unwrap(), body_too);
         }
+
+        // Watches: from a resourceVersion read before a create, from one long compacted
+        // away, and from one in the future. Each ends after two seconds; compared are the
+        // events' types and objects' names, or the Status an ERROR event carries.
+        let mut from_list = Vec::new();
+        for server in &servers {
+            let list = server.call(false, "GET", &format!("{CSRS}?limit=1"), JSON, None).await;
+            let rv = list.body["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let watched = csr("diff-watched", &p256, "example.com/x", &["client auth"], None);
+            server.call(true, "POST", CSRS, JSON, Some(&watched)).await;
+            from_list.push(rv);
+        }
+        for (case, rv_of) in [
+            ("watch from a resourceVersion before a create", 0),
+            ("watch from resourceVersion 1", 1),
+            ("watch from a resourceVersion in the future", 2),
+        ] {
+            // kube-apiserver waits up to 3 s for a future resourceVersion before it answers.
+            let timeout = if rv_of == 2 { 6 } else { 2 };
+            let mut answers = Vec::new();
+            for (i, server) in servers.iter().enumerate() {
+                let rv = match rv_of {
+                    0 => from_list[i].clone(),
+                    1 => "1".to_owned(),
+                    _ => (from_list[i].parse::<u64>().unwrap_or(0) + 1_000_000).to_string(),
+                };
+                let mut answer = server
+                    .call(
+                        false,
+                        "GET",
+                        &format!(
+                            "{CSRS}?watch=true&resourceVersion={rv}&timeoutSeconds={timeout}&fieldSelector=metadata.name%3Ddiff-watched"
+                        ),
+                        JSON,
+                        None,
+                    )
+                    .await;
+                let events: Vec<Value> = match &answer.body {
+                    Value::Array(events) => events.clone(),
+                    Value::Null => Vec::new(),
+                    one => vec![one.clone()],
+                };
+                answer.body = events
+                    .iter()
+                    .map(|e| {
+                        if e["type"] == "ERROR" {
+                            json!(["ERROR", e["object"]["code"], e["object"]["reason"]])
+                        } else {
+                            json!([e["type"], e["object"]["metadata"]["name"]])
+                        }
+                    })
+                    .collect();
+                answers.push(answer);
+            }
+            eprintln!(
+                "{case}: sandbox {} {}, real {} {}",
+                answers[0].code, answers[0].body, answers[1].code, answers[1].body
+            );
+            compare(case, answers.try_into().unwrap(), true);
+        }
+
+        // The CRD's printer columns, as `kubectl get csrpolicy` asks for them.
+        let policy: Value = serde_saphyr::from_str(
+            &std::fs::read_to_string(repo("examples/policies/administrators.yaml")).unwrap(),
+        )
+        .unwrap();
+        let mut tables = Vec::new();
+        for server in &servers {
+            server
+                .call(false, "POST", "/apis/csrgate.dev/v1alpha1/csrapprovalpolicies", JSON, Some(&policy))
+                .await;
+            let request = http::Request::builder()
+                .method("GET")
+                .uri("/apis/csrgate.dev/v1alpha1/csrapprovalpolicies")
+                .header(
+                    "Accept",
+                    "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
+                )
+                .body(kube::client::Body::empty())
+                .unwrap();
+            let response = server.client.send(request).await.unwrap();
+            let code = response.status().as_u16();
+            let bytes = http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            let table: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let columns: Vec<&Value> = table["columnDefinitions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| &c["name"])
+                .collect();
+            tables.push(Answer {
+                code,
+                reason: String::new(),
+                causes: BTreeSet::new(),
+                body: json!({"kind": table["kind"], "columns": columns,
+                             "rows": table["rows"].as_array().map_or(0, Vec::len)}),
+            });
+        }
+        compare("table of csrapprovalpolicies", tables.try_into().unwrap(), true);
 
         // Server-side apply of a Lease, as leader election writes it.
         let lease = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
