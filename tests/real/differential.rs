@@ -25,6 +25,10 @@ const KNOWN: &[(&str, &str)] = &[
         "the sandbox verifies requests with csrgate's parser, which cannot verify P-521 (issue 11)",
     ),
     (
+        "status write by a requestor who may not sign",
+        "the sandbox authorizes every request (no RBAC, no approve or sign checks): least privilege is proved on the real server (rbac.rs)",
+    ),
+    (
         "create: raw UTF-8 dNSName",
         "csrgate's parser reads a dNSName with raw UTF-8 that Go's refuses (issue 11)",
     ),
@@ -524,6 +528,24 @@ fn the_sandbox_answers_as_kube_apiserver_does() {
         compare("approval write", first.try_into().unwrap(), true);
         compare("approval write with a stale resourceVersion", again.try_into().unwrap(), false);
 
+        // The status subresource as a requestor who may not sign: the CertificateSigning
+        // admission plugin refuses a certificate from anyone without `sign` on the signer.
+        let mut signed = Vec::new();
+        for server in &servers {
+            let mut body = server
+                .call(false, "GET", &format!("{CSRS}/diff-ed25519"), JSON, None)
+                .await
+                .body;
+            body["status"]["certificate"] =
+                base64::engine::general_purpose::STANDARD.encode("not a certificate").into();
+            signed.push(
+                server
+                    .call(true, "PUT", &format!("{CSRS}/diff-ed25519/status"), JSON, Some(&body))
+                    .await,
+            );
+        }
+        compare("status write by a requestor who may not sign", signed.try_into().unwrap(), false);
+
         // List paging.
         let mut pages = Vec::new();
         for server in &servers {
@@ -694,6 +716,42 @@ fn the_sandbox_answers_as_kube_apiserver_does() {
             });
         }
         compare("table of csrapprovalpolicies", tables.try_into().unwrap(), true);
+
+        // The OpenAPI v3 documents kubectl reads before create and apply: the group-version
+        // paths, and `fieldValidation` on the CSR's patch operation (kubectl then sends
+        // `?fieldValidation=Strict` and leaves unknown fields to the server).
+        let mut openapi = Vec::new();
+        for server in &servers {
+            let mut index = server.call(false, "GET", "/openapi/v3", JSON, None).await;
+            let has = |path: &str| index.body["paths"][path]["serverRelativeURL"].is_string();
+            let paths = json!({
+                "certificates": has("apis/certificates.k8s.io/v1"),
+                "csrgate": has("apis/csrgate.dev/v1alpha1"),
+            });
+            let url = index.body["paths"]["apis/certificates.k8s.io/v1"]["serverRelativeURL"]
+                .as_str()
+                .unwrap_or("/openapi/v3/apis/certificates.k8s.io/v1")
+                .to_owned();
+            let document = server.call(false, "GET", &url, JSON, None).await;
+            let parameters: Vec<String> = document.body["paths"]
+                ["/apis/certificates.k8s.io/v1/certificatesigningrequests/{name}"]["patch"]
+                ["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| {
+                    p["name"]
+                        .as_str()
+                        .or_else(|| p["$ref"].as_str().and_then(|r| r.rsplit('/').next()))
+                        .map(str::to_owned)
+                })
+                .collect();
+            let field_validation = parameters.iter().any(|p| p.contains("fieldValidation"));
+            index.body = json!({"paths": paths, "patch has fieldValidation": field_validation,
+                                "document": document.code});
+            openapi.push(index);
+        }
+        compare("openapi v3 documents kubectl reads", openapi.try_into().unwrap(), true);
 
         // Server-side apply of a Lease, as leader election writes it.
         let lease = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
