@@ -47,6 +47,8 @@ pub struct CsrContext {
     pub nodes: Option<Store<Node>>,
     /// Every policy is treated as Audit.
     pub dry_run: bool,
+    /// Bounds the decisions evaluated at once on the blocking pool (see [`evaluate`]).
+    pub evaluations: Arc<tokio::sync::Semaphore>,
     /// When each pending CSR was first seen, for the decision-duration histogram; also
     /// remembers which holds and audit verdicts were already reported, so events are not
     /// repeated on every re-evaluation.
@@ -92,7 +94,7 @@ pub async fn reconcile(
     let api: Api<CertificateSigningRequest> = Api::all(ctx.client.clone());
     let mut current = (*csr).clone();
     for _attempt in 0..MAX_WRITE_ATTEMPTS {
-        let decision = evaluate(&ctx, &current);
+        let decision = evaluate(&ctx, &current).await?;
         report_once(&ctx, &current, &decision).await;
         let Some(condition) = condition_for(&decision) else {
             debug!(
@@ -145,13 +147,39 @@ pub async fn reconcile(
     })
 }
 
-fn evaluate(ctx: &CsrContext, csr: &CertificateSigningRequest) -> Decision {
+/// How many decisions may be evaluated at once: one per CPU, so evaluation never takes
+/// more threads than there are cores to run them, and the async runtime's own threads
+/// (probes, lease renewal, watches, writes) are never the ones evaluating.
+pub fn evaluation_slots() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
+/// Decides one CSR on the blocking pool, behind [`CsrContext::evaluations`].
+///
+/// Why off the async runtime: an evaluation may run up to its budget (about a second per
+/// policy, see `csrgate_policy::RUNTIME_COST_BUDGET`); on a runtime worker it would stall
+/// every task sharing that worker, `/healthz` and lease renewal included. The semaphore
+/// keeps slow policies from filling the blocking pool: a slow policy delays the CSRs
+/// waiting for a slot, never the runtime.
+///
+/// # Errors
+/// The evaluation task panicked or was cancelled.
+async fn evaluate(ctx: &CsrContext, csr: &CertificateSigningRequest) -> Result<Decision> {
     let policies = ctx.cache.snapshot(&ctx.policies, ctx.dry_run);
     let node = ctx.nodes.as_ref().and_then(|nodes| {
         let name = node_name(csr.spec.username.as_deref()?)?;
         nodes.get(&ObjectRef::new(name))
     });
-    decide(&policies, csr, node.as_deref())
+    let name = csr.name_any();
+    // The semaphore is never closed, so acquiring only waits.
+    let permit = Arc::clone(&ctx.evaluations).acquire_owned().await.ok();
+    let csr = csr.clone();
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        decide(&policies, &csr, node.as_deref())
+    })
+    .await
+    .map_err(|source| Error::EvaluationFailed { csr: name, source })
 }
 
 /// The condition to write, or `None` to leave the CSR pending.

@@ -40,16 +40,19 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod budget;
 mod compile;
 mod decide;
 mod env;
 mod evaluate;
+mod functions;
 mod pick;
 pub mod request;
 
 #[cfg(test)]
 mod fixtures;
 
+pub use budget::{EXPRESSION_DEADLINE, MAX_STRING_BYTES, PER_CALL_LIMIT, RUNTIME_COST_BUDGET};
 pub use compile::{
     CompileError, CompiledPolicy, MAX_AST_DEPTH, MAX_AST_NODES, MAX_COMPREHENSION_NESTING,
     MAX_EXPRESSION_BYTES,
