@@ -60,8 +60,9 @@ struct Metering {
     policy_limited: bool,
     /// Set once any limit was hit: the result is then an error whatever it is.
     exceeded: Option<Exceeded>,
-    /// When the expression started.
-    started: Instant,
+    /// When the expression's first comprehension iteration ran: the clock is read only
+    /// by expressions that loop, the only ones that can run long.
+    started: Option<Instant>,
     /// Iterations since the clock was last read.
     iterations: u32,
 }
@@ -125,7 +126,7 @@ impl Meter {
                     limit,
                     policy_limited: limit < PER_CALL_LIMIT,
                     exceeded: None,
-                    started: Instant::now(),
+                    started: None,
                     iterations: 0,
                 }))
             }),
@@ -198,7 +199,7 @@ fn unmetered() -> Metering {
         limit: PER_CALL_LIMIT,
         policy_limited: false,
         exceeded: None,
-        started: Instant::now(),
+        started: None,
         iterations: 0,
     }
 }
@@ -234,9 +235,10 @@ pub(crate) fn tick(units: u64) -> Result<(), ExecutionError> {
     let late = METER.with(|m| match m.get() {
         None => false,
         Some(mut state) => {
+            let started = *state.started.get_or_insert_with(Instant::now);
             state.iterations += 1;
-            let late = state.iterations >= CHECK_FREQUENCY
-                && state.started.elapsed() > EXPRESSION_DEADLINE;
+            let late =
+                state.iterations >= CHECK_FREQUENCY && started.elapsed() > EXPRESSION_DEADLINE;
             if state.iterations >= CHECK_FREQUENCY {
                 state.iterations = 0;
             }

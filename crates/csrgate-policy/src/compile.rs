@@ -1071,6 +1071,13 @@ impl Check<'_> {
             }
             Expr::Call(call) => {
                 let namespaced = self.function(&call.func_name, call.target.as_deref());
+                if matches!(
+                    call.func_name.as_str(),
+                    operators::EQUALS | operators::NOT_EQUALS
+                ) && let [left, right] = call.args.as_slice()
+                {
+                    self.mixed_numbers(left, right);
+                }
                 if call.func_name == "matches" {
                     self.pattern(call.args.last());
                 }
@@ -1224,6 +1231,42 @@ impl Check<'_> {
             self.problem(format!("unknown function {name}"));
         }
         namespaced
+    }
+
+    /// Warns about `==` / `!=` between a `uint` or `double` literal and anything not
+    /// known to be of the same type: cel 0.13 never finds an int, a uint and a double
+    /// equal (`1 == 1.0` is false; the CEL spec says true), so such a comparison is
+    /// almost always a mistake (`object.spec.expirationSeconds == 86400.0` is never true).
+    fn mixed_numbers(&mut self, left: &IdedExpr, right: &IdedExpr) {
+        /// The numeric type an operand is known to have: a literal, or a conversion.
+        fn numeric_type(e: &IdedExpr) -> Option<&'static str> {
+            match &e.expr {
+                Expr::Literal(LiteralValue::Int(_)) => Some("int"),
+                Expr::Literal(LiteralValue::UInt(_)) => Some("uint"),
+                Expr::Literal(LiteralValue::Double(_)) => Some("double"),
+                Expr::Call(call) if call.target.is_none() && call.args.len() == 1 => {
+                    match call.func_name.as_str() {
+                        "int" => Some("int"),
+                        "uint" => Some("uint"),
+                        "double" => Some("double"),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            }
+        }
+        let (a, b) = (numeric_type(left), numeric_type(right));
+        let mixed = match (a, b) {
+            (Some(a), Some(b)) => a != b,
+            (Some(t), None) | (None, Some(t)) => t != "int",
+            (None, None) => false,
+        };
+        if mixed {
+            self.warnings.push(
+                "== and != never find an int, a uint and a double equal in csrgate (1 == 1.0 is false): compare values of one type, e.g. double(x) == 1.0 (nothing to do if both sides already are)"
+                    .into(),
+            );
+        }
     }
 
     fn pattern(&mut self, pattern: Option<&IdedExpr>) {

@@ -479,3 +479,120 @@ mod tests {
         .is_empty());
     }
 }
+
+#[cfg(test)]
+mod cel_differences {
+    //! Where csrgate's CEL (cel 0.13 with kube-cel 0.8, as csrgate sets them up) differs from
+    //! the CEL spec and from Kubernetes CEL: each row pins one difference listed in
+    //! docs/policies.md ("Where csrgate's CEL differs"), so a dependency upgrade that changes
+    //! one fails here and the document is updated with it.
+
+    use crate::fixtures::{CsrBuilder, policy};
+    use crate::{CompiledPolicy, Verdict, decide};
+
+    /// What csrgate makes of one validation for jane's CSR: `true`, `false`, `error: ...`
+    /// (an evaluation error) or `refused: ...` (a compile error).
+    fn outcome(expression: &str) -> String {
+        let compiled = CompiledPolicy::compile(&policy(
+            "p",
+            &format!(
+                "signerNames: [kubernetes.io/kube-apiserver-client]\nvalidations:\n  - {{name: v, expression: {}}}\n",
+                serde_json::to_string(expression).unwrap()
+            ),
+        ));
+        if let Some(error) = compiled.errors().first() {
+            return format!("refused: {}", error.message);
+        }
+        let decision = decide(&[compiled], &CsrBuilder::new().build(), None);
+        match &decision.policies[0].verdict {
+            Verdict::Approve => "true".to_owned(),
+            Verdict::Fail(failures) => {
+                match failures[0].message.split_once("could not be evaluated: ") {
+                    Some((_, error)) => format!("error: {error}"),
+                    None => "false".to_owned(),
+                }
+            }
+            other => format!("{other:?}"),
+        }
+    }
+
+    /// (expression, what the CEL spec gives, what csrgate gives).
+    const DIFFERENCES: [(&str, &str, &str); 13] = [
+        // Numbers of different types are never equal (the spec's heterogeneous equality
+        // says they are when their values are).
+        ("1 == 1.0", "true", "false"),
+        ("1 == 1u", "true", "false"),
+        ("[1] == [1.0]", "true", "false"),
+        ("1 in [1.0]", "true", "false"),
+        ("object.spec.expirationSeconds == 86400.0", "true", "false"),
+        // Ordering across numeric types does follow the spec.
+        ("1 < 1.5", "true", "true"),
+        // size() of a string counts bytes, not code points.
+        ("size('h\u{e9}llo') == 5", "true", "false"),
+        ("size('h\u{e9}llo') == 6", "false", "true"),
+        // A double out of the int range converts instead of failing.
+        (
+            "int(9223372036854775807.0) == 9223372036854775807",
+            "error: out of range",
+            "true",
+        ),
+        // No type(), no dyn(), no type identifiers: refused when compiled.
+        ("type(1) == int", "true", "refused: unknown function type"),
+        ("dyn(1) == 1", "true", "refused: unknown function dyn"),
+        (
+            "int == int",
+            "true",
+            "refused: unknown identifier int (known: object, x509, node, variables)",
+        ),
+        // has() on a field the schema lacks is false (Kubernetes refuses it when compiled).
+        ("has(object.spec.bogus)", "false", "false"),
+    ];
+
+    #[test]
+    fn csrgate_differs_from_the_cel_spec_as_documented() {
+        for (expression, spec, csrgate) in DIFFERENCES {
+            assert_eq!(outcome(expression), csrgate, "{expression} (spec: {spec})");
+        }
+    }
+
+    #[test]
+    fn overflow_and_errors_follow_the_spec() {
+        for (expression, expected) in [
+            (
+                "2u - 3u == 0u",
+                "error: Overflow from binary operator 'sub': UInt(2), UInt(3)",
+            ),
+            (
+                "9223372036854775807 + 1 > 0",
+                "error: Overflow from binary operator 'add': Int(9223372036854775807), Int(1)",
+            ),
+            ("(1 / 0 == 1) || true", "true"),
+            ("string(1.0) == '1'", "true"),
+            (
+                "timestamp('2026-01-01T00:00:00Z') < timestamp('2026-01-02T00:00:00Z')",
+                "true",
+            ),
+        ] {
+            assert_eq!(outcome(expression), expected, "{expression}");
+        }
+    }
+
+    #[test]
+    fn comparing_with_a_double_or_uint_literal_warns() {
+        let warned = |expression: &str| {
+            !CompiledPolicy::compile(&policy(
+                "p",
+                &format!(
+                    "signerNames: [kubernetes.io/kube-apiserver-client]\nvalidations:\n  - {{name: v, expression: {}}}\n",
+                    serde_json::to_string(expression).unwrap()
+                ),
+            ))
+            .warnings()
+            .is_empty()
+        };
+        assert!(warned("object.spec.expirationSeconds == 86400.0"));
+        assert!(warned("1 != 1u"));
+        assert!(!warned("object.spec.expirationSeconds == 86400"));
+        assert!(!warned("double(object.spec.expirationSeconds) == 86400.0"));
+    }
+}
