@@ -193,7 +193,7 @@ async fn run_controllers(
         policies: policies.clone(),
         nodes,
         dry_run: config.dry_run,
-        evaluations: Arc::new(tokio::sync::Semaphore::new(crate::csr::evaluation_slots())),
+        evaluations: crate::evaluations::EvaluationSlots::per_cpu(),
         seen: Mutex::new(HashMap::new()),
     });
     let policy_changes = tokio_stream_from(changed_rx);

@@ -24,6 +24,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use tracing::{Span, debug, info, instrument, warn};
 
 use crate::cache::PolicyCache;
+use crate::evaluations::EvaluationSlots;
 use crate::events::{EventType, Publisher};
 use crate::metrics::{AuditLabels, DecisionLabels, ErrorLabel};
 use crate::{Error, Metrics, Result};
@@ -47,8 +48,8 @@ pub struct CsrContext {
     pub nodes: Option<Store<Node>>,
     /// Every policy is treated as Audit.
     pub dry_run: bool,
-    /// Bounds the decisions evaluated at once on the blocking pool (see [`evaluate`]).
-    pub evaluations: Arc<tokio::sync::Semaphore>,
+    /// Slots for evaluating on the blocking pool, shared fairly between signers.
+    pub evaluations: EvaluationSlots,
     /// When each pending CSR was first seen, for the decision-duration histogram; also
     /// remembers which holds and audit verdicts were already reported, so events are not
     /// repeated on every re-evaluation.
@@ -147,20 +148,8 @@ pub async fn reconcile(
     })
 }
 
-/// How many decisions may be evaluated at once: one per CPU, so evaluation never takes
-/// more threads than there are cores to run them, and the async runtime's own threads
-/// (probes, lease renewal, watches, writes) are never the ones evaluating.
-pub fn evaluation_slots() -> usize {
-    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-}
-
-/// Decides one CSR on the blocking pool, behind [`CsrContext::evaluations`].
-///
-/// Why off the async runtime: an evaluation may run up to its budget (about a second per
-/// policy, see `csrgate_policy::RUNTIME_COST_BUDGET`); on a runtime worker it would stall
-/// every task sharing that worker, `/healthz` and lease renewal included. The semaphore
-/// keeps slow policies from filling the blocking pool: a slow policy delays the CSRs
-/// waiting for a slot, never the runtime.
+/// Decides one CSR on the blocking pool, in one of [`CsrContext::evaluations`]' slots (see
+/// `crate::evaluations` for why).
 ///
 /// # Errors
 /// The evaluation task panicked or was cancelled.
@@ -171,11 +160,10 @@ async fn evaluate(ctx: &CsrContext, csr: &CertificateSigningRequest) -> Result<D
         nodes.get(&ObjectRef::new(name))
     });
     let name = csr.name_any();
-    // The semaphore is never closed, so acquiring only waits.
-    let permit = Arc::clone(&ctx.evaluations).acquire_owned().await.ok();
+    let slot = ctx.evaluations.acquire(&csr.spec.signer_name).await;
     let csr = csr.clone();
     tokio::task::spawn_blocking(move || {
-        let _permit = permit;
+        let _slot = slot;
         decide(&policies, &csr, node.as_deref())
     })
     .await

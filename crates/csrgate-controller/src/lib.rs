@@ -10,6 +10,7 @@
 mod cache;
 mod controller;
 mod csr;
+mod evaluations;
 mod events;
 mod health;
 mod leader;
