@@ -106,6 +106,13 @@ impl Drop for Armed {
 }
 
 impl Meter {
+    /// Whether the next expression runs under the full [`PER_CALL_LIMIT`], so its result
+    /// does not depend on what this policy spent before: only such a result may be shared
+    /// with other policies (see `CsrScope::remember`).
+    pub(crate) fn has_full_call_budget(&self) -> bool {
+        self.remaining.get() >= PER_CALL_LIMIT
+    }
+
     /// Evaluates one expression under the budget: at most [`PER_CALL_LIMIT`] units, and no
     /// more than the policy has left. A panic inside `evaluate` is caught and returned as an
     /// error, so a bug in a CEL function fails the expression instead of the process.

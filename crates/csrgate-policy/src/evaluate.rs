@@ -157,8 +157,12 @@ impl Run<'_, '_> {
         if let Some(result) = self.scope.recall(key, &expression.source) {
             return result;
         }
+        // A result cut short by this policy's remaining budget is this policy's alone.
+        let shareable = self.meter.has_full_call_budget();
         let result = self.resolve(expression);
-        self.scope.remember(key, &expression.source, &result);
+        if shareable {
+            self.scope.remember(key, &expression.source, &result);
+        }
         result
     }
 
