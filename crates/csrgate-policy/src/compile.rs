@@ -1370,6 +1370,75 @@ validations:
     }
 
     #[test]
+    fn refuses_references_that_can_never_resolve() {
+        let e = errors(
+            "signerNames: [example.com/x]\nvariables:\n  - {name: a, expression: 'object.spec.username'}\nvalidations:\n  - {name: v, expression: 'variables[\"a\"] == \"jane\"'}\n  - {name: w, expression: 'has(variables.a)'}\n",
+        );
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(
+            e.iter()
+                .all(|e| e.contains("variables can only be read as variables.<name>")),
+            "{e:?}"
+        );
+        let e = errors(&one_rule("object.spec.bogus == 1"));
+        assert_eq!(
+            e,
+            [
+                "spec.validations[0].expression: object.spec has no field bogus (fields: expirationSeconds, extra, groups, request, signerName, uid, usages, username): this never resolves"
+            ]
+        );
+        let e = errors(&one_rule("object.metadata.nam == 'a'"));
+        assert!(e[0].contains("object.metadata has no field nam"), "{e:?}");
+    }
+
+    #[test]
+    fn accepts_every_field_the_schemas_have_and_any_map_key() {
+        for expression in [
+            "object.metadata.labels.team == 'a'",
+            "object.metadata.annotations['example.com/x'] == 'a'",
+            "object.spec.extra.scopes == ['a']",
+            "object.status.certificate == ''",
+            "object.metadata.creationTimestamp != ''",
+            "node.status.addresses.exists(a, a.type == 'InternalIP')",
+            "node.metadata.labels.zone == 'a'",
+        ] {
+            assert!(
+                errors(&one_rule(expression)).is_empty(),
+                "{expression}: {:?}",
+                errors(&one_rule(expression))
+            );
+        }
+    }
+
+    #[test]
+    fn warns_about_node_fields_the_schema_lacks() {
+        let compiled = ready("p", &one_rule("node.status.bogus == 1"));
+        assert_eq!(compiled.warnings().len(), 1);
+        assert!(
+            compiled.warnings()[0]
+                .warning
+                .starts_with("node.status has no field bogus"),
+            "{:?}",
+            compiled.warnings()
+        );
+    }
+
+    #[test]
+    fn refuses_a_known_cost_over_the_per_call_limit() {
+        let e = errors(&one_rule(
+            "lists.range(4000).all(a, lists.range(4000).all(b, true))",
+        ));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("spec.validations[0].expression: estimated evaluation cost ")
+                && e[0].ends_with("exceeds the limit of 1000000 units per expression"),
+            "{e:?}"
+        );
+        assert!(errors(&one_rule("lists.range(1000).all(a, a >= 0)")).is_empty());
+        assert!(!errors(&one_rule("size(lists.range(1000001)) > 0")).is_empty());
+    }
+
+    #[test]
     fn refuses_variables_used_before_they_are_declared() {
         let e = errors(
             "signerNames: [example.com/x]\nvariables:\n  - {name: a, expression: 'variables.b'}\n  - {name: b, expression: '1'}\nvalidations:\n  - {name: v, expression: 'variables.a == 1 && variables.c == 2'}\n",
