@@ -10,6 +10,13 @@
 //! that cannot be read exactly is never approved: it is denied with reason `InvalidRequest`
 //! (or left pending when no covering policy denies on failure).
 //!
+//! Every expression is evaluated under a budget, as Kubernetes bounds CEL: at most
+//! [`PER_CALL_LIMIT`] cost units per expression and [`RUNTIME_COST_BUDGET`] per policy and
+//! CSR, strings of at most [`MAX_STRING_BYTES`]. Going over, an integer overflow, or a panic
+//! inside a CEL library function is an evaluation error of that expression: a failure,
+//! never an approval. [`decide`] can therefore take up to about a second per policy; callers
+//! on an async runtime run it on a blocking thread.
+//!
 //! ```
 //! use csrgate_api::CsrApprovalPolicy;
 //! use csrgate_policy::{CompiledPolicy, Outcome, decide, reasons};
