@@ -554,3 +554,68 @@ fn dry_run_records_audit_decisions_and_writes_nothing() {
     assert_eq!(condition(&cluster.csr("jane")), None);
     assert!(cluster.writes().is_empty());
 }
+
+/// Issue #12: a policy that spends its whole evaluation budget on every CSR (about 2 s each
+/// in a debug build) delays only its own signer's CSRs: another signer's CSR is decided at
+/// once, and `/healthz` answers, while a burst of them is evaluated.
+#[test]
+fn issue_12_a_slow_policy_delays_only_its_own_signers_csrs() {
+    let mut cluster = Cluster::start();
+    let rules: String = (0..10)
+        .map(|k| {
+            format!(
+                "    - name: r{k}\n      expression: 'lists.range(object.spec.expirationSeconds).all(a, lists.range(object.spec.expirationSeconds).all(b, b >= -{k}))'\n"
+            )
+        })
+        .collect();
+    let slow = cluster.dir.path().join("slow-policy.yaml");
+    std::fs::write(
+        &slow,
+        format!(
+            "apiVersion: csrgate.dev/v1alpha1\nkind: CsrApprovalPolicy\nmetadata:\n  name: slow\nspec:\n  signerNames: [{DEMO_SIGNER}]\n  validations:\n{rules}"
+        ),
+    )
+    .unwrap();
+    cluster.kubectl_ok(&["apply", "-f", slow.to_str().unwrap()]);
+    cluster.kubectl_ok(&["apply", "-f", "examples/policies/administrators.yaml"]);
+    let (_, metrics) = cluster.start_controller(&[]);
+    let slow_csrs = create_burst(&cluster, "slow", 8);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+
+    let started = std::time::Instant::now();
+    assert_eq!(create_as(&cluster, "examples/csrs/jane.yaml").0, 0);
+    let (type_, _, _) = cluster
+        .wait_for_condition("jane", 30)
+        .expect("jane decided");
+    let jane_took = started.elapsed();
+    assert_eq!(type_, "Approved");
+    let probe = std::time::Instant::now();
+    assert_eq!(
+        http("GET", &format!("http://{metrics}/healthz"), None).0,
+        200
+    );
+    let probe_took = probe.elapsed();
+    let still_pending = slow_csrs
+        .iter()
+        .filter(|name| condition(&cluster.csr(name)).is_none())
+        .count();
+    assert!(
+        jane_took < std::time::Duration::from_secs(5),
+        "jane took {jane_took:?}"
+    );
+    assert!(
+        probe_took < std::time::Duration::from_secs(1),
+        "/healthz took {probe_took:?}"
+    );
+    // The slow signer's CSRs were still being decided when jane's was written.
+    assert!(still_pending > 0, "every slow CSR was already decided");
+
+    let (type_, _, message) = cluster
+        .wait_for_condition(&slow_csrs[7], 120)
+        .expect("the last slow CSR decided");
+    assert_eq!(type_, "Denied");
+    assert!(
+        message.contains("exceeds the limit of 1000000 units per expression"),
+        "{message}"
+    );
+}

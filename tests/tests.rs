@@ -11,5 +11,6 @@ mod check;
 mod controller;
 mod demo;
 mod deploy;
+mod policy_cases;
 mod request;
 mod test_command;

@@ -194,6 +194,7 @@ async fn run_controllers(
         policies: policies.clone(),
         nodes,
         dry_run: config.dry_run,
+        evaluations: crate::evaluations::EvaluationSlots::per_cpu(),
         seen: Mutex::new(HashMap::new()),
     });
     let policy_changes = tokio_stream_from(changed_rx);

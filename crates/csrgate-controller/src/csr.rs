@@ -24,6 +24,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use tracing::{Span, debug, info, instrument, warn};
 
 use crate::cache::PolicyCache;
+use crate::evaluations::EvaluationSlots;
 use crate::events::{EventType, Publisher};
 use crate::metrics::{AuditLabels, DecisionLabels, ErrorLabel};
 use crate::{Error, Metrics, Result};
@@ -47,6 +48,8 @@ pub struct CsrContext {
     pub nodes: Option<Store<Node>>,
     /// Every policy is treated as Audit.
     pub dry_run: bool,
+    /// Slots for evaluating on the blocking pool, shared fairly between signers.
+    pub evaluations: EvaluationSlots,
     /// When each pending CSR was first seen, for the decision-duration histogram; also
     /// remembers which holds and audit verdicts were already reported, so events are not
     /// repeated on every re-evaluation.
@@ -94,7 +97,7 @@ pub async fn reconcile(
     let api: Api<CertificateSigningRequest> = Api::all(ctx.client.clone());
     let mut current = (*csr).clone();
     for _attempt in 0..MAX_WRITE_ATTEMPTS {
-        let decision = evaluate(&ctx, &current);
+        let decision = evaluate(&ctx, &current).await?;
         report_once(&ctx, &current, &decision).await;
         let Some(condition) = condition_for(&decision) else {
             debug!(
@@ -155,13 +158,26 @@ pub async fn reconcile(
     })
 }
 
-fn evaluate(ctx: &CsrContext, csr: &CertificateSigningRequest) -> Decision {
+/// Decides one CSR on the blocking pool, in one of [`CsrContext::evaluations`]' slots (see
+/// `crate::evaluations` for why).
+///
+/// # Errors
+/// The evaluation task panicked or was cancelled.
+async fn evaluate(ctx: &CsrContext, csr: &CertificateSigningRequest) -> Result<Decision> {
     let policies = ctx.cache.snapshot(&ctx.policies, ctx.dry_run);
     let node = ctx.nodes.as_ref().and_then(|nodes| {
         let name = node_name(csr.spec.username.as_deref()?)?;
         nodes.get(&ObjectRef::new(name))
     });
-    decide(&policies, csr, node.as_deref())
+    let name = csr.name_any();
+    let slot = ctx.evaluations.acquire(&csr.spec.signer_name).await;
+    let csr = csr.clone();
+    tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        decide(&policies, &csr, node.as_deref())
+    })
+    .await
+    .map_err(|source| Error::EvaluationFailed { csr: name, source })
 }
 
 /// The condition to write, or `None` to leave the CSR pending.

@@ -11,6 +11,7 @@ mod authorization;
 mod cache;
 mod controller;
 mod csr;
+mod evaluations;
 mod events;
 mod health;
 mod leader;
@@ -63,6 +64,16 @@ pub enum Error {
         /// How many writes conflicted.
         attempts: usize,
     },
+    /// Deciding a CSR off the async runtime failed: the evaluation task was cancelled or
+    /// panicked outside the CEL evaluation (which catches its own panics).
+    #[error("deciding CSR {csr} failed")]
+    EvaluationFailed {
+        /// The CSR.
+        csr: String,
+        /// Why the task did not finish.
+        #[source]
+        source: tokio::task::JoinError,
+    },
     /// Writing a policy's status failed.
     #[error("writing the status of CsrApprovalPolicy {policy} failed")]
     PolicyStatusWriteFailed {
@@ -112,6 +123,7 @@ impl Error {
             Error::ApprovalForbidden { .. } => "ApprovalForbidden",
             Error::CsrReadFailed { .. } => "CsrReadFailed",
             Error::TooManyConflicts { .. } => "TooManyConflicts",
+            Error::EvaluationFailed { .. } => "EvaluationFailed",
             Error::PolicyStatusWriteFailed { .. } => "PolicyStatusWriteFailed",
             Error::Serialize { .. } => "Serialize",
             Error::ClientFailed(_) => "ClientFailed",

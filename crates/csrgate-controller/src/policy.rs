@@ -49,7 +49,14 @@ pub async fn reconcile(policy: Arc<CsrApprovalPolicy>, ctx: Arc<PolicyContext>) 
     let compiled = match ctx.cache.get(&policy) {
         Some(compiled) => compiled,
         None => {
-            let compiled = CompiledPolicy::compile(&policy);
+            // Compiling parses and checks every expression (milliseconds for a large
+            // policy): on the blocking pool, not on a runtime worker. Should the task fail,
+            // the policy stays not compiled, which holds the CSRs it covers.
+            let task_policy = Arc::clone(&policy);
+            let compiled =
+                tokio::task::spawn_blocking(move || CompiledPolicy::compile(&task_policy))
+                    .await
+                    .unwrap_or_else(|_| CompiledPolicy::not_compiled(&policy));
             ctx.cache.insert(&policy, compiled.clone());
             if compiled.is_ready() {
                 info!("compiled");

@@ -11,9 +11,9 @@ use std::sync::Arc;
 
 use csrgate_api::{CsrApprovalPolicy, ExpressionWarning, FailureAction, PolicyMode};
 use kube::core::cel::cel;
-use kube::core::cel::cel::common::ast::{EntryExpr, Expr, IdedExpr, LiteralValue};
+use kube::core::cel::cel::common::ast::{EntryExpr, Expr, IdedExpr, LiteralValue, operators};
 
-use crate::env;
+use crate::{budget, env, functions};
 
 /// Longest expression accepted, in bytes.
 pub const MAX_EXPRESSION_BYTES: usize = 5 * 1024;
@@ -519,6 +519,45 @@ impl Compiler {
         let mut expression = expression;
         let mut reads = Reads::default();
         flatten(&mut expression, &mut Vec::new(), &mut reads);
+        if reads.whole_variables {
+            self.error(
+                field,
+                "variables can only be read as variables.<name>; any other use of variables (variables[\"a\"], has(variables.a), variables itself) never resolves",
+            );
+            return None;
+        }
+        let mut unresolvable = false;
+        for path in &reads.paths {
+            match env::check_schema_path(path) {
+                Ok(()) => {}
+                // The CSR's schema is small and fixed: a field outside it is a typo.
+                Err(message) if path.starts_with(env::OBJECT) => {
+                    self.error(field, format!("{message}: this never resolves"));
+                    unresolvable = true;
+                }
+                // A Node field csrgate's Kubernetes version does not know may be newer
+                // than it: warn, do not refuse.
+                Err(message) => self.warn(
+                    field,
+                    format!("{message}: reading it fails unless the Node has it"),
+                ),
+            }
+        }
+        if unresolvable {
+            return None;
+        }
+        let estimate = estimated_cost(&expression);
+        if estimate > budget::PER_CALL_LIMIT {
+            self.error(
+                field,
+                format!(
+                    "estimated evaluation cost {estimate} exceeds the limit of {} units per expression",
+                    budget::PER_CALL_LIMIT
+                ),
+            );
+            return None;
+        }
+        instrument(&mut expression);
         reads.paths.sort();
         reads.paths.dedup();
         let shared_key = reads_variables.is_empty().then(|| {
@@ -561,6 +600,7 @@ fn flatten(node: &mut IdedExpr, bound: &mut Vec<String>, reads: &mut Reads) {
         Expr::Ident(name) => {
             if !bound.iter().any(|b| b == name) {
                 reads.roots.insert(name);
+                reads.whole_variables |= name == env::VARIABLES;
             }
         }
         Expr::Select(select) => flatten(&mut select.operand, bound, reads),
@@ -630,11 +670,183 @@ fn unqualify_method_target(target: &mut IdedExpr, method: &str) {
     target.expr = wrapped;
 }
 
+/// Rewrites an expression for the evaluation budget (see [`crate::budget`]): `_+_` becomes
+/// `@add` (checked, size-bounded, charged), `-_` becomes `@neg` (checked), and every
+/// comprehension's loop condition `c` becomes `c && @tick(n)`, charging `n` units, the
+/// size of the loop's body, per iteration.
+///
+/// Why rewrite rather than hook the interpreter: cel 0.13 evaluates `+`, unary `-` and
+/// comprehensions itself, with no cost tracking and no way to replace them; a function call
+/// in their place is the one hook it offers.
+fn instrument(node: &mut IdedExpr) {
+    match &mut node.expr {
+        Expr::Unspecified | Expr::Literal(_) | Expr::Ident(_) => {}
+        Expr::Select(select) => instrument(&mut select.operand),
+        Expr::Call(call) => {
+            if let Some(target) = call.target.as_deref_mut() {
+                instrument(target);
+            }
+            for arg in &mut call.args {
+                instrument(arg);
+            }
+            if call.target.is_none() {
+                match (call.func_name.as_str(), call.args.len()) {
+                    (operators::ADD, 2) => functions::ADD.clone_into(&mut call.func_name),
+                    (operators::NEGATE, 1) => functions::NEGATE.clone_into(&mut call.func_name),
+                    _ => {}
+                }
+            }
+        }
+        Expr::List(list) => list.elements.iter_mut().for_each(instrument),
+        Expr::Map(map) => instrument_entries(&mut map.entries),
+        Expr::Struct(structure) => instrument_entries(&mut structure.entries),
+        Expr::Comprehension(comprehension) => {
+            let units = node_count(&comprehension.loop_cond) + node_count(&comprehension.loop_step);
+            instrument(&mut comprehension.iter_range);
+            instrument(&mut comprehension.accu_init);
+            instrument(&mut comprehension.loop_cond);
+            instrument(&mut comprehension.loop_step);
+            instrument(&mut comprehension.result);
+            let id = comprehension.loop_cond.id;
+            let condition = std::mem::replace(
+                &mut comprehension.loop_cond,
+                IdedExpr {
+                    id,
+                    expr: Expr::Unspecified,
+                },
+            );
+            let tick = IdedExpr {
+                id,
+                expr: Expr::Call(cel::common::ast::CallExpr {
+                    func_name: functions::TICK.to_owned(),
+                    target: None,
+                    args: vec![IdedExpr {
+                        id,
+                        expr: Expr::Literal(LiteralValue::Int(
+                            i64::try_from(units).unwrap_or(i64::MAX).into(),
+                        )),
+                    }],
+                }),
+            };
+            comprehension.loop_cond = IdedExpr {
+                id,
+                expr: Expr::Call(cel::common::ast::CallExpr {
+                    func_name: operators::LOGICAL_AND.to_owned(),
+                    target: None,
+                    args: vec![condition, tick],
+                }),
+            };
+        }
+    }
+}
+
+fn instrument_entries(entries: &mut [cel::common::ast::IdedEntryExpr]) {
+    for entry in entries {
+        match &mut entry.expr {
+            EntryExpr::MapEntry(e) => {
+                instrument(&mut e.key);
+                instrument(&mut e.value);
+            }
+            EntryExpr::StructField(f) => instrument(&mut f.value),
+        }
+    }
+}
+
+/// The number of nodes of an expression tree: the cost of evaluating it once, at a unit
+/// per operation, as cel-go's estimator counts calls, selections and literals.
+fn node_count(node: &IdedExpr) -> u64 {
+    1 + match &node.expr {
+        Expr::Unspecified | Expr::Literal(_) | Expr::Ident(_) => 0,
+        Expr::Select(select) => node_count(&select.operand),
+        Expr::Call(call) => {
+            call.target.as_deref().map_or(0, node_count)
+                + call.args.iter().map(node_count).sum::<u64>()
+        }
+        Expr::List(list) => list.elements.iter().map(node_count).sum(),
+        Expr::Map(map) => entries_count(&map.entries),
+        Expr::Struct(structure) => entries_count(&structure.entries),
+        Expr::Comprehension(c) => {
+            node_count(&c.iter_range)
+                + node_count(&c.accu_init)
+                + node_count(&c.loop_cond)
+                + node_count(&c.loop_step)
+                + node_count(&c.result)
+        }
+    }
+}
+
+fn entries_count(entries: &[cel::common::ast::IdedEntryExpr]) -> u64 {
+    entries
+        .iter()
+        .map(|entry| match &entry.expr {
+            EntryExpr::MapEntry(e) => node_count(&e.key) + node_count(&e.value),
+            EntryExpr::StructField(f) => node_count(&f.value),
+        })
+        .sum()
+}
+
+/// The worst-case cost of an expression as far as it is known before any CSR: a unit per
+/// node, `n` for `lists.range(n)` with a constant `n`, and a comprehension's body once per
+/// element when its range has a known length (a list literal or a constant range), else
+/// once. Short-circuiting is ignored, as Kubernetes' estimator ignores it: an expression
+/// whose known worst case is over [`budget::PER_CALL_LIMIT`] is refused when compiled,
+/// rather than failing on every CSR.
+fn estimated_cost(node: &IdedExpr) -> u64 {
+    match &node.expr {
+        Expr::Unspecified | Expr::Literal(_) | Expr::Ident(_) => 1,
+        Expr::Select(select) => 1u64.saturating_add(estimated_cost(&select.operand)),
+        Expr::Call(call) => {
+            let own = constant_range(node).unwrap_or(1);
+            call.args
+                .iter()
+                .chain(call.target.as_deref())
+                .fold(own, |sum, e| sum.saturating_add(estimated_cost(e)))
+        }
+        Expr::List(list) => list
+            .elements
+            .iter()
+            .fold(1, |sum, e| sum.saturating_add(estimated_cost(e))),
+        Expr::Map(_) | Expr::Struct(_) => node_count(node),
+        Expr::Comprehension(c) => {
+            let iterations = match &c.iter_range.expr {
+                Expr::List(list) => list.elements.len() as u64,
+                _ => constant_range(&c.iter_range).unwrap_or(1),
+            };
+            let body = estimated_cost(&c.loop_cond).saturating_add(estimated_cost(&c.loop_step));
+            estimated_cost(&c.iter_range)
+                .saturating_add(estimated_cost(&c.accu_init))
+                .saturating_add(iterations.saturating_mul(body))
+                .saturating_add(estimated_cost(&c.result))
+        }
+    }
+}
+
+/// `n` when `node` is `lists.range(n)` with a literal `n`.
+fn constant_range(node: &IdedExpr) -> Option<u64> {
+    let Expr::Call(call) = &node.expr else {
+        return None;
+    };
+    let namespace_is_lists = matches!(
+        call.target.as_deref().map(|t| &t.expr),
+        Some(Expr::Ident(n)) if n == "lists"
+    );
+    if call.func_name != "range" || !namespace_is_lists {
+        return None;
+    }
+    match call.args.first().map(|a| &a.expr) {
+        Some(Expr::Literal(LiteralValue::Int(n))) => u64::try_from(*n.inner()).ok(),
+        _ => None,
+    }
+}
+
 /// What an expression reads of the per-CSR scope.
 #[derive(Default)]
 struct Reads {
     paths: Vec<String>,
     roots: env::Roots,
+    /// `variables` is read other than as `variables.<name>`; it is never bound whole, so
+    /// such a read can never resolve.
+    whole_variables: bool,
 }
 
 fn flatten_entries(
@@ -859,6 +1071,13 @@ impl Check<'_> {
             }
             Expr::Call(call) => {
                 let namespaced = self.function(&call.func_name, call.target.as_deref());
+                if matches!(
+                    call.func_name.as_str(),
+                    operators::EQUALS | operators::NOT_EQUALS
+                ) && let [left, right] = call.args.as_slice()
+                {
+                    self.mixed_numbers(left, right);
+                }
                 if call.func_name == "matches" {
                     self.pattern(call.args.last());
                 }
@@ -1014,6 +1233,42 @@ impl Check<'_> {
         namespaced
     }
 
+    /// Warns about `==` / `!=` between a `uint` or `double` literal and anything not
+    /// known to be of the same type: cel 0.13 never finds an int, a uint and a double
+    /// equal (`1 == 1.0` is false; the CEL spec says true), so such a comparison is
+    /// almost always a mistake (`object.spec.expirationSeconds == 86400.0` is never true).
+    fn mixed_numbers(&mut self, left: &IdedExpr, right: &IdedExpr) {
+        /// The numeric type an operand is known to have: a literal, or a conversion.
+        fn numeric_type(e: &IdedExpr) -> Option<&'static str> {
+            match &e.expr {
+                Expr::Literal(LiteralValue::Int(_)) => Some("int"),
+                Expr::Literal(LiteralValue::UInt(_)) => Some("uint"),
+                Expr::Literal(LiteralValue::Double(_)) => Some("double"),
+                Expr::Call(call) if call.target.is_none() && call.args.len() == 1 => {
+                    match call.func_name.as_str() {
+                        "int" => Some("int"),
+                        "uint" => Some("uint"),
+                        "double" => Some("double"),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            }
+        }
+        let (a, b) = (numeric_type(left), numeric_type(right));
+        let mixed = match (a, b) {
+            (Some(a), Some(b)) => a != b,
+            (Some(t), None) | (None, Some(t)) => t != "int",
+            (None, None) => false,
+        };
+        if mixed {
+            self.warnings.push(
+                "== and != never find an int, a uint and a double equal in csrgate (1 == 1.0 is false): compare values of one type, e.g. double(x) == 1.0 (nothing to do if both sides already are)"
+                    .into(),
+            );
+        }
+    }
+
     fn pattern(&mut self, pattern: Option<&IdedExpr>) {
         match pattern.map(|p| &p.expr) {
             Some(Expr::Literal(LiteralValue::String(literal))) => {
@@ -1112,6 +1367,75 @@ validations:
             );
         }
         assert!(!errors(&one_rule("nosuch.contains(1)")).is_empty());
+    }
+
+    #[test]
+    fn refuses_references_that_can_never_resolve() {
+        let e = errors(
+            "signerNames: [example.com/x]\nvariables:\n  - {name: a, expression: 'object.spec.username'}\nvalidations:\n  - {name: v, expression: 'variables[\"a\"] == \"jane\"'}\n  - {name: w, expression: 'has(variables.a)'}\n",
+        );
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(
+            e.iter()
+                .all(|e| e.contains("variables can only be read as variables.<name>")),
+            "{e:?}"
+        );
+        let e = errors(&one_rule("object.spec.bogus == 1"));
+        assert_eq!(
+            e,
+            [
+                "spec.validations[0].expression: object.spec has no field bogus (fields: expirationSeconds, extra, groups, request, signerName, uid, usages, username): this never resolves"
+            ]
+        );
+        let e = errors(&one_rule("object.metadata.nam == 'a'"));
+        assert!(e[0].contains("object.metadata has no field nam"), "{e:?}");
+    }
+
+    #[test]
+    fn accepts_every_field_the_schemas_have_and_any_map_key() {
+        for expression in [
+            "object.metadata.labels.team == 'a'",
+            "object.metadata.annotations['example.com/x'] == 'a'",
+            "object.spec.extra.scopes == ['a']",
+            "object.status.certificate == ''",
+            "object.metadata.creationTimestamp != ''",
+            "node.status.addresses.exists(a, a.type == 'InternalIP')",
+            "node.metadata.labels.zone == 'a'",
+        ] {
+            assert!(
+                errors(&one_rule(expression)).is_empty(),
+                "{expression}: {:?}",
+                errors(&one_rule(expression))
+            );
+        }
+    }
+
+    #[test]
+    fn warns_about_node_fields_the_schema_lacks() {
+        let compiled = ready("p", &one_rule("node.status.bogus == 1"));
+        assert_eq!(compiled.warnings().len(), 1);
+        assert!(
+            compiled.warnings()[0]
+                .warning
+                .starts_with("node.status has no field bogus"),
+            "{:?}",
+            compiled.warnings()
+        );
+    }
+
+    #[test]
+    fn refuses_a_known_cost_over_the_per_call_limit() {
+        let e = errors(&one_rule(
+            "lists.range(4000).all(a, lists.range(4000).all(b, true))",
+        ));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("spec.validations[0].expression: estimated evaluation cost ")
+                && e[0].ends_with("exceeds the limit of 1000000 units per expression"),
+            "{e:?}"
+        );
+        assert!(errors(&one_rule("lists.range(1000).all(a, a >= 0)")).is_empty());
+        assert!(!errors(&one_rule("size(lists.range(1000001)) > 0")).is_empty());
     }
 
     #[test]

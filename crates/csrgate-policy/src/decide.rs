@@ -563,7 +563,7 @@ validations:
         let p = ready(
             "p",
             &format!(
-                "signerNames: [{CLIENT}]\nmatchConditions:\n  - {{name: broken, expression: 'object.spec.nope == 1'}}\nvalidations:\n  - {{name: v, expression: 'true'}}\n"
+                "signerNames: [{CLIENT}]\nmatchConditions:\n  - {{name: broken, expression: 'object.metadata.labels.nope == 1'}}\nvalidations:\n  - {{name: v, expression: 'true'}}\n"
             ),
         );
         let decision = decide(&[p], &CsrBuilder::new().build(), None);
@@ -574,7 +574,7 @@ validations:
             "{message}"
         );
         // The auditor reads the path as written, not the interpreter's internal name.
-        assert!(message.contains("object.spec.nope"), "{message}");
+        assert!(message.contains("object.metadata.labels.nope"), "{message}");
     }
 
     #[test]
@@ -608,7 +608,7 @@ validations:
 variables:
   - {{name: user, expression: 'object.spec.username'}}
   - {{name: isJane, expression: 'variables.user == "jane"'}}
-  - {{name: broken, expression: 'object.spec.nope'}}
+  - {{name: broken, expression: 'object.metadata.labels.nope'}}
 validations:
   - {{name: is-jane, expression: 'variables.isJane'}}
   - {{name: uses-broken, expression: 'variables.broken == 1'}}

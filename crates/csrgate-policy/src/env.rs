@@ -68,6 +68,56 @@ pub const X509_FIELDS: [&str; 9] = [
 /// The fields of `x509.publicKey`.
 pub const PUBLIC_KEY_FIELDS: [&str; 3] = ["algorithm", "size", "curve"];
 
+/// Whether a field path under `object` (the CSR) or `node` can ever resolve, by the
+/// Kubernetes API schema of the type (k8s-openapi's, for the Kubernetes version csrgate is
+/// built against): `Ok` when it can, or when the schema stops saying (a map such as
+/// `metadata.labels` takes any key), `Err` with the first unknown field and the known ones.
+///
+/// # Errors
+/// A field of the path is not in the schema at that point.
+pub(crate) fn check_schema_path(path: &str) -> Result<(), String> {
+    static OBJECT_SCHEMA: OnceLock<serde_json::Value> = OnceLock::new();
+    static NODE_SCHEMA: OnceLock<serde_json::Value> = OnceLock::new();
+    fn inline<T: schemars::JsonSchema>() -> serde_json::Value {
+        let generator = schemars::generate::SchemaSettings::draft2020_12()
+            .with(|s| s.inline_subschemas = true)
+            .into_generator();
+        generator.into_root_schema_for::<T>().to_value()
+    }
+    let mut fields = path.split('.');
+    let root = fields.next().unwrap_or_default();
+    let mut schema = match root {
+        OBJECT => OBJECT_SCHEMA.get_or_init(inline::<CertificateSigningRequest>),
+        NODE => NODE_SCHEMA.get_or_init(inline::<Node>),
+        _ => return Ok(()),
+    };
+    let mut walked = root.to_owned();
+    for field in fields {
+        if let Some(properties) = schema.get("properties").and_then(|p| p.as_object()) {
+            match properties.get(field) {
+                Some(next) => schema = next,
+                None => {
+                    let mut known: Vec<&str> = properties.keys().map(String::as_str).collect();
+                    known.sort_unstable();
+                    return Err(format!(
+                        "{walked} has no field {field} (fields: {})",
+                        known.join(", ")
+                    ));
+                }
+            }
+        } else if let Some(values) = schema.get("additionalProperties").filter(|v| v.is_object()) {
+            schema = values;
+        } else {
+            // A list, a scalar, or a free-form object: selecting into it is the
+            // interpreter's business.
+            return Ok(());
+        }
+        walked.push('.');
+        walked.push_str(field);
+    }
+    Ok(())
+}
+
 /// The requestor prefix that names a node; the rest is the Node's name.
 pub const NODE_USER_PREFIX: &str = "system:node:";
 
@@ -78,12 +128,14 @@ const REGEX_CACHE_ENTRIES: usize = 1024;
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 /// The process-wide root context with the standard CEL functions, the Kubernetes libraries
-/// (kube-cel: strings, lists, sets, regex, url, ip/cidr, quantity, ...) and a `matches` that
-/// does not recompile its pattern on every call.
+/// (kube-cel: strings, lists, sets, regex, url, ip/cidr, quantity, ...), a `matches` that
+/// does not recompile its pattern on every call, and the metered, checked functions of
+/// [`crate::functions`] in place of the originals they bound.
 pub(crate) fn root_context() -> &'static Context<'static> {
     static ROOT: OnceLock<Context<'static>> = OnceLock::new();
     ROOT.get_or_init(|| {
         let mut context = Context::default().with_all();
+        crate::functions::register(&mut context);
         context.add_function("matches", cached_matches);
         context
     })
@@ -95,6 +147,11 @@ fn cached_matches(
     cel::extractors::This(this): cel::extractors::This<Arc<String>>,
     pattern: Arc<String>,
 ) -> Result<bool, ExecutionError> {
+    // A match is linear in the input (the regex crate guarantees it), charged as a scan.
+    crate::budget::charge(
+        "matches",
+        crate::budget::size_units(&Value::String(Arc::clone(&this))).saturating_add(1),
+    )?;
     let regex = compiled_regex(&pattern).map_err(|e| ftx.error(e))?;
     Ok(regex.is_match(&this))
 }

@@ -10,6 +10,13 @@
 //! that cannot be read exactly is never approved: it is denied with reason `InvalidRequest`
 //! (or left pending when no covering policy denies on failure).
 //!
+//! Every expression is evaluated under a budget, as Kubernetes bounds CEL: at most
+//! [`PER_CALL_LIMIT`] cost units per expression and [`RUNTIME_COST_BUDGET`] per policy and
+//! CSR, strings of at most [`MAX_STRING_BYTES`]. Going over, an integer overflow, or a panic
+//! inside a CEL library function is an evaluation error of that expression: a failure,
+//! never an approval. [`decide`] can therefore take up to about a second per policy; callers
+//! on an async runtime run it on a blocking thread.
+//!
 //! ```
 //! use csrgate_api::CsrApprovalPolicy;
 //! use csrgate_policy::{CompiledPolicy, Outcome, decide, reasons};
@@ -40,16 +47,19 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod budget;
 mod compile;
 mod decide;
 mod env;
 mod evaluate;
+mod functions;
 mod pick;
 pub mod request;
 
 #[cfg(test)]
 mod fixtures;
 
+pub use budget::{EXPRESSION_DEADLINE, MAX_STRING_BYTES, PER_CALL_LIMIT, RUNTIME_COST_BUDGET};
 pub use compile::{
     CompileError, CompiledPolicy, MAX_AST_DEPTH, MAX_AST_NODES, MAX_COMPREHENSION_NESTING,
     MAX_EXPRESSION_BYTES,

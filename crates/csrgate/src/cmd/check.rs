@@ -78,7 +78,20 @@ pub fn node_for<'a>(
 /// # Errors
 /// Unreadable input or invalid policies.
 pub fn run(args: &CheckArgs) -> Result<Outcome, Error> {
-    let policies = compile_all(&load::policies(&args.policies)?)?;
+    let loaded = load::policies(&args.policies)?;
+    let policies = compile_all(&loaded)?;
+    // Warnings go to stderr, so `--output json` stays one JSON document on stdout.
+    let mut stderr = std::io::stderr().lock();
+    for (policy, compiled) in loaded.iter().zip(&policies) {
+        for warning in compiled.warnings() {
+            writeln!(
+                stderr,
+                "warning: {}: {}: {}",
+                policy.source, warning.field_ref, warning.warning
+            )?;
+        }
+    }
+    drop(stderr);
     let nodes = nodes_by_name(load::nodes(&args.nodes)?);
     let mut csrs = load::csrs(&args.csrs)?;
     for csr in &mut csrs {

@@ -1,0 +1,109 @@
+//! Slots for evaluating decisions on the blocking pool, shared fairly between signers.
+//!
+//! An evaluation may run up to its budget (about a second per policy, see
+//! `csrgate_policy::RUNTIME_COST_BUDGET`), so it runs on tokio's blocking pool, never on a
+//! runtime worker where it would stall `/healthz`, lease renewal and the watches. The pool
+//! is bounded by [`EvaluationSlots`]: a fixed number of slots, of which one signer's CSRs may
+//! hold all but one. A slow policy (it covers some signers) then delays the CSRs of its own
+//! signers, which wait for their signer's share, and never those of other signers, which
+//! always find a slot.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Bounds the decisions evaluated at once, in total and per signer.
+pub struct EvaluationSlots {
+    /// All slots.
+    total: Arc<Semaphore>,
+    /// How many of them one signer may hold.
+    per_signer: usize,
+    /// Each signer's share, while some of its CSRs are evaluated or waiting; an idle
+    /// signer's entry is dropped, so requestors inventing signer names cannot grow it.
+    signers: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+/// A held slot; dropping it frees the slot.
+pub struct Slot {
+    _total: Option<OwnedSemaphorePermit>,
+    _signer: Option<OwnedSemaphorePermit>,
+}
+
+impl EvaluationSlots {
+    /// `slots` slots in total (at least 2, so that one signer holding all it may still
+    /// leaves one for the others).
+    pub fn new(slots: usize) -> Self {
+        let slots = slots.max(2);
+        Self {
+            total: Arc::new(Semaphore::new(slots)),
+            per_signer: slots - 1,
+            signers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// One slot per CPU: evaluation never takes more threads than there are cores.
+    pub fn per_cpu() -> Self {
+        Self::new(std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get))
+    }
+
+    /// Waits for a slot for a CSR of `signer`: first the signer's share, then a slot.
+    pub async fn acquire(&self, signer: &str) -> Slot {
+        let share = {
+            // A poisoned lock only means a panic elsewhere mid-insert; the map is usable.
+            let mut signers = self
+                .signers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            signers.retain(|_, share| Arc::strong_count(share) > 1);
+            Arc::clone(
+                signers
+                    .entry(signer.to_owned())
+                    .or_insert_with(|| Arc::new(Semaphore::new(self.per_signer))),
+            )
+        };
+        // The semaphores are never closed, so acquiring only waits.
+        let signer_permit = share.acquire_owned().await.ok();
+        let total_permit = Arc::clone(&self.total).acquire_owned().await.ok();
+        Slot {
+            _total: total_permit,
+            _signer: signer_permit,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_busy_signer_leaves_a_slot_for_the_others() {
+        let slots = EvaluationSlots::new(3);
+        let _a1 = slots.acquire("a").await;
+        let _a2 = slots.acquire("a").await;
+        // A third for signer a waits, though a slot is free ...
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), slots.acquire("a"))
+                .await
+                .is_err()
+        );
+        // ... which signer b gets at once.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), slots.acquire("b"))
+                .await
+                .is_ok()
+        );
+    }
+
+    #[tokio::test]
+    async fn idle_signers_are_forgotten() {
+        let slots = EvaluationSlots::new(2);
+        for i in 0..100 {
+            drop(slots.acquire(&format!("signer-{i}")).await);
+        }
+        let _last = slots.acquire("last").await;
+        assert_eq!(slots.signers.lock().unwrap().len(), 1);
+    }
+}
