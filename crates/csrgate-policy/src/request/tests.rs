@@ -1050,3 +1050,93 @@ mod proptests {
         }
     }
 }
+
+/// A mutation fuzzer over the request parser, run by hand for as long as
+/// `CSRGATE_FUZZ_SECS` says (default 5 s):
+/// `CSRGATE_FUZZ_SECS=600 cargo test -p csrgate-policy --release --lib fuzz -- --ignored`.
+///
+/// Each round takes a valid request (every `testdata/*.csr`), applies 1 to 8 random edits
+/// (byte flips, insertions, deletions, length-octet changes, splices from another request),
+/// and parses the result as DER and as PEM. It fails on a panic (the test harness reports
+/// it) or on a parse taking longer than a second (a hang). No dependency: a xorshift
+/// generator seeded from `CSRGATE_FUZZ_SEED` or the clock, printed so a failure can be rerun.
+#[test]
+#[ignore = "long-running; run by hand with CSRGATE_FUZZ_SECS"]
+fn fuzz_the_request_parser_for_a_while() {
+    let seconds: u64 = std::env::var("CSRGATE_FUZZ_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let mut seed: u64 = std::env::var("CSRGATE_FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| {
+                    u64::try_from(d.as_nanos() & 0xffff_ffff_ffff).unwrap_or(1)
+                })
+        })
+        | 1;
+    println!("CSRGATE_FUZZ_SEED={seed}");
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let dir = format!("{}/testdata", env!("CARGO_MANIFEST_DIR"));
+    let mut corpus: Vec<Vec<u8>> = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "csr") {
+            corpus.push(der_of(&std::fs::read(path).unwrap()));
+        }
+    }
+    assert!(!corpus.is_empty());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    let (mut rounds, mut accepted) = (0u64, 0u64);
+    while std::time::Instant::now() < deadline {
+        let pick = |r: u64, len: usize| usize::try_from(r).unwrap_or(0) % len.max(1);
+        let mut input = corpus[pick(next(), corpus.len())].clone();
+        for _ in 0..=next() % 8 {
+            let at = pick(next(), input.len());
+            match next() % 6 {
+                0 if !input.is_empty() => input[at] ^= u8::try_from(next() & 0xff).unwrap_or(1),
+                1 => input.insert(
+                    at.min(input.len()),
+                    u8::try_from(next() & 0xff).unwrap_or(0),
+                ),
+                2 if !input.is_empty() => {
+                    input.remove(at);
+                }
+                3 if !input.is_empty() => {
+                    // Length octets are where parsers go wrong: nudge one by a little.
+                    input[at] = input[at]
+                        .wrapping_add(u8::try_from(next() % 3).unwrap_or(0))
+                        .wrapping_sub(1);
+                }
+                4 => {
+                    let other = &corpus[pick(next(), corpus.len())];
+                    let from = pick(next(), other.len());
+                    let len = pick(next(), 64).min(other.len() - from);
+                    let at = at.min(input.len());
+                    input.splice(at..at, other[from..from + len].iter().copied());
+                }
+                _ => input.truncate(at),
+            }
+        }
+        let started = std::time::Instant::now();
+        if parse_der(&input).is_ok() {
+            accepted += 1;
+        }
+        let _ = parse_request(pem_of(&input).as_bytes());
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "parse took {:?} on {input:02x?}",
+            started.elapsed()
+        );
+        rounds += 1;
+    }
+    println!("fuzz: {rounds} inputs in {seconds} s, {accepted} accepted as valid requests");
+}
