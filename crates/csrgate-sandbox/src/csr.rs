@@ -64,6 +64,7 @@ pub fn check_request(pem_bytes: &[u8]) -> Result<(), String> {
     }
     let (_, csr) = X509CertificationRequest::from_der(&pem.contents)
         .map_err(|e| format!("x509: malformed certificate request: {e}"))?;
+    check_san_strings(&csr)?;
     csr.verify_signature().map_err(|_| {
         match csr
             .certification_request_info
@@ -79,6 +80,34 @@ pub fn check_request(pem_bytes: &[u8]) -> Result<(), String> {
         }
         .to_string()
     })
+}
+
+/// Refuses a dNSName, rfc822Name or URI SAN holding non-ASCII bytes, as Go's
+/// `parseSANExtension` (crypto/x509/parser.go) does when kube-apiserver parses the request at
+/// create: the three are IA5Strings (RFC 5280 §4.2.1.6). The error text is Go's. Only that:
+/// Go accepts control characters and spaces here, so the sandbox stores such requests too.
+fn check_san_strings(csr: &X509CertificationRequest<'_>) -> Result<(), String> {
+    use x509_parser::extensions::{GeneralName, ParsedExtension};
+    let Some(extensions) = csr.requested_extensions() else {
+        return Ok(());
+    };
+    for extension in extensions {
+        let ParsedExtension::SubjectAlternativeName(san) = extension else {
+            continue;
+        };
+        for name in &san.general_names {
+            let (text, what) = match name {
+                GeneralName::DNSName(text) => (text, "dNSName"),
+                GeneralName::RFC822Name(text) => (text, "rfc822Name"),
+                GeneralName::URI(text) => (text, "uniformResourceIdentifier"),
+                _ => continue,
+            };
+            if !text.is_ascii() {
+                return Err(format!("x509: SAN {what} is malformed"));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The organizations (O) of the request's subject, or empty when it does not parse.
@@ -474,6 +503,33 @@ mod tests {
     fn a_good_signer_name_passes() {
         assert!(validate_signer_name("example.com/my-signer").is_empty());
         assert!(validate_signer_name("kubernetes.io/kube-apiserver-client").is_empty());
+    }
+
+    /// Issue #11: kube-apiserver refuses raw UTF-8 in a dNSName at create; so does the sandbox.
+    #[test]
+    fn a_request_with_a_raw_utf8_dns_name_is_refused_as_kube_apiserver_refuses_it() {
+        let manifest = include_str!("../../../tests/cases/utf8-dnsname/web-idn-utf8.yaml");
+        let request = manifest
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("request: "))
+            .unwrap();
+        use base64::Engine as _;
+        let pem = base64::engine::general_purpose::STANDARD
+            .decode(request)
+            .unwrap();
+        assert_eq!(
+            check_request(&pem),
+            Err("x509: SAN dNSName is malformed".to_string())
+        );
+        let manifest = include_str!("../../../tests/cases/utf8-dnsname/web-idn-alabel.yaml");
+        let request = manifest
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("request: "))
+            .unwrap();
+        let pem = base64::engine::general_purpose::STANDARD
+            .decode(request)
+            .unwrap();
+        assert_eq!(check_request(&pem), Ok(()));
     }
 
     #[test]

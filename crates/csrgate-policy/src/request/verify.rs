@@ -541,7 +541,11 @@ pub(crate) fn verify(
     message: &[u8],
     signature: &[u8],
 ) -> Result<(), RequestError> {
-    let failed = |what: &str| RequestError::Signature(format!("{what} signature does not verify"));
+    let failed = |what: &str| {
+        RequestError::Signature(format!(
+            "{what} signature is not valid for the request's own key"
+        ))
+    };
     match (algorithm, key) {
         (SignatureAlgorithm::RsaPkcs1(hash), Key::Rsa(public)) => {
             let scheme = match hash {
