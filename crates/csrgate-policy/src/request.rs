@@ -421,7 +421,7 @@ fn decode_string(tag_byte: u8, bytes: &[u8]) -> Option<Result<String, String>> {
 /// BMPString (UCS-2) as Go reads it: even length, one trailing NUL terminator dropped, no
 /// surrogates (D800–DFFF) or non-characters (FFFE, FFFF, FDD0–FDEF).
 fn decode_bmp(bytes: &[u8]) -> Result<String, String> {
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         return Err("BMPString of odd length".into());
     }
     let bytes = bytes.strip_suffix(&[0, 0]).unwrap_or(bytes);
@@ -442,7 +442,7 @@ fn decode_bmp(bytes: &[u8]) -> Result<String, String> {
 /// UniversalString (UCS-4): valid for a challengePassword (RFC 2985 DirectoryString), but not
 /// read by Go in a name.
 fn decode_universal(bytes: &[u8]) -> Result<String, String> {
-    if bytes.len() % 4 != 0 {
+    if !bytes.len().is_multiple_of(4) {
         return Err("UniversalString length is not a multiple of 4".into());
     }
     bytes

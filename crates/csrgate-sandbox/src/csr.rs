@@ -241,7 +241,7 @@ mod go_csr {
                 .to_owned(),
             0x14 => latin1(bytes),
             0x1e => {
-                if bytes.len() % 2 != 0 {
+                if !bytes.len().is_multiple_of(2) {
                     return Err(syntax("invalid BMPString"));
                 }
                 let bytes = bytes.strip_suffix(&[0, 0]).unwrap_or(bytes);
@@ -341,7 +341,7 @@ mod go_csr {
         };
         match oid {
             RSA => {
-                if !params.is_some_and(|p| p.full == [0x05, 0x00]) {
+                if params.is_none_or(|p| p.full != [0x05, 0x00]) {
                     return Err("x509: RSA key missing NULL parameters".into());
                 }
                 let mut der = bits.as_slice();

@@ -323,7 +323,7 @@ fn read_rsa_key(bits: &[u8]) -> Result<(PublicKeyInfo, Key), RequestError> {
     // Go's crypto/rsa (checkPublicKey) requires an odd exponent of at least 3 that fits in
     // 31 bits, and an odd modulus.
     let exponent = der::small_unsigned(e).unwrap_or(u64::MAX);
-    if exponent < 3 || exponent > (1 << 31) - 1 || exponent % 2 == 0 {
+    if !(3..=(1 << 31) - 1).contains(&exponent) || exponent.is_multiple_of(2) {
         return Err(unsupported_key(format!(
             "RSA public exponent {} (an odd number from 3 to 2^31-1 is required)",
             if exponent == u64::MAX {
