@@ -997,12 +997,29 @@ mod proptests {
         ]
     }
 
+    /// A policy reading both name lists, for the round-trip property.
+    fn round_trip_policy() -> crate::CompiledPolicy {
+        crate::fixtures::ready(
+            "names",
+            r#"
+signerNames: ["kubernetes.io/kube-apiserver-client"]
+validations:
+  - name: no-reserved-names
+    expression: '!x509.dnsNames.exists(n, n == "kubernetes" || n.startsWith("a"))'
+    messageExpression: 'x509.dnsNames.join(",") + " / " + x509.ipAddresses.join(",")'
+  - name: private-ips
+    expression: 'x509.ipAddresses.all(a, a.startsWith("10.") || a.startsWith("fd"))'
+"#,
+        )
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
 
         /// A request whose SANs are re-encoded from the canonical view (`x509.dnsNames`,
         /// `x509.ipAddresses` parsed back into bytes) reads the same as the original, so a
-        /// policy decides both the same: the view loses nothing a decision could depend on.
+        /// policy decides both the same: the view loses nothing a decision could depend on
+        /// (checked with [`round_trip_policy`] through `decide`).
         #[test]
         fn canonical_sans_round_trip_to_the_same_view(
             names in proptest::collection::vec(dns_name(), 0..4),
@@ -1011,7 +1028,8 @@ mod proptests {
             prop_assume!(!names.is_empty() || !ips.is_empty());
             let mut sans: Vec<Vec<u8>> = names.iter().map(|n| dns(n)).collect();
             sans.extend(ips.iter().map(|b| tlv(0x87, b)));
-            let first = parse(&Der::new().sans(&sans).build()).unwrap();
+            let original = Der::new().sans(&sans).build();
+            let first = parse(&original).unwrap();
             let mut again: Vec<Vec<u8>> = first.dns_names.iter().map(|n| dns(n)).collect();
             again.extend(first.ip_addresses.iter().map(|text| {
                 match text.parse::<std::net::IpAddr>().unwrap() {
@@ -1019,9 +1037,17 @@ mod proptests {
                     std::net::IpAddr::V6(a) => tlv(0x87, &a.octets()),
                 }
             }));
-            let second = parse(&Der::new().sans(&again).build()).unwrap();
+            let reencoded = Der::new().sans(&again).build();
+            let second = parse(&reencoded).unwrap();
             prop_assert_eq!(&first.dns_names, &second.dns_names);
             prop_assert_eq!(&first.ip_addresses, &second.ip_addresses);
+            // And decided the same by a policy over both lists (a deny-list and an allow-list).
+            let decide = |der: &[u8]| {
+                let csr = crate::fixtures::CsrBuilder::new().raw_request(pem_of(der).as_bytes()).build();
+                crate::decide(&[round_trip_policy()], &csr, None)
+            };
+            let (a, b) = (decide(&original), decide(&reencoded));
+            prop_assert_eq!((a.outcome, a.reason, a.message), (b.outcome, b.reason, b.message));
             prop_assert_eq!(
                 ParsedRequest { public_key: PublicKeyInfo::default(), ..first },
                 ParsedRequest { public_key: PublicKeyInfo::default(), ..second }
