@@ -297,3 +297,20 @@ fn issue_11_the_kubelet_serving_example_compares_node_ips_by_value() {
         "{message}"
     );
 }
+
+/// Issue #11, case utf8-dnsname, online: the sandbox refuses to create the request with raw
+/// UTF-8 in a dNSName, as kube-apiserver does (Go's parser), and creates its `xn--` twin.
+#[test]
+fn issue_11_the_sandbox_refuses_to_create_a_raw_utf8_dns_name_as_kube_apiserver_does() {
+    let cluster = crate::util::Cluster::start();
+    let case = crate::util::repo("tests/cases/utf8-dnsname");
+    let utf8 = case.join("web-idn-utf8.yaml");
+    let (code, stdout, stderr) = cluster.kubectl(&["create", "-f", utf8.to_str().unwrap()]);
+    assert_ne!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("spec.request") && stderr.contains("x509: SAN dNSName is malformed"),
+        "{stderr}"
+    );
+    let alabel = case.join("web-idn-alabel.yaml");
+    cluster.kubectl_ok(&["create", "-f", alabel.to_str().unwrap()]);
+}

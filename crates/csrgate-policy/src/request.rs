@@ -6,9 +6,9 @@
 //!
 //! It reads every request at least as strictly as kube-apiserver does at create (Go's
 //! `x509.ParseCertificateRequest` and `CheckSignature`, crypto/x509/x509.go and parser.go),
-//! field by field, and stricter where Go is lax (see [`parse_der`]): DER only
-//! ([`der`](self::der)), names in the form TLS matches them ([`names`](self::names)), the
-//! signature algorithms Go verifies less SHA-1 ([`verify`](self::verify)).
+//! field by field, and stricter where Go is lax (see [`parse_der`]): DER only (`request/der.rs`),
+//! names in the form TLS matches them (`request/names.rs`), the signature algorithms Go
+//! verifies less SHA-1 (`request/verify.rs`).
 //!
 //! # Bounds
 //!
@@ -19,7 +19,7 @@
 //! | `spec.request` (PEM bytes) | [`MAX_REQUEST_BYTES`] (64 KiB) |
 //! | SAN entries of each type (DNS, IP, email, URI) | [`MAX_SANS_PER_TYPE`] (256) |
 //! | any one string (CN, O, OU, a SAN) | [`MAX_STRING_BYTES`] (1 KiB) |
-//! | subject attributes, requested extensions | [`MAX_SUBJECT_ATTRIBUTES`], [`MAX_EXTENSIONS`] (64 each) |
+//! | subject attributes, requested extensions, request attributes | [`MAX_SUBJECT_ATTRIBUTES`], [`MAX_EXTENSIONS`] (64 each) |
 
 mod der;
 mod names;
@@ -357,7 +357,7 @@ mod oid {
     pub(super) const EXTENSION_REQUEST: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 1, 9, 14];
     /// pkcs-9-at-challengePassword (RFC 2985 §5.4.1).
     pub(super) const CHALLENGE_PASSWORD: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 1, 9, 7];
-    /// pkcs-9-at-unstructuredName (RFC 2985 §5.4.3... §5.5).
+    /// pkcs-9-at-unstructuredName (RFC 2985, a PKCS9String: IA5String or DirectoryString).
     pub(super) const UNSTRUCTURED_NAME: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 1, 9, 2];
 }
 
