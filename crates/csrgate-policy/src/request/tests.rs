@@ -576,6 +576,19 @@ fn refuses_an_extension_request_with_two_values() {
 }
 
 #[test]
+fn refuses_extensions_outside_the_extension_request_set() {
+    // `SEQUENCE { extensionRequest, SET { exts }, exts }`: a second list after the SET, which
+    // a parser reading only the SET's first value would never see.
+    let inside = seq(&[&extension(OID_SAN, &san_value(&[dns("good.example.com")]))]);
+    let outside = seq(&[&extension(OID_SAN, &san_value(&[dns("evil.example.com")]))]);
+    let attribute = seq(&[&oid(OID_EXT_REQ), &set(&[&inside]), &outside]);
+    assert_err(
+        parse(&Der::new().attributes(&[attribute]).build()),
+        |e| matches!(e, RequestError::Attributes(m) if m.contains("unexpected bytes after the attribute values")),
+    );
+}
+
+#[test]
 fn refuses_two_extension_request_attributes() {
     let a = extension_request(&[extension(OID_SAN, &san_value(&[dns("a.example.com")]))]);
     let b = extension_request(&[extension(OID_KEY_USAGE, &tlv(0x03, &[0x05, 0xa0]))]);
