@@ -44,9 +44,17 @@ pub(crate) fn check_ia5_name(kind: SanKind, bytes: &[u8]) -> Result<&str, String
     if bytes.is_empty() {
         return Err(format!("{} is empty", kind.name()));
     }
+    // The name as an auditor can read it: bytes escaped, at most 128 characters.
+    let shown = {
+        let escaped = bytes.escape_ascii().to_string();
+        match escaped.char_indices().nth(128) {
+            Some((cut, _)) => format!("\"{}\"...", &escaped[..cut]),
+            None => format!("\"{escaped}\""),
+        }
+    };
     if let Some((i, &b)) = bytes.iter().enumerate().find(|(_, b)| !b.is_ascii()) {
         return Err(format!(
-            "{} has non-ASCII byte {b:#04x} at offset {i}: not an IA5String (an internationalized name must be written in its xn-- A-label form)",
+            "{} {shown} has non-ASCII byte {b:#04x} at offset {i}: not an IA5String (an internationalized name must be written in its xn-- A-label form)",
             kind.name()
         ));
     }
@@ -61,7 +69,7 @@ pub(crate) fn check_ia5_name(kind: SanKind, bytes: &[u8]) -> Result<&str, String
             0x7f => "DEL".to_owned(),
             other => format!("control character {other:#04x}"),
         };
-        return Err(format!("{} has {what} at offset {i}", kind.name()));
+        return Err(format!("{} {shown} has {what} at offset {i}", kind.name()));
     }
     // All ASCII, so this cannot fail; map the impossible case to the same refusal anyway.
     std::str::from_utf8(bytes).map_err(|_| format!("{} is not ASCII", kind.name()))
