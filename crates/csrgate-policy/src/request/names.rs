@@ -102,7 +102,8 @@ pub(crate) fn canonical_dns_name(name: &str) -> Result<String, String> {
 }
 
 /// Checks a URI SAN as Go's `parseSANExtension` does before it accepts one: it must parse as
-/// a URI (`url.Parse`: valid `%` escapes), and a host, when present, must be a valid domain
+/// a URI (`url.Parse`: valid `%` escapes, a bracketed IPv6 literal, a numeric port), and a
+/// host, when present, must be a valid domain
 /// (`domainNameValid`: no empty label, no trailing dot). csrgate also requires a scheme
 /// (RFC 3986 §3: a URI, unlike a relative reference, has one; RFC 5280 §4.2.1.6 says the name
 /// MUST NOT be a relative URI). The text is kept as written: URI paths are case-sensitive.
@@ -133,12 +134,25 @@ pub(crate) fn check_uri(uri: &str) -> Result<(), String> {
     if let Some(after) = rest.strip_prefix("//") {
         let authority = after.split(['/', '?', '#']).next().unwrap_or_default();
         let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-        let host = if host_port.starts_with('[') {
-            // An IP literal; Go checks only the domain form.
-            ""
+        // url.Parse: an IP literal is bracketed, and a port is digits.
+        let (host, port) = if let Some(literal) = host_port.strip_prefix('[') {
+            let Some((address, rest)) = literal.split_once(']') else {
+                return Err(format!("URI {uri:?} has an unclosed IP literal"));
+            };
+            if address.parse::<Ipv6Addr>().is_err() {
+                return Err(format!("URI {uri:?} has an invalid IP literal"));
+            }
+            match rest.strip_prefix(':') {
+                Some(port) => ("", port),
+                None if rest.is_empty() => ("", ""),
+                None => return Err(format!("URI {uri:?} has bytes after its IP literal")),
+            }
         } else {
-            host_port.split(':').next().unwrap_or_default()
+            host_port.split_once(':').unwrap_or((host_port, ""))
         };
+        if !port.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!("URI {uri:?} has an invalid port {port:?}"));
+        }
         if !host.is_empty() && (host.ends_with('.') || host.split('.').any(str::is_empty)) {
             return Err(format!("URI {uri:?} has an invalid host {host:?}"));
         }
@@ -279,5 +293,10 @@ mod tests {
         assert!(check_uri("spiffe://a..b/x").is_err());
         assert!(check_uri("https://a/%zz").is_err());
         assert!(check_uri("1http://a").is_err());
+        assert!(check_uri("https://a:8443/x").is_ok());
+        assert!(check_uri("https://a:port/x").is_err());
+        assert!(check_uri("https://[fd00::1/x").is_err());
+        assert!(check_uri("https://[nope]/x").is_err());
+        assert!(check_uri("https://[fd00::1]x/").is_err());
     }
 }
