@@ -481,6 +481,72 @@ mod go_csr {
             if !name.contents.is_ascii() {
                 return Err(format!("x509: SAN {what} is malformed"));
             }
+            if what == "uniformResourceIdentifier" {
+                check_uri(&String::from_utf8_lossy(name.contents))?;
+            }
+        }
+        Ok(())
+    }
+
+    #[cfg(test)]
+    pub(super) fn check_uri_for_test(uri: &str) -> Result<(), String> {
+        check_uri(uri)
+    }
+
+    /// What `parseSANExtension` refuses in an ASCII URI: what `url.Parse` refuses (control
+    /// characters, bad `%` escapes, a missing scheme before `:`, a bad port or IP literal) and
+    /// a host that is not a valid domain (`domainNameValid`: no empty label or trailing dot,
+    /// bytes 33 to 126).
+    fn check_uri(uri: &str) -> Result<(), String> {
+        let fail = |why: &str| Err(format!("x509: cannot parse URI {uri:?}: {why}"));
+        if uri.bytes().any(|b| b < 0x20 || b == 0x7f) {
+            return fail(&format!(
+                "parse {uri:?}: net/url: invalid control character in URL"
+            ));
+        }
+        let bytes = uri.as_bytes();
+        for (i, &b) in bytes.iter().enumerate() {
+            if b == b'%'
+                && !(bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                    && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+            {
+                return fail(&format!("parse {uri:?}: invalid URL escape"));
+            }
+        }
+        if uri.starts_with(':') {
+            return fail(&format!("parse {uri:?}: missing protocol scheme"));
+        }
+        let is_scheme = |s: &str| {
+            s.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+        };
+        let rest = match uri.split_once(':') {
+            Some((scheme, rest)) if is_scheme(scheme) => rest,
+            _ => uri,
+        };
+        let Some(after) = rest.strip_prefix("//") else {
+            return Ok(());
+        };
+        let authority = after.split(['/', '?', '#']).next().unwrap_or_default();
+        let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        let (host, port) = if let Some(literal) = host_port.strip_prefix('[') {
+            match literal.split_once(']') {
+                Some((_, rest)) => ("", rest.strip_prefix(':').unwrap_or(rest)),
+                None => return fail(&format!("parse {uri:?}: missing ']' in host")),
+            }
+        } else {
+            host_port.split_once(':').unwrap_or((host_port, ""))
+        };
+        if !port.bytes().all(|b| b.is_ascii_digit()) {
+            return fail(&format!("parse {uri:?}: invalid port {port:?} after host"));
+        }
+        let invalid_domain = !host.is_empty()
+            && (host.ends_with('.')
+                || host.split('.').any(str::is_empty)
+                || host.bytes().any(|b| !(33..=126).contains(&b)));
+        if invalid_domain {
+            return fail("invalid domain");
         }
         Ok(())
     }
@@ -1132,6 +1198,25 @@ mod tests {
             request_organizations(&policy_testdata("alg-challenge-bmp.csr")),
             ["dev-team"]
         );
+    }
+
+    #[test]
+    fn uri_sans_are_checked_as_go_checks_them() {
+        use go_csr::check_uri_for_test as check;
+        assert!(check("spiffe://cluster.local/ns/a/sa/b").is_ok());
+        assert!(check("urn:a//b.").is_ok());
+        assert!(check("https://[fd00::1]:443/x").is_ok());
+        for bad in [
+            "spiffe://a\x01b/x",
+            "https://a/%zz",
+            ":nothing",
+            "https://a:port/",
+            "https://[fd00::1/",
+            "spiffe://cluster.local./x",
+            "spiffe://a..b/x",
+        ] {
+            assert!(check(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
