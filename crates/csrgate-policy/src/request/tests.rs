@@ -456,21 +456,17 @@ fn refuses_a_second_pem_block_or_trailing_text() {
 
 #[test]
 fn refuses_non_canonical_base64() {
-    // The same DER with a non-zero padding bit: another text for the same bytes.
-    let der = Der::new().build();
-    let pem = pem_of(&der);
-    let body_end = pem.rfind("\n-----END").unwrap();
-    let last = &pem[..body_end];
-    let bad = if last.ends_with("==") {
-        let i = last.len() - 3;
-        let c = last.as_bytes()[i];
-        let flipped = if c == b'A' { 'B' } else { 'A' };
-        format!("{}{}{}", &pem[..i], flipped, &pem[i + 1..])
-    } else {
-        // No padding: the test is moot for this length; append a stray '='.
-        format!("{}={}", &pem[..body_end], &pem[body_end..])
+    // "AA==" is the one canonical text of the byte 0x00; "AB==" sets a padding bit (RFC 4648
+    // §3.5) and would be another text for the same byte.
+    let pem = |body: &str| {
+        format!("-----BEGIN CERTIFICATE REQUEST-----\n{body}\n-----END CERTIFICATE REQUEST-----\n")
     };
-    assert_err(parse_request(bad.as_bytes()), |e| {
+    assert_eq!(decode_pem(pem("AA==").as_bytes()).unwrap(), [0]);
+    assert_err(
+        parse_request(pem("AB==").as_bytes()),
+        |e| matches!(e, RequestError::NotPem(m) if m.contains("canonical base64")),
+    );
+    assert_err(parse_request(pem("AA=").as_bytes()), |e| {
         matches!(e, RequestError::NotPem(_))
     });
 }
