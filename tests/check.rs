@@ -207,3 +207,110 @@ fn crd_command_prints_the_committed_crd() {
         .unwrap()
     );
 }
+
+/// The decision `csrgate check --output json` prints for one CSR: (decision, reason, message).
+fn check_case(policy: &str, node: Option<&str>, csr: &str) -> (String, String, String) {
+    let mut command = csrgate();
+    command.args(["check", "--policy", policy, "--output", "json"]);
+    if let Some(node) = node {
+        command.args(["--node", node]);
+    }
+    let (code, stdout, stderr) = run(command.arg(csr));
+    assert_eq!(code, 0, "{csr}: {stderr}");
+    let parsed: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let field = |name: &str| parsed[0][name].as_str().unwrap_or_default().to_owned();
+    (field("decision"), field("reason"), field("message"))
+}
+
+/// Issue #11, case dns-uppercase: a SAN in upper case is the API server's name to every TLS
+/// client, so a deny-list written in lower case must catch it.
+#[test]
+fn issue_11_an_upper_case_dns_san_is_compared_as_tls_compares_it() {
+    let case = "tests/cases/dns-uppercase";
+    let policy = format!("{case}/policy.yaml");
+    let node = format!("{case}/node.yaml");
+    let (decision, reason, message) = check_case(
+        &policy,
+        Some(&node),
+        &format!("{case}/worker-1-upper-svc.yaml"),
+    );
+    assert_eq!(
+        (decision.as_str(), reason.as_str()),
+        ("Denied", "PolicyDenied"),
+        "{message}"
+    );
+    assert!(message.contains("kubernetes.default.svc"), "{message}");
+    let (decision, _, message) =
+        check_case(&policy, Some(&node), &format!("{case}/worker-1-plain.yaml"));
+    assert_eq!(decision, "Approved", "{message}");
+}
+
+/// Issue #11, case ipv4-mapped: `::ffff:10.96.0.1` is `10.96.0.1` to Go clients.
+#[test]
+fn issue_11_an_ipv4_mapped_san_is_shown_as_ipv4() {
+    let case = "tests/cases/ipv4-mapped";
+    let policy = format!("{case}/policy.yaml");
+    for csr in ["ip-v4mapped", "ip-plain"] {
+        let (decision, reason, message) = check_case(&policy, None, &format!("{case}/{csr}.yaml"));
+        assert_eq!(
+            (decision.as_str(), reason.as_str()),
+            ("Denied", "PolicyDenied"),
+            "{csr}: {message}"
+        );
+    }
+}
+
+/// Issue #11, case utf8-dnsname: raw UTF-8 in a dNSName is not an IA5String; the request is
+/// invalid, and the message names the SAN.
+#[test]
+fn issue_11_a_dns_san_with_raw_utf8_is_an_invalid_request() {
+    let case = "tests/cases/utf8-dnsname";
+    let policy = format!("{case}/policy.yaml");
+    let (decision, reason, message) =
+        check_case(&policy, None, &format!("{case}/web-idn-utf8.yaml"));
+    assert_eq!(
+        (decision.as_str(), reason.as_str()),
+        ("Denied", "InvalidRequest"),
+        "{message}"
+    );
+    assert!(
+        message.contains("dNSName") && message.contains("non-ASCII"),
+        "{message}"
+    );
+    let (decision, _, message) = check_case(&policy, None, &format!("{case}/web-idn-alabel.yaml"));
+    assert_eq!(decision, "Approved", "{message}");
+}
+
+/// Issue #11, case ipv6-node: the Node spells its address `fd00:10:0:0:0:0:0:b`, the request
+/// `fd00:10::b`; the kubelet-serving example compares addresses by value and approves.
+#[test]
+fn issue_11_the_kubelet_serving_example_compares_node_ips_by_value() {
+    let case = "tests/cases/ipv6-node";
+    let (decision, reason, message) = check_case(
+        "examples/policies/kubelet-serving.yaml",
+        Some(&format!("{case}/node.yaml")),
+        &format!("{case}/worker-6-dualstack.yaml"),
+    );
+    assert_eq!(
+        (decision.as_str(), reason.as_str()),
+        ("Approved", "PolicyApproved"),
+        "{message}"
+    );
+}
+
+/// Issue #11, case utf8-dnsname, online: the sandbox refuses to create the request with raw
+/// UTF-8 in a dNSName, as kube-apiserver does (Go's parser), and creates its `xn--` twin.
+#[test]
+fn issue_11_the_sandbox_refuses_to_create_a_raw_utf8_dns_name_as_kube_apiserver_does() {
+    let cluster = crate::util::Cluster::start();
+    let case = crate::util::repo("tests/cases/utf8-dnsname");
+    let utf8 = case.join("web-idn-utf8.yaml");
+    let (code, stdout, stderr) = cluster.kubectl(&["create", "-f", utf8.to_str().unwrap()]);
+    assert_ne!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("spec.request") && stderr.contains("x509: SAN dNSName is malformed"),
+        "{stderr}"
+    );
+    let alabel = case.join("web-idn-alabel.yaml");
+    cluster.kubectl_ok(&["create", "-f", alabel.to_str().unwrap()]);
+}

@@ -17,20 +17,8 @@ use crate::util::{Cluster, repo};
 /// Differences kept on purpose: (case, why).
 const KNOWN: &[(&str, &str)] = &[
     (
-        "create: RSA 1024",
-        "the sandbox verifies requests with csrgate's parser, which refuses RSA below 2048 bits (issue 11)",
-    ),
-    (
-        "create: P-521",
-        "the sandbox verifies requests with csrgate's parser, which cannot verify P-521 (issue 11)",
-    ),
-    (
         "status write by a requestor who may not sign",
         "the sandbox authorizes every request (no RBAC, no approve or sign checks): least privilege is proved on the real server (rbac.rs)",
-    ),
-    (
-        "create: raw UTF-8 dNSName",
-        "csrgate's parser reads a dNSName with raw UTF-8 that Go's refuses (issue 11)",
     ),
 ];
 

@@ -494,7 +494,11 @@ validations:
 
     #[test]
     fn an_unreadable_request_is_denied_as_invalid_request() {
-        for file in ["jane-forged.csr", "jane-rsa1024.csr"] {
+        for file in [
+            "jane-forged.csr",
+            "alg-rsa512-sha256.csr",
+            "alg-rsa2048-sha1.csr",
+        ] {
             let decision = decide(
                 &[admins("")],
                 &CsrBuilder::new().request(file).build(),

@@ -4,6 +4,12 @@
 //! cannot read completely: a second PEM block or trailing bytes, a SAN type it does not model,
 //! two SAN extensions, a signature it cannot verify. Partial answers are never returned.
 //!
+//! It reads every request at least as strictly as kube-apiserver does at create (Go's
+//! `x509.ParseCertificateRequest` and `CheckSignature`, crypto/x509/x509.go and parser.go),
+//! field by field, and stricter where Go is lax (see [`parse_der`]): DER only (`request/der.rs`),
+//! names in the form TLS matches them (`request/names.rs`), the signature algorithms Go
+//! verifies less SHA-1 (`request/verify.rs`).
+//!
 //! # Bounds
 //!
 //! The input is bounded so that the cost of evaluating a policy over it is bounded too:
@@ -13,23 +19,18 @@
 //! | `spec.request` (PEM bytes) | [`MAX_REQUEST_BYTES`] (64 KiB) |
 //! | SAN entries of each type (DNS, IP, email, URI) | [`MAX_SANS_PER_TYPE`] (256) |
 //! | any one string (CN, O, OU, a SAN) | [`MAX_STRING_BYTES`] (1 KiB) |
-//! | subject attributes, requested extensions | [`MAX_SUBJECT_ATTRIBUTES`], [`MAX_EXTENSIONS`] (64 each) |
+//! | subject attributes, requested extensions, request attributes | [`MAX_SUBJECT_ATTRIBUTES`], [`MAX_EXTENSIONS`] (64 each) |
+
+mod der;
+mod names;
+mod verify;
 
 use std::fmt;
-use std::net::IpAddr;
 
 use serde::Serialize;
-use x509_parser::certification_request::X509CertificationRequest;
-use x509_parser::cri_attributes::ParsedCriAttribute;
-use x509_parser::extensions::{GeneralName, ParsedExtension};
-use x509_parser::oid_registry::{
-    OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_NIST_EC_P521,
-    OID_PKCS1_RSAENCRYPTION, OID_PKCS1_SHA1WITHRSA, OID_SHA1_WITH_RSA, OID_SIG_ED25519,
-    OID_X509_COMMON_NAME, OID_X509_EXT_SUBJECT_ALT_NAME, OID_X509_ORGANIZATION_NAME,
-    OID_X509_ORGANIZATIONAL_UNIT,
-};
-use x509_parser::prelude::FromDer;
-use x509_parser::public_key::PublicKey;
+
+use self::der::{Reader, tag};
+use self::names::SanKind;
 
 /// Largest `spec.request` accepted, in bytes of PEM.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
@@ -55,13 +56,15 @@ pub struct ParsedRequest {
     pub organizations: Vec<String>,
     /// The subject's organizational units (OU), in order.
     pub organizational_units: Vec<String>,
-    /// DNS names from the SAN extension.
+    /// DNS names from the SAN extension, lower-cased as TLS clients compare them
+    /// (`kubernetes.default.svc`); a name with a trailing dot or an empty label is refused.
     pub dns_names: Vec<String>,
-    /// IP addresses from the SAN extension, in canonical text (`10.0.0.1`, `2001:db8::1`).
+    /// IP addresses from the SAN extension, in Go's `net.IP.String()` text (`10.0.0.1`,
+    /// `fd00::b`), IPv4-mapped IPv6 addresses as IPv4 (`10.96.0.1`).
     pub ip_addresses: Vec<String>,
-    /// Email addresses from the SAN extension.
+    /// Email addresses from the SAN extension, as written (ASCII, no spaces or controls).
     pub email_addresses: Vec<String>,
-    /// URIs from the SAN extension (e.g. SPIFFE IDs).
+    /// URIs from the SAN extension (e.g. SPIFFE IDs), as written (ASCII, with a scheme).
     pub uris: Vec<String>,
     /// The public key the certificate would carry.
     pub public_key: PublicKeyInfo,
@@ -74,9 +77,10 @@ pub struct ParsedRequest {
 pub struct PublicKeyInfo {
     /// `RSA`, `ECDSA` or `Ed25519`.
     pub algorithm: String,
-    /// Key size in bits: the modulus for RSA, the curve for ECDSA, 256 for Ed25519.
+    /// Key size in bits: the exact bit length of the modulus for RSA (a 3071-bit key is
+    /// 3071), the curve's for ECDSA (224, 256, 384, 521), 256 for Ed25519.
     pub size: i64,
-    /// `P-256`, `P-384` or `P-521` for ECDSA; empty otherwise.
+    /// `P-224`, `P-256`, `P-384` or `P-521` for ECDSA; empty otherwise.
     pub curve: String,
 }
 
@@ -88,7 +92,7 @@ pub enum RequestError {
     /// `spec.request` is larger than [`MAX_REQUEST_BYTES`].
     #[error("request is {0} bytes, more than the {MAX_REQUEST_BYTES}-byte limit")]
     TooLarge(usize),
-    /// No PEM block, or text before the first one.
+    /// No PEM block, text before it, a header, a bad BEGIN/END line or non-canonical base64.
     #[error("request is not a PEM block: {0}")]
     NotPem(String),
     /// The PEM block is labelled something else.
@@ -97,22 +101,30 @@ pub enum RequestError {
     /// Something other than whitespace follows the PEM block.
     #[error("unexpected data after the PEM block")]
     TrailingPem,
-    /// The DER inside the PEM block does not parse as PKCS#10.
+    /// The DER inside the PEM block is not exactly a DER PKCS#10 request.
     #[error("request DER does not parse: {0}")]
     Der(String),
     /// Bytes follow the DER structure inside the PEM block.
     #[error("unexpected {0} bytes after the DER certificate request")]
     TrailingDer(usize),
-    /// The signature does not verify with the request's own key.
+    /// The self-signature does not verify with the request's own key.
     #[error("self-signature does not verify: {0}")]
     Signature(String),
-    /// The public key is not RSA, ECDSA (P-256/P-384/P-521) or Ed25519.
+    /// The signature algorithm is one csrgate does not verify (SHA-1, MD5, unknown), or does
+    /// not fit the key.
+    #[error("unsupported signature algorithm: {0}")]
+    UnsupportedSignature(String),
+    /// The public key is not one csrgate verifies: RSA of 1024 to 16384 bits, ECDSA
+    /// P-224/P-256/P-384/P-521, or Ed25519.
     #[error("unsupported public key: {0}")]
     UnsupportedKey(String),
-    /// A subject attribute is not a readable string, or there are two common names.
+    /// A subject attribute is not a valid string of its type, or there are two common names.
     #[error("subject: {0}")]
     Subject(String),
-    /// More than one extensionRequest attribute, or an extension that does not parse.
+    /// A request attribute is malformed (no value, a challengePassword that is not a string).
+    #[error("attributes: {0}")]
+    Attributes(String),
+    /// The extensionRequest attribute or one of its extensions is malformed or repeated.
     #[error("requested extensions: {0}")]
     Extensions(String),
     /// Two subjectAltName extensions.
@@ -121,7 +133,9 @@ pub enum RequestError {
     /// A SAN of a type csrgate does not model (otherName, directoryName, ...).
     #[error("subjectAltName has an entry of unsupported type {0}")]
     UnsupportedSan(&'static str),
-    /// A SAN entry that is not valid (bad IP length, non-UTF-8 name, ...).
+    /// A SAN entry that is not a valid name: bytes an IA5String name cannot hold (non-ASCII,
+    /// control characters, NUL, spaces), a DNS name with a trailing dot or an empty label, a
+    /// URI without a scheme, an IP address that is not 4 or 16 bytes.
     #[error("subjectAltName entry is invalid: {0}")]
     InvalidSan(String),
     /// A count or length bound was exceeded.
@@ -189,254 +203,540 @@ pub fn parse_request(pem: &[u8]) -> Result<ParsedRequest, RequestError> {
         return Err(RequestError::TooLarge(pem.len()));
     }
     let der = decode_pem(pem)?;
-    let (rest, csr) =
-        X509CertificationRequest::from_der(&der).map_err(|e| RequestError::Der(e.to_string()))?;
-    if !rest.is_empty() {
-        return Err(RequestError::TrailingDer(rest.len()));
+    parse_der(&der)
+}
+
+/// Parses and verifies one DER-encoded PKCS#10 request (RFC 2986 §4), field by field:
+///
+/// ```text
+/// CertificationRequest ::= SEQUENCE {
+///      certificationRequestInfo CertificationRequestInfo,
+///      signatureAlgorithm       AlgorithmIdentifier,
+///      signature                BIT STRING }
+/// CertificationRequestInfo ::= SEQUENCE {
+///      version       INTEGER { v1(0) },
+///      subject       Name,
+///      subjectPKInfo SubjectPublicKeyInfo,
+///      attributes    [0] IMPLICIT SET OF Attribute }
+/// ```
+///
+/// Go's `ParseCertificateRequest` (crypto/x509/x509.go) reads the same structure; each check
+/// below says where csrgate is stricter.
+///
+/// # Errors
+/// See [`parse_request`].
+pub fn parse_der(der: &[u8]) -> Result<ParsedRequest, RequestError> {
+    let bad = |e: der::DerError| RequestError::Der(e.to_string());
+    let mut input = Reader::new(der);
+    let mut request = input
+        .read_nested(tag::SEQUENCE, "CertificationRequest")
+        .map_err(bad)?;
+    if !input.is_empty() {
+        let rest = der.len() - request_len(der);
+        return Err(RequestError::TrailingDer(rest));
     }
-    let public_key = public_key_info(&csr)?;
-    verify_signature(&csr, &public_key)?;
+    let info = request
+        .read(tag::SEQUENCE, "certificationRequestInfo")
+        .map_err(bad)?;
+    let algorithm = request
+        .read(tag::SEQUENCE, "signatureAlgorithm")
+        .map_err(bad)?;
+    let signature = request.read_octet_aligned_bits("signature").map_err(bad)?;
+    request.finish("the signature").map_err(bad)?;
+
+    let mut fields = Reader::new(info.contents);
+    // RFC 2986 §4.1: version is 0 (v1); Go refuses nothing here, csrgate refuses the rest.
+    let version = fields.read_integer("version").map_err(bad)?;
+    if version != [0] {
+        return Err(RequestError::Der(format!(
+            "request version {} is not 0 (RFC 2986 §4.1 defines only v1 = 0)",
+            der::small_unsigned(version).map_or_else(|| "(large)".to_owned(), |v| v.to_string())
+        )));
+    }
+    let subject = fields.read(tag::SEQUENCE, "subject").map_err(bad)?;
+    let spki = fields.read(tag::SEQUENCE, "subjectPKInfo").map_err(bad)?;
+    // RFC 2986 §4.1: attributes is not OPTIONAL; an empty set is written `a0 00`.
+    let attributes = fields.read(0xa0, "attributes").map_err(bad)?;
+    fields.finish("the attributes").map_err(bad)?;
+
+    let (public_key, key) = verify::read_public_key(spki)?;
+    let algorithm = verify::read_signature_algorithm(algorithm)?;
+    verify::verify(algorithm, &key, info.encoding, signature)?;
 
     let mut parsed = ParsedRequest {
         public_key,
         ..ParsedRequest::default()
     };
-    read_subject(&csr, &mut parsed)?;
-    read_extensions(&csr, &mut parsed)?;
+    read_subject(subject.contents, &mut parsed)?;
+    read_attributes(attributes.contents, &mut parsed)?;
     Ok(parsed)
 }
 
-/// Exactly one PEM block labelled `CERTIFICATE REQUEST`, with only whitespace around it.
+/// The length of the first DER element of `der`, for the trailing-bytes message.
+fn request_len(der: &[u8]) -> usize {
+    Reader::new(der)
+        .read_any()
+        .map_or(der.len(), |element| element.encoding.len())
+}
+
+/// Exactly one PEM block labelled `CERTIFICATE REQUEST` (RFC 7468 §7), with only whitespace
+/// around it, and nothing else in it.
+///
+/// Go's `pem.Decode` (encoding/pem), which kube-apiserver uses, skips text before the block,
+/// ignores text after it and accepts `Key: value` headers; csrgate refuses all three, and
+/// requires the BEGIN and END lines to be exactly RFC 7468's, so what an auditor sees in the
+/// manifest is all there is. The base64 must be canonical (RFC 4648 §3.5 padding bits zero).
 fn decode_pem(pem: &[u8]) -> Result<Vec<u8>, RequestError> {
+    use base64::Engine as _;
     let text = std::str::from_utf8(pem)
         .map_err(|_| RequestError::NotPem("request is not UTF-8 text".into()))?;
-    let trimmed = text.trim_start();
-    if !trimmed.starts_with("-----BEGIN ") {
+    let begin = format!("-----BEGIN {PEM_LABEL}-----");
+    let end = format!("-----END {PEM_LABEL}-----");
+    let trimmed = text.trim_matches(|c: char| c.is_ascii_whitespace());
+    // Lines end in LF or CRLF; Go trims trailing spaces and tabs from each, and so does this.
+    let mut lines = trimmed
+        .split('\n')
+        .map(|line| line.trim_end_matches(['\r', ' ', '\t']));
+    let first = lines.next().unwrap_or_default();
+    if !first.starts_with("-----BEGIN ") {
         return Err(RequestError::NotPem(
             "no \"-----BEGIN\" line at the start".into(),
         ));
     }
-    let (rest, block) = x509_parser::pem::parse_x509_pem(trimmed.as_bytes())
-        .map_err(|e| RequestError::NotPem(e.to_string()))?;
-    if block.label != PEM_LABEL {
-        return Err(RequestError::WrongPemLabel(block.label));
+    if first != begin {
+        let label = first
+            .strip_prefix("-----BEGIN ")
+            .and_then(|rest| rest.strip_suffix("-----"))
+            .unwrap_or(first);
+        return Err(RequestError::WrongPemLabel(label.to_owned()));
     }
-    if !rest.iter().all(u8::is_ascii_whitespace) {
-        return Err(RequestError::TrailingPem);
-    }
-    Ok(block.contents)
-}
-
-fn public_key_info(csr: &X509CertificationRequest<'_>) -> Result<PublicKeyInfo, RequestError> {
-    let spki = &csr.certification_request_info.subject_pki;
-    let algorithm = &spki.algorithm.algorithm;
-    if *algorithm == OID_PKCS1_RSAENCRYPTION {
-        let Ok(PublicKey::RSA(rsa)) = spki.parsed() else {
-            return Err(RequestError::UnsupportedKey(
-                "RSA key does not parse".into(),
-            ));
-        };
-        return Ok(PublicKeyInfo {
-            algorithm: "RSA".into(),
-            size: i64::try_from(rsa.key_size()).unwrap_or(i64::MAX),
-            curve: String::new(),
-        });
-    }
-    if *algorithm == OID_KEY_TYPE_EC_PUBLIC_KEY {
-        let curve = spki
-            .algorithm
-            .parameters
-            .as_ref()
-            .and_then(|p| p.as_oid().ok())
-            .ok_or_else(|| {
-                RequestError::UnsupportedKey("ECDSA key without a named curve".into())
-            })?;
-        let (name, size) = if curve == OID_EC_P256 {
-            ("P-256", 256)
-        } else if curve == OID_NIST_EC_P384 {
-            ("P-384", 384)
-        } else if curve == OID_NIST_EC_P521 {
-            ("P-521", 521)
-        } else {
-            return Err(RequestError::UnsupportedKey(format!("ECDSA curve {curve}")));
-        };
-        return Ok(PublicKeyInfo {
-            algorithm: "ECDSA".into(),
-            size,
-            curve: name.into(),
-        });
-    }
-    if *algorithm == OID_SIG_ED25519 {
-        return Ok(PublicKeyInfo {
-            algorithm: "Ed25519".into(),
-            size: 256,
-            curve: String::new(),
-        });
-    }
-    Err(RequestError::UnsupportedKey(format!(
-        "algorithm {algorithm}"
-    )))
-}
-
-fn verify_signature(
-    csr: &X509CertificationRequest<'_>,
-    key: &PublicKeyInfo,
-) -> Result<(), RequestError> {
-    let signature_algorithm = &csr.signature_algorithm.algorithm;
-    if *signature_algorithm == OID_PKCS1_SHA1WITHRSA || *signature_algorithm == OID_SHA1_WITH_RSA {
-        return Err(RequestError::Signature(
-            "SHA-1 signatures are not accepted".into(),
-        ));
-    }
-    if key.algorithm == "RSA" && key.size < 2048 {
-        return Err(RequestError::Signature(format!(
-            "RSA key of {} bits is below the 2048-bit minimum csrgate verifies",
-            key.size
-        )));
-    }
-    if key.curve == "P-521" {
-        return Err(RequestError::Signature(
-            "ECDSA P-521 signatures cannot be verified".into(),
-        ));
-    }
-    csr.verify_signature().map_err(|e| {
-        RequestError::Signature(match e {
-            x509_parser::error::X509Error::SignatureUnsupportedAlgorithm => {
-                format!("unsupported signature algorithm {signature_algorithm}")
-            }
-            other => other.to_string(),
-        })
-    })
-}
-
-fn read_subject(
-    csr: &X509CertificationRequest<'_>,
-    parsed: &mut ParsedRequest,
-) -> Result<(), RequestError> {
-    let subject = &csr.certification_request_info.subject;
-    let count = subject.iter_attributes().count();
-    check_limit("subject attributes", count, MAX_SUBJECT_ATTRIBUTES)?;
-    for attribute in subject.iter_attributes() {
-        let oid = attribute.attr_type();
-        let target = if *oid == OID_X509_COMMON_NAME {
-            None
-        } else if *oid == OID_X509_ORGANIZATION_NAME {
-            Some(&mut parsed.organizations)
-        } else if *oid == OID_X509_ORGANIZATIONAL_UNIT {
-            Some(&mut parsed.organizational_units)
-        } else {
-            continue;
-        };
-        let value = attribute
-            .as_str()
-            .map_err(|_| RequestError::Subject(format!("attribute {oid} is not a string")))?;
-        check_string(&format!("subject attribute {oid}"), value)?;
-        match target {
-            Some(list) => list.push(value.to_owned()),
-            None if parsed.common_name.is_empty() => value.clone_into(&mut parsed.common_name),
-            None => return Err(RequestError::Subject("more than one common name".into())),
+    let mut body = String::with_capacity(trimmed.len());
+    let mut ended = false;
+    for line in lines.by_ref() {
+        if line == end {
+            ended = true;
+            break;
         }
-    }
-    Ok(())
-}
-
-fn read_extensions(
-    csr: &X509CertificationRequest<'_>,
-    parsed: &mut ParsedRequest,
-) -> Result<(), RequestError> {
-    let mut requests = csr
-        .certification_request_info
-        .iter_attributes()
-        .filter_map(|attribute| match attribute.parsed_attribute() {
-            ParsedCriAttribute::ExtensionRequest(request) => Some(request),
-            _ => None,
-        });
-    let Some(request) = requests.next() else {
-        return Ok(());
-    };
-    if requests.next().is_some() {
-        return Err(RequestError::Extensions(
-            "more than one extensionRequest attribute".into(),
-        ));
-    }
-    check_limit(
-        "requested extensions",
-        request.extensions.len(),
-        MAX_EXTENSIONS,
-    )?;
-    let mut seen_san = false;
-    for extension in &request.extensions {
-        parsed.extensions.push(extension.oid.to_id_string());
-        if extension.oid != OID_X509_EXT_SUBJECT_ALT_NAME {
-            continue;
-        }
-        if seen_san {
-            return Err(RequestError::DuplicateSan);
-        }
-        seen_san = true;
-        match extension.parsed_extension() {
-            ParsedExtension::SubjectAlternativeName(san) => {
-                for name in &san.general_names {
-                    read_general_name(name, parsed)?;
-                }
-            }
-            ParsedExtension::ParseError { error } => {
-                return Err(RequestError::InvalidSan(error.to_string()));
-            }
-            other => {
-                return Err(RequestError::InvalidSan(format!(
-                    "unexpected content {other:?}"
-                )));
-            }
-        }
-    }
-    Ok(())
-}
-
-fn read_general_name(
-    name: &GeneralName<'_>,
-    parsed: &mut ParsedRequest,
-) -> Result<(), RequestError> {
-    let (kind, list, value) = match name {
-        GeneralName::DNSName(dns) => ("DNS names", &mut parsed.dns_names, (*dns).to_owned()),
-        GeneralName::RFC822Name(email) => (
-            "email addresses",
-            &mut parsed.email_addresses,
-            (*email).to_owned(),
-        ),
-        GeneralName::URI(uri) => ("URIs", &mut parsed.uris, (*uri).to_owned()),
-        GeneralName::IPAddress(bytes) => {
-            ("IP addresses", &mut parsed.ip_addresses, ip_text(bytes)?)
-        }
-        GeneralName::OtherName(..) => return Err(RequestError::UnsupportedSan("otherName")),
-        GeneralName::X400Address(_) => return Err(RequestError::UnsupportedSan("x400Address")),
-        GeneralName::DirectoryName(_) => return Err(RequestError::UnsupportedSan("directoryName")),
-        GeneralName::EDIPartyName(_) => return Err(RequestError::UnsupportedSan("ediPartyName")),
-        GeneralName::RegisteredID(_) => return Err(RequestError::UnsupportedSan("registeredID")),
-        GeneralName::Invalid(tag, _) => {
-            return Err(RequestError::InvalidSan(format!(
-                "entry with tag {tag} does not parse"
+        if line.starts_with("-----") {
+            return Err(RequestError::NotPem(format!(
+                "{line:?} where \"{end}\" was expected"
             )));
         }
-    };
-    check_string(kind, &value)?;
-    list.push(value);
-    check_limit(kind, list.len(), MAX_SANS_PER_TYPE)
+        if let Some(b) = line
+            .bytes()
+            .find(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=')))
+        {
+            return Err(RequestError::NotPem(format!(
+                "byte {b:#04x} in the PEM body is not base64 (PEM headers are not accepted)"
+            )));
+        }
+        body.push_str(line);
+    }
+    if !ended {
+        return Err(RequestError::NotPem(format!("no \"{end}\" line")));
+    }
+    if lines.next().is_some() {
+        return Err(RequestError::TrailingPem);
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(body.as_bytes())
+        .map_err(|e| RequestError::NotPem(format!("PEM body is not canonical base64: {e}")))
 }
 
-/// Canonical text of a 4- or 16-byte SAN IP address; anything else (e.g. a CIDR-style
-/// 8-byte value, which belongs in name constraints, not a SAN) is refused.
-fn ip_text(bytes: &[u8]) -> Result<String, RequestError> {
-    let address = match bytes.len() {
-        4 => IpAddr::from(<[u8; 4]>::try_from(bytes).map_err(|_| invalid_ip(bytes))?),
-        16 => IpAddr::from(<[u8; 16]>::try_from(bytes).map_err(|_| invalid_ip(bytes))?),
-        _ => return Err(invalid_ip(bytes)),
-    };
-    Ok(address.to_string())
+/// DER contents of the OIDs the parser looks for.
+mod oid {
+    /// id-at-commonName (X.520).
+    pub(super) const COMMON_NAME: &[u8] = &[0x55, 0x04, 0x03];
+    /// id-at-organizationName.
+    pub(super) const ORGANIZATION: &[u8] = &[0x55, 0x04, 0x0a];
+    /// id-at-organizationalUnitName.
+    pub(super) const ORGANIZATIONAL_UNIT: &[u8] = &[0x55, 0x04, 0x0b];
+    /// id-ce-subjectAltName (RFC 5280 §4.2.1.6).
+    pub(super) const SUBJECT_ALT_NAME: &[u8] = &[0x55, 0x1d, 0x11];
+    /// pkcs-9-at-extensionRequest (RFC 2985 §5.4.2).
+    pub(super) const EXTENSION_REQUEST: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 1, 9, 14];
+    /// pkcs-9-at-challengePassword (RFC 2985 §5.4.1).
+    pub(super) const CHALLENGE_PASSWORD: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 1, 9, 7];
+    /// pkcs-9-at-unstructuredName (RFC 2985, a PKCS9String: IA5String or DirectoryString).
+    pub(super) const UNSTRUCTURED_NAME: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 1, 9, 2];
 }
 
-fn invalid_ip(bytes: &[u8]) -> RequestError {
-    RequestError::InvalidSan(format!("IP address of {} bytes", bytes.len()))
+/// The text of an ASN.1 character string, checked against what its type allows, as Go's
+/// `parseASN1String` (crypto/x509/parser.go) reads it: a string whose bytes its type forbids
+/// makes Go refuse the whole request, so it makes csrgate refuse it too.
+///
+/// Returns `None` for a tag that is not one of the string types Go reads.
+///
+/// # Errors
+/// The bytes are not valid for the type: PrintableString outside its set (X.680 §41.4; Go
+/// also allows `*` and `&`, and so does csrgate, to read names as Kubernetes does), UTF8String
+/// not UTF-8, IA5String not ASCII, NumericString not digits and space, BMPString of odd
+/// length or holding surrogates or non-characters. TeletexString is read as Latin-1, as Go
+/// reads it, so the policy sees the text Kubernetes puts in the certificate.
+fn decode_string(tag_byte: u8, bytes: &[u8]) -> Option<Result<String, String>> {
+    let result = match tag_byte {
+        tag::UTF8_STRING => std::str::from_utf8(bytes)
+            .map(str::to_owned)
+            .map_err(|_| "UTF8String is not valid UTF-8".to_owned()),
+        tag::PRINTABLE_STRING => {
+            let printable = |b: u8| {
+                b.is_ascii_alphanumeric()
+                    || matches!(
+                        b,
+                        b' ' | b'\''
+                            | b'('
+                            | b')'
+                            | b'+'
+                            | b','
+                            | b'-'
+                            | b'.'
+                            | b'/'
+                            | b':'
+                            | b'='
+                            | b'?'
+                            | b'*'
+                            | b'&'
+                    )
+            };
+            match bytes.iter().find(|b| !printable(**b)) {
+                Some(b) => Err(format!("PrintableString has forbidden byte {b:#04x}")),
+                None => Ok(bytes.iter().map(|&b| char::from(b)).collect()),
+            }
+        }
+        tag::IA5_STRING => match bytes.iter().find(|b| !b.is_ascii()) {
+            Some(b) => Err(format!("IA5String has non-ASCII byte {b:#04x}")),
+            None => Ok(bytes.iter().map(|&b| char::from(b)).collect()),
+        },
+        tag::NUMERIC_STRING => match bytes.iter().find(|b| !(b.is_ascii_digit() || **b == b' ')) {
+            Some(b) => Err(format!("NumericString has forbidden byte {b:#04x}")),
+            None => Ok(bytes.iter().map(|&b| char::from(b)).collect()),
+        },
+        tag::TELETEX_STRING => Ok(bytes.iter().map(|&b| char::from(b)).collect()),
+        tag::BMP_STRING => decode_bmp(bytes),
+        _ => return None,
+    };
+    Some(result)
+}
+
+/// BMPString (UCS-2) as Go reads it: even length, one trailing NUL terminator dropped, no
+/// surrogates (D800–DFFF) or non-characters (FFFE, FFFF, FDD0–FDEF).
+fn decode_bmp(bytes: &[u8]) -> Result<String, String> {
+    if !bytes.len().is_multiple_of(2) {
+        return Err("BMPString of odd length".into());
+    }
+    let bytes = bytes.strip_suffix(&[0, 0]).unwrap_or(bytes);
+    let mut text = String::with_capacity(bytes.len() / 2);
+    for pair in bytes.chunks_exact(2) {
+        let unit = u16::from_be_bytes([pair[0], pair[1]]);
+        let forbidden = (0xd800..=0xdfff).contains(&unit)
+            || (0xfdd0..=0xfdef).contains(&unit)
+            || unit >= 0xfffe;
+        match char::from_u32(u32::from(unit)) {
+            Some(c) if !forbidden => text.push(c),
+            _ => return Err(format!("BMPString has forbidden code unit {unit:#06x}")),
+        }
+    }
+    Ok(text)
+}
+
+/// UniversalString (UCS-4): valid for a challengePassword (RFC 2985 DirectoryString), but not
+/// read by Go in a name.
+fn decode_universal(bytes: &[u8]) -> Result<String, String> {
+    if !bytes.len().is_multiple_of(4) {
+        return Err("UniversalString length is not a multiple of 4".into());
+    }
+    bytes
+        .chunks_exact(4)
+        .map(|q| {
+            char::from_u32(u32::from_be_bytes([q[0], q[1], q[2], q[3]]))
+                .ok_or_else(|| "UniversalString has an invalid code point".to_owned())
+        })
+        .collect()
+}
+
+/// Reads the subject Name (RFC 5280 §4.1.2.4): `SEQUENCE OF SET SIZE (1..MAX) OF
+/// AttributeTypeAndValue`.
+///
+/// Every string value is checked against its type, as Go checks them. CN, O and OU, which
+/// the `x509` variable shows, must be one of the string types Go reads: a CN Go cannot read
+/// is dropped from the certificate Kubernetes issues, so a policy must not approve it.
+/// csrgate also refuses a second CN (Go keeps the last; a policy would see the first) and
+/// empty RDN sets (X.501 requires at least one value).
+fn read_subject(contents: &[u8], parsed: &mut ParsedRequest) -> Result<(), RequestError> {
+    let bad = |e: der::DerError| RequestError::Subject(e.to_string());
+    let mut rdns = Reader::new(contents);
+    let mut count = 0usize;
+    while !rdns.is_empty() {
+        let mut set = rdns
+            .read_nested(tag::SET, "RelativeDistinguishedName")
+            .map_err(bad)?;
+        if set.is_empty() {
+            return Err(RequestError::Subject(
+                "empty RelativeDistinguishedName set".into(),
+            ));
+        }
+        while !set.is_empty() {
+            count += 1;
+            check_limit("subject attributes", count, MAX_SUBJECT_ATTRIBUTES)?;
+            let mut attribute = set
+                .read_nested(tag::SEQUENCE, "AttributeTypeAndValue")
+                .map_err(bad)?;
+            let oid = attribute.read_oid("attribute type").map_err(bad)?;
+            let value = attribute.read_any().map_err(bad)?;
+            attribute.finish("the attribute value").map_err(bad)?;
+            let text = match decode_string(value.tag, value.contents) {
+                Some(Ok(text)) => Some(text),
+                Some(Err(why)) => {
+                    return Err(RequestError::Subject(format!("attribute {oid}: {why}")));
+                }
+                None => None,
+            };
+            let target = match oid.contents() {
+                oid::COMMON_NAME => None,
+                oid::ORGANIZATION => Some(&mut parsed.organizations),
+                oid::ORGANIZATIONAL_UNIT => Some(&mut parsed.organizational_units),
+                _ => continue,
+            };
+            let Some(text) = text else {
+                return Err(RequestError::Subject(format!(
+                    "attribute {oid} is not a string of a type Kubernetes reads (tag {:#04x})",
+                    value.tag
+                )));
+            };
+            check_string(&format!("subject attribute {oid}"), &text)?;
+            match target {
+                Some(list) => list.push(text),
+                None if parsed.common_name.is_empty() => parsed.common_name = text,
+                None => return Err(RequestError::Subject("more than one common name".into())),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads the request's attributes (RFC 2986 §4.1): `SET OF SEQUENCE { type OID, values SET
+/// SIZE (1..MAX) OF ANY }`.
+///
+/// Go's `parseCSRExtensions` skips attributes that do not parse, reads the first value of
+/// every extensionRequest and ignores the rest. csrgate refuses instead: an attribute that is
+/// not well-formed, an extensionRequest with more or fewer than one value (RFC 2985 §5.4.2:
+/// SINGLE VALUE), a second extensionRequest, and a challengePassword that is not one
+/// DirectoryString (RFC 2985 §5.4.1; PrintableString, UTF8String, BMPString, TeletexString or
+/// UniversalString are all valid). Other attributes are kept out of the `x509` variable;
+/// Kubernetes ignores them when it signs.
+fn read_attributes(contents: &[u8], parsed: &mut ParsedRequest) -> Result<(), RequestError> {
+    let bad = |e: der::DerError| RequestError::Attributes(e.to_string());
+    let mut attributes = Reader::new(contents);
+    let mut seen_extension_request = false;
+    let mut count = 0usize;
+    while !attributes.is_empty() {
+        count += 1;
+        check_limit("attributes", count, MAX_EXTENSIONS)?;
+        let mut attribute = attributes
+            .read_nested(tag::SEQUENCE, "Attribute")
+            .map_err(bad)?;
+        let oid = attribute.read_oid("attribute type").map_err(bad)?;
+        let mut values_reader = attribute
+            .read_nested(tag::SET, "attribute values")
+            .map_err(bad)?;
+        attribute.finish("the attribute values").map_err(bad)?;
+        let mut values = Vec::new();
+        while !values_reader.is_empty() {
+            values.push(values_reader.read_any().map_err(bad)?);
+        }
+        if values.is_empty() {
+            return Err(RequestError::Attributes(format!(
+                "attribute {oid} has no value (RFC 2986 §4.1 requires at least one)"
+            )));
+        }
+        match oid.contents() {
+            oid::EXTENSION_REQUEST => {
+                if seen_extension_request {
+                    return Err(RequestError::Extensions(
+                        "more than one extensionRequest attribute".into(),
+                    ));
+                }
+                seen_extension_request = true;
+                let [value] = values.as_slice() else {
+                    return Err(RequestError::Extensions(format!(
+                        "the extensionRequest attribute has {} values; it is single-valued (RFC 2985 §5.4.2)",
+                        values.len()
+                    )));
+                };
+                if value.tag != tag::SEQUENCE {
+                    return Err(RequestError::Extensions(format!(
+                        "extensionRequest value has tag {:#04x}, not a SEQUENCE of extensions",
+                        value.tag
+                    )));
+                }
+                read_extensions(value.contents, parsed)?;
+            }
+            oid::CHALLENGE_PASSWORD | oid::UNSTRUCTURED_NAME => {
+                let name = if oid.is(oid::CHALLENGE_PASSWORD) {
+                    "challengePassword"
+                } else {
+                    "unstructuredName"
+                };
+                if oid.is(oid::CHALLENGE_PASSWORD) && values.len() != 1 {
+                    return Err(RequestError::Attributes(format!(
+                        "{name} has {} values; it is single-valued (RFC 2985 §5.4.1)",
+                        values.len()
+                    )));
+                }
+                for value in &values {
+                    let text = match value.tag {
+                        tag::UNIVERSAL_STRING => Some(decode_universal(value.contents)),
+                        // IA5String is a PKCS9String for unstructuredName, not a DirectoryString.
+                        tag::IA5_STRING if oid.is(oid::CHALLENGE_PASSWORD) => None,
+                        tag::NUMERIC_STRING => None,
+                        other => decode_string(other, value.contents),
+                    };
+                    match text {
+                        Some(Ok(_)) => {}
+                        Some(Err(why)) => {
+                            return Err(RequestError::Attributes(format!("{name}: {why}")));
+                        }
+                        None => {
+                            return Err(RequestError::Attributes(format!(
+                                "{name} value has tag {:#04x}, not a DirectoryString",
+                                value.tag
+                            )));
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Reads `Extensions ::= SEQUENCE SIZE (1..MAX) OF Extension` (RFC 5280 §4.1).
+///
+/// Refused beyond Go (whose CSR parser keeps duplicates and reads each SAN extension, the
+/// last winning): an empty list, two extensions with one OID (RFC 5280 §4.2: "MUST NOT
+/// include more than one instance of a particular extension"), `critical` written as FALSE
+/// (DER omits a DEFAULT), bytes after the value inside an Extension, and an extnValue that
+/// is not exactly one DER element.
+fn read_extensions(contents: &[u8], parsed: &mut ParsedRequest) -> Result<(), RequestError> {
+    let bad = |e: der::DerError| RequestError::Extensions(e.to_string());
+    let mut extensions = Reader::new(contents);
+    if extensions.is_empty() {
+        return Err(RequestError::Extensions(
+            "empty list of requested extensions".into(),
+        ));
+    }
+    let mut seen: Vec<Vec<u8>> = Vec::new();
+    while !extensions.is_empty() {
+        let mut extension = extensions
+            .read_nested(tag::SEQUENCE, "Extension")
+            .map_err(bad)?;
+        let oid = extension.read_oid("extnID").map_err(bad)?;
+        if extension.peek_tag() == Some(tag::BOOLEAN)
+            && !extension.read_boolean("critical").map_err(bad)?
+        {
+            return Err(RequestError::Extensions(format!(
+                "extension {oid}: critical written as FALSE, its default (not DER)"
+            )));
+        }
+        let value = extension
+            .read(tag::OCTET_STRING, "extnValue")
+            .map_err(|e| RequestError::Extensions(format!("extension {oid}: {e}")))?;
+        extension
+            .finish("extnValue")
+            .map_err(|e| RequestError::Extensions(format!("extension {oid}: {e}")))?;
+        let is_san = oid.is(oid::SUBJECT_ALT_NAME);
+        if seen.iter().any(|s| s == oid.contents()) {
+            return Err(if is_san {
+                RequestError::DuplicateSan
+            } else {
+                RequestError::Extensions(format!("extension {oid} appears twice"))
+            });
+        }
+        seen.push(oid.contents().to_vec());
+        check_limit("requested extensions", seen.len(), MAX_EXTENSIONS)?;
+        let mut inner = Reader::new(value.contents);
+        let element = inner
+            .read_any()
+            .map_err(|e| RequestError::Extensions(format!("extension {oid} value: {e}")))?;
+        inner
+            .finish("the extension value")
+            .map_err(|e| RequestError::Extensions(format!("extension {oid} value: {e}")))?;
+        if is_san {
+            if element.tag != tag::SEQUENCE {
+                return Err(RequestError::InvalidSan(
+                    "subjectAltName value is not a SEQUENCE of GeneralName".into(),
+                ));
+            }
+            read_general_names(element.contents, parsed)?;
+        }
+        parsed.extensions.push(oid.to_string());
+    }
+    Ok(())
+}
+
+/// Reads `GeneralNames ::= SEQUENCE SIZE (1..MAX) OF GeneralName` (RFC 5280 §4.2.1.6) into
+/// the canonical forms of [`names`].
+fn read_general_names(contents: &[u8], parsed: &mut ParsedRequest) -> Result<(), RequestError> {
+    let mut names_reader = Reader::new(contents);
+    if names_reader.is_empty() {
+        return Err(RequestError::InvalidSan(
+            "subjectAltName has no names (RFC 5280 §4.2.1.6: SIZE (1..MAX))".into(),
+        ));
+    }
+    while !names_reader.is_empty() {
+        let name = names_reader
+            .read_any()
+            .map_err(|e| RequestError::InvalidSan(e.to_string()))?;
+        let (kind, list, value) = match name.tag {
+            // [1] rfc822Name, [2] dNSName, [6] uniformResourceIdentifier: IA5String, primitive.
+            0x81 | 0x82 | 0x86 => {
+                let kind = match name.tag {
+                    0x81 => SanKind::Email,
+                    0x82 => SanKind::Dns,
+                    _ => SanKind::Uri,
+                };
+                let text =
+                    names::check_ia5_name(kind, name.contents).map_err(RequestError::InvalidSan)?;
+                check_string(kind.name(), text)?;
+                match kind {
+                    SanKind::Dns => (
+                        "DNS names",
+                        &mut parsed.dns_names,
+                        names::canonical_dns_name(text).map_err(RequestError::InvalidSan)?,
+                    ),
+                    SanKind::Email => (
+                        "email addresses",
+                        &mut parsed.email_addresses,
+                        text.to_owned(),
+                    ),
+                    SanKind::Uri => {
+                        names::check_uri(text).map_err(RequestError::InvalidSan)?;
+                        ("URIs", &mut parsed.uris, text.to_owned())
+                    }
+                }
+            }
+            // [7] iPAddress OCTET STRING.
+            0x87 => (
+                "IP addresses",
+                &mut parsed.ip_addresses,
+                names::canonical_ip(name.contents).map_err(RequestError::InvalidSan)?,
+            ),
+            0xa0 => return Err(RequestError::UnsupportedSan("otherName")),
+            0xa3 => return Err(RequestError::UnsupportedSan("x400Address")),
+            0xa4 => return Err(RequestError::UnsupportedSan("directoryName")),
+            0xa5 => return Err(RequestError::UnsupportedSan("ediPartyName")),
+            0x88 => return Err(RequestError::UnsupportedSan("registeredID")),
+            other => {
+                return Err(RequestError::InvalidSan(format!(
+                    "entry with tag {other:#04x} is not a GeneralName"
+                )));
+            }
+        };
+        list.push(value);
+        check_limit(kind, list.len(), MAX_SANS_PER_TYPE)?;
+    }
+    Ok(())
 }
 
 fn check_string(what: &str, value: &str) -> Result<(), RequestError> {
@@ -468,332 +768,4 @@ impl fmt::Display for PublicKeyInfo {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use rcgen::{CertificateParams, CustomExtension, DnType, KeyPair, SanType};
-
-    fn testdata(name: &str) -> Vec<u8> {
-        let path = format!("{}/testdata/{name}", env!("CARGO_MANIFEST_DIR"));
-        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-    }
-
-    /// A CSR builder whose default is a valid request; each setter changes one thing.
-    struct CsrBuilder {
-        params: CertificateParams,
-    }
-
-    impl CsrBuilder {
-        fn new() -> Self {
-            let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-            params.distinguished_name.push(DnType::CommonName, "jane");
-            params
-                .distinguished_name
-                .push(DnType::OrganizationName, "dev-team");
-            Self { params }
-        }
-        fn san(mut self, san: SanType) -> Self {
-            self.params.subject_alt_names.push(san);
-            self
-        }
-        fn extension(mut self, extension: CustomExtension) -> Self {
-            self.params.custom_extensions.push(extension);
-            self
-        }
-        fn der(self) -> Vec<u8> {
-            let key = KeyPair::generate().unwrap();
-            self.params.serialize_request(&key).unwrap().der().to_vec()
-        }
-        fn pem(self) -> Vec<u8> {
-            pem_of(&self.der()).into_bytes()
-        }
-    }
-
-    fn pem_of(der: &[u8]) -> String {
-        use base64::Engine;
-        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-        let lines: Vec<&str> = b64
-            .as_bytes()
-            .chunks(64)
-            .map(|c| std::str::from_utf8(c).unwrap())
-            .collect();
-        format!(
-            "-----BEGIN CERTIFICATE REQUEST-----\n{}\n-----END CERTIFICATE REQUEST-----\n",
-            lines.join("\n")
-        )
-    }
-
-    fn dns(name: &str) -> SanType {
-        SanType::DnsName(name.try_into().unwrap())
-    }
-
-    #[test]
-    fn reads_subject_and_key_of_an_openssl_ecdsa_request() {
-        let parsed = parse_request(&testdata("jane.csr")).unwrap();
-        assert_eq!(parsed.common_name, "jane");
-        assert_eq!(parsed.organizations, ["dev-team"]);
-        assert!(parsed.organizational_units.is_empty());
-        assert_eq!(
-            parsed.public_key,
-            PublicKeyInfo {
-                algorithm: "ECDSA".into(),
-                size: 256,
-                curve: "P-256".into()
-            }
-        );
-    }
-
-    #[test]
-    fn reads_rsa_ed25519_and_p384_keys() {
-        let rsa = parse_request(&testdata("jane-rsa2048.csr")).unwrap();
-        assert_eq!(
-            (rsa.public_key.algorithm.as_str(), rsa.public_key.size),
-            ("RSA", 2048)
-        );
-        let ed = parse_request(&testdata("jane-ed25519.csr")).unwrap();
-        assert_eq!(
-            (ed.public_key.algorithm.as_str(), ed.public_key.size),
-            ("Ed25519", 256)
-        );
-        let p384 = parse_request(&testdata("jane-p384.csr")).unwrap();
-        assert_eq!(p384.public_key.curve, "P-384");
-        assert_eq!(p384.organizational_units, ["platform"]);
-    }
-
-    #[test]
-    fn reads_sans_with_canonical_ip_text() {
-        let parsed = parse_request(&testdata("worker-1-serving.csr")).unwrap();
-        assert_eq!(parsed.dns_names, ["worker-1", "worker-1.cluster.internal"]);
-        assert_eq!(parsed.ip_addresses, ["10.0.0.11", "fd00::b"]);
-        assert_eq!(parsed.extensions, ["2.5.29.17"]);
-        let spiffe = parse_request(&testdata("payments-spiffe.csr")).unwrap();
-        assert_eq!(spiffe.uris, ["spiffe://cluster.local/ns/payments/sa/api"]);
-        let email = parse_request(&testdata("email-san.csr")).unwrap();
-        assert_eq!(email.email_addresses, ["jane@example.com"]);
-    }
-
-    #[test]
-    fn refuses_a_forged_signature() {
-        let err = parse_request(&testdata("jane-forged.csr")).unwrap_err();
-        assert!(matches!(err, RequestError::Signature(_)), "{err}");
-    }
-
-    #[test]
-    fn refuses_rsa_keys_below_2048_bits_with_a_clear_message() {
-        let err = parse_request(&testdata("jane-rsa1024.csr")).unwrap_err();
-        assert!(err.to_string().contains("RSA key of 1024 bits"), "{err}");
-    }
-
-    #[test]
-    fn refuses_text_that_is_not_pem() {
-        let err = parse_request(b"hello").unwrap_err();
-        assert!(matches!(err, RequestError::NotPem(_)), "{err}");
-        let err = parse_request(&[0xff, 0xfe]).unwrap_err();
-        assert!(matches!(err, RequestError::NotPem(_)), "{err}");
-    }
-
-    #[test]
-    fn refuses_a_pem_block_that_is_not_a_certificate_request() {
-        let pem = String::from_utf8(testdata("jane.csr"))
-            .unwrap()
-            .replace("CERTIFICATE REQUEST", "CERTIFICATE");
-        assert_eq!(
-            parse_request(pem.as_bytes()).unwrap_err(),
-            RequestError::WrongPemLabel("CERTIFICATE".into())
-        );
-    }
-
-    #[test]
-    fn refuses_a_second_pem_block_or_trailing_text() {
-        let one = String::from_utf8(testdata("jane.csr")).unwrap();
-        let two = format!("{one}{one}");
-        assert_eq!(
-            parse_request(two.as_bytes()).unwrap_err(),
-            RequestError::TrailingPem
-        );
-        let trailing = format!("{one}garbage");
-        assert_eq!(
-            parse_request(trailing.as_bytes()).unwrap_err(),
-            RequestError::TrailingPem
-        );
-        let leading = format!("garbage\n{one}");
-        assert!(matches!(
-            parse_request(leading.as_bytes()).unwrap_err(),
-            RequestError::NotPem(_)
-        ));
-        // Surrounding whitespace is fine.
-        assert!(parse_request(format!("\n  {one}\n\n").as_bytes()).is_ok());
-    }
-
-    #[test]
-    fn refuses_trailing_bytes_after_the_der() {
-        let mut der = CsrBuilder::new().der();
-        der.extend_from_slice(&[0x05, 0x00]);
-        assert_eq!(
-            parse_request(pem_of(&der).as_bytes()).unwrap_err(),
-            RequestError::TrailingDer(2)
-        );
-    }
-
-    #[test]
-    fn refuses_der_that_is_not_a_request() {
-        let err = parse_request(pem_of(&[0x30, 0x03, 0x02, 0x01, 0x01]).as_bytes()).unwrap_err();
-        assert!(matches!(err, RequestError::Der(_)), "{err}");
-    }
-
-    #[test]
-    fn refuses_two_san_extensions() {
-        // A second SAN extension carrying DNS:evil.example.com ([2] IA5String in a SEQUENCE).
-        let mut content = vec![0x30, 18, 0x82, 16];
-        content.extend_from_slice(b"evil.example.com");
-        let pem = CsrBuilder::new()
-            .san(dns("good.example.com"))
-            .extension(CustomExtension::from_oid_content(&[2, 5, 29, 17], content))
-            .pem();
-        assert_eq!(parse_request(&pem).unwrap_err(), RequestError::DuplicateSan);
-    }
-
-    #[test]
-    fn refuses_san_types_it_does_not_model() {
-        let pem = CsrBuilder::new()
-            .san(SanType::OtherName((
-                vec![1, 3, 6, 1, 4, 1, 311, 20, 2, 3],
-                rcgen::OtherNameValue::Utf8String("jane@corp".into()),
-            )))
-            .pem();
-        assert_eq!(
-            parse_request(&pem).unwrap_err(),
-            RequestError::UnsupportedSan("otherName")
-        );
-    }
-
-    #[test]
-    fn refuses_an_ip_san_of_the_wrong_length() {
-        // [7] OCTET STRING of 8 bytes: an address with a mask, which is not a SAN.
-        let content = vec![0x30, 10, 0x87, 8, 10, 0, 0, 1, 255, 255, 255, 0];
-        let pem = CsrBuilder::new()
-            .extension(CustomExtension::from_oid_content(&[2, 5, 29, 17], content))
-            .pem();
-        assert!(matches!(
-            parse_request(&pem).unwrap_err(),
-            RequestError::InvalidSan(_)
-        ));
-    }
-
-    #[test]
-    fn refuses_more_than_256_sans_of_one_type() {
-        let mut builder = CsrBuilder::new();
-        for i in 0..=MAX_SANS_PER_TYPE {
-            builder = builder.san(dns(&format!("h{i}.example.com")));
-        }
-        let err = parse_request(&builder.pem()).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                RequestError::Limit {
-                    limit: MAX_SANS_PER_TYPE,
-                    ..
-                }
-            ),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn refuses_strings_longer_than_1_kib() {
-        let long = "a".repeat(MAX_STRING_BYTES + 1);
-        let err = parse_request(&CsrBuilder::new().san(dns(&long)).pem()).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                RequestError::Limit {
-                    limit: MAX_STRING_BYTES,
-                    ..
-                }
-            ),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn refuses_requests_larger_than_64_kib() {
-        let big = vec![b' '; MAX_REQUEST_BYTES + 1];
-        assert_eq!(
-            parse_request(&big).unwrap_err(),
-            RequestError::TooLarge(MAX_REQUEST_BYTES + 1)
-        );
-    }
-
-    #[test]
-    fn the_cache_answers_exactly_what_parsing_answers() {
-        for file in ["jane.csr", "jane-forged.csr", "worker-1-serving.csr"] {
-            let bytes = testdata(file);
-            let first = parse_request_cached(&bytes);
-            let second = parse_request_cached(&bytes);
-            assert!(
-                std::sync::Arc::ptr_eq(&first, &second),
-                "{file}: second call is a hit"
-            );
-            assert_eq!(*first, parse_request(&bytes), "{file}");
-        }
-        // One byte more is another request.
-        let mut longer = testdata("jane.csr");
-        longer.extend_from_slice(b"x");
-        assert_eq!(
-            *parse_request_cached(&longer),
-            Err(RequestError::TrailingPem)
-        );
-    }
-
-    #[test]
-    fn refuses_two_common_names() {
-        let mut builder = CsrBuilder::new();
-        builder.params.distinguished_name = rcgen::DistinguishedName::new();
-        // rcgen keeps one value per type, so build the second CN through a custom type.
-        builder
-            .params
-            .distinguished_name
-            .push(DnType::CommonName, "jane");
-        builder
-            .params
-            .distinguished_name
-            .push(DnType::CustomDnType(vec![2, 5, 4, 3]), "root");
-        let err = parse_request(&builder.pem()).unwrap_err();
-        assert!(matches!(err, RequestError::Subject(_)), "{err}");
-    }
-}
-
-#[cfg(test)]
-mod proptests {
-    use super::*;
-    use proptest::prelude::*;
-
-    const JANE: &str = include_str!("../testdata/jane.csr");
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(512))]
-
-        /// The parser never panics on arbitrary bytes.
-        #[test]
-        fn never_panics_on_random_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
-            let _ = parse_request(&bytes);
-        }
-
-        /// A request with any single byte of its DER changed either fails to parse or
-        /// still verifies (the change hit unsigned framing that re-encodes the same); it
-        /// never yields a subject other than what was signed.
-        #[test]
-        fn a_mutated_request_never_parses_into_something_else(index in 0usize..400, xor in 1u8..=255) {
-            use base64::Engine;
-            let body: String = JANE.lines().filter(|l| !l.starts_with("-----")).collect();
-            let mut der = base64::engine::general_purpose::STANDARD.decode(body).unwrap();
-            let i = index % der.len();
-            der[i] ^= xor;
-            let b64 = base64::engine::general_purpose::STANDARD.encode(&der);
-            let pem = format!("-----BEGIN CERTIFICATE REQUEST-----\n{b64}\n-----END CERTIFICATE REQUEST-----\n");
-            if let Ok(parsed) = parse_request(pem.as_bytes()) {
-                prop_assert_eq!(parsed.common_name, "jane");
-                prop_assert_eq!(parsed.organizations, vec!["dev-team".to_owned()]);
-            }
-        }
-    }
-}
+mod tests;
