@@ -11,7 +11,9 @@ use base64::Engine as _;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::{Value, json};
 
-use crate::harness::{kubectl_ok, openssl_request, plane, serial};
+use crate::harness::{
+    kubectl_ok, manifest, openssl_request, openssl_request_with_key, plane, serial,
+};
 use crate::util::{Cluster, repo};
 
 /// Differences kept on purpose: (case, why).
@@ -169,45 +171,18 @@ fn normalized(object: &Value) -> Value {
     object
 }
 
+/// A CSR manifest with `expirationSeconds` as given (absent for `None`).
 fn csr(name: &str, pem: &str, signer: &str, usages: &[&str], expiration: Option<i64>) -> Value {
-    let mut csr = json!({
-        "apiVersion": "certificates.k8s.io/v1",
-        "kind": "CertificateSigningRequest",
-        "metadata": {"name": name},
-        "spec": {
-            "request": base64::engine::general_purpose::STANDARD.encode(pem),
-            "signerName": signer,
-            "usages": usages,
-        },
-    });
-    if let Some(seconds) = expiration {
-        csr["spec"]["expirationSeconds"] = seconds.into();
+    let mut csr = manifest(name, pem, signer, usages);
+    match expiration {
+        Some(seconds) => csr["spec"]["expirationSeconds"] = seconds.into(),
+        None => {
+            if let Some(spec) = csr["spec"].as_object_mut() {
+                spec.remove("expirationSeconds");
+            }
+        }
     }
     csr
-}
-
-/// A PEM request made by openssl with `key` options (`genpkey` arguments).
-fn request_with_key(dir: &Path, name: &str, key: &[&str], subject: &str) -> String {
-    let key_path = dir.join(format!("{name}.key"));
-    let csr_path = dir.join(format!("{name}.csr"));
-    let status = std::process::Command::new("openssl")
-        .arg("genpkey")
-        .args(key)
-        .arg("-out")
-        .arg(&key_path)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let status = std::process::Command::new("openssl")
-        .args(["req", "-new", "-key"])
-        .arg(&key_path)
-        .args(["-subj", subject, "-out"])
-        .arg(&csr_path)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    std::fs::read_to_string(csr_path).unwrap()
 }
 
 const CSRS: &str = "/apis/certificates.k8s.io/v1/certificatesigningrequests";
@@ -229,25 +204,25 @@ fn the_sandbox_answers_as_kube_apiserver_does() {
         assert!(ok.contains("csrapprovalpolicies"), "{ok}");
     }
     let (_, p256) = openssl_request(dir.path(), "p256", "/CN=jane/O=platform-admins");
-    let rsa1024 = request_with_key(
+    let rsa1024 = openssl_request_with_key(
         dir.path(),
         "rsa1024",
         &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:1024"],
         "/CN=jane",
     );
-    let p521 = request_with_key(
+    let p521 = openssl_request_with_key(
         dir.path(),
         "p521",
         &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-521"],
         "/CN=jane",
     );
-    let ed25519 = request_with_key(
+    let ed25519 = openssl_request_with_key(
         dir.path(),
         "ed25519",
         &["-algorithm", "ED25519"],
         "/CN=jane",
     );
-    let masters = request_with_key(
+    let masters = openssl_request_with_key(
         dir.path(),
         "masters",
         &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],

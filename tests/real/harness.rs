@@ -212,28 +212,33 @@ fn openssl(args: &[&str]) {
 /// A P-256 key and a PEM CSR for `subject`, made with openssl as a person would; returns
 /// (key path, CSR PEM).
 pub fn openssl_request(dir: &Path, name: &str, subject: &str) -> (PathBuf, String) {
-    let key = dir.join(format!("{name}.key"));
+    let pem = openssl_request_with_key(
+        dir,
+        name,
+        &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
+        subject,
+    );
+    (dir.join(format!("{name}.key")), pem)
+}
+
+/// A PEM CSR for `subject` whose key openssl makes with `key` (`genpkey` arguments); the key
+/// is `<dir>/<name>.key`.
+pub fn openssl_request_with_key(dir: &Path, name: &str, key: &[&str], subject: &str) -> String {
+    let key_path = dir.join(format!("{name}.key"));
     let request = dir.join(format!("{name}.csr"));
-    openssl(&[
-        "genpkey",
-        "-algorithm",
-        "EC",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-out",
-        key.to_str().unwrap(),
-    ]);
+    let key_path = key_path.to_str().unwrap();
+    openssl(&[&["genpkey"], key, &["-out", key_path]].concat());
     openssl(&[
         "req",
         "-new",
         "-key",
-        key.to_str().unwrap(),
+        key_path,
         "-subj",
         subject,
         "-out",
         request.to_str().unwrap(),
     ]);
-    (key, std::fs::read_to_string(request).unwrap())
+    std::fs::read_to_string(request).unwrap()
 }
 
 /// A CertificateSigningRequest manifest (24 h lifetime).
