@@ -14,6 +14,23 @@ use crate::util::{condition, csrgate, run};
 
 const CLIENT: &str = "kubernetes.io/kube-apiserver-client";
 
+/// `kubectl create` of a client-certificate CSR as jane in platform-admins, as she would
+/// with the admin's `--as`: (exit code, stdout, stderr).
+fn create_as_jane(name: &str, pem: &str) -> (i32, String, String) {
+    kubectl_stdin(
+        &[
+            "create",
+            "--as",
+            "jane",
+            "--as-group",
+            "platform-admins",
+            "-f",
+            "-",
+        ],
+        &manifest(name, pem, CLIENT, &["client auth"]).to_string(),
+    )
+}
+
 /// `kubectl auth whoami` with `kubeconfig`: (username, groups).
 fn whoami(kubeconfig: &Path) -> (String, Vec<String>) {
     let out = kubectl_ok(&[
@@ -46,18 +63,7 @@ fn jane_is_approved_by_policy_signed_by_the_real_signer_and_authenticates_as_jan
     let controller = Controller::start(dir.path(), plane.kubeconfig(), &[]);
 
     let (key, pem) = openssl_request(dir.path(), "jane", "/CN=jane/O=platform-admins");
-    let (code, stdout, stderr) = kubectl_stdin(
-        &[
-            "create",
-            "--as",
-            "jane",
-            "--as-group",
-            "platform-admins",
-            "-f",
-            "-",
-        ],
-        &manifest("jane", &pem, CLIENT, &["client auth"]).to_string(),
-    );
+    let (code, stdout, stderr) = create_as_jane("jane", &pem);
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert_eq!(
         csr("jane")["spec"]["username"],
@@ -98,18 +104,7 @@ fn the_real_api_server_refuses_a_system_masters_client_request_before_csrgate_se
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let (_, pem) = openssl_request(dir.path(), "jane-masters", "/CN=jane/O=system:masters");
-    let (code, _, stderr) = kubectl_stdin(
-        &[
-            "create",
-            "--as",
-            "jane",
-            "--as-group",
-            "platform-admins",
-            "-f",
-            "-",
-        ],
-        &manifest("jane-masters", &pem, CLIENT, &["client auth"]).to_string(),
-    );
+    let (code, _, stderr) = create_as_jane("jane-masters", &pem);
     assert_ne!(code, 0, "CertificateSubjectRestriction must refuse it");
     assert!(stderr.contains("system:masters"), "{stderr}");
 }
