@@ -75,8 +75,8 @@ GO ?= go
 KUBE_BIN := target/kube/bin
 KUBE_VERSION := $(shell sed -n 's/^[[:space:]]*k8s.io\/kubernetes \(v[0-9.]*\)$$/\1/p' tools/kube/go.mod)
 KUBE_MINOR := $(word 2,$(subst ., ,$(KUBE_VERSION)))
-# -s -w: no symbol table or DWARF, as Kubernetes' release binaries; links faster and halves
-# their size.
+# -s -w: no symbol table or DWARF, as Kubernetes' release binaries; links faster and makes
+# them about a third smaller (kube-apiserver 170 MB to 119 MB here).
 KUBE_LDFLAGS := -s -w $(foreach pkg,k8s.io/component-base/version k8s.io/client-go/pkg/version,\
 	-X $(pkg).gitVersion=$(KUBE_VERSION) -X $(pkg).gitMajor=1 -X $(pkg).gitMinor=$(KUBE_MINOR) \
 	-X $(pkg).gitTreeState=clean)
