@@ -619,3 +619,68 @@ fn issue_12_a_slow_policy_delays_only_its_own_signers_csrs() {
         "{message}"
     );
 }
+
+/// Issue #12: a kubelet serving CSR that arrives before its Node (and then before the Node's
+/// addresses) stays pending under the cookbook's wait-for-node policy, and is decided, once,
+/// when the Node gets its addresses: a Node update re-runs the pending CSRs of that node.
+#[test]
+fn issue_12_a_serving_csr_waits_for_its_node_and_is_approved_once_when_the_node_has_addresses() {
+    let mut cluster = Cluster::start();
+    cluster.kubectl_ok(&[
+        "apply",
+        "-f",
+        "examples/cookbook/kubelet-serving-wait-for-node.yaml",
+    ]);
+    cluster.start_controller(&[]);
+    assert_eq!(
+        create_as(&cluster, "examples/csrs/worker-1-serving.yaml").0,
+        0
+    );
+    assert_eq!(
+        cluster.wait_for_condition("worker-1-serving", 2),
+        None,
+        "pending while there is no Node"
+    );
+    // The Node as first created, without any status.
+    let node = cluster.dir.path().join("worker-1-bare.yaml");
+    std::fs::write(
+        &node,
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: worker-1\n",
+    )
+    .unwrap();
+    cluster.kubectl_ok(&["create", "-f", node.to_str().unwrap()]);
+    assert_eq!(
+        cluster.wait_for_condition("worker-1-serving", 2),
+        None,
+        "pending (not denied) while the Node has no status"
+    );
+    // The kubelet writes its addresses through the status subresource.
+    cluster.kubectl_ok(&[
+        "patch",
+        "node",
+        "worker-1",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"addresses":[{"type":"InternalIP","address":"10.0.0.11"},{"type":"Hostname","address":"worker-1"},{"type":"InternalDNS","address":"worker-1.cluster.internal"}]}}"#,
+    ]);
+    let (type_, reason, _) = cluster
+        .wait_for_condition("worker-1-serving", 30)
+        .expect("decided once the Node has addresses");
+    assert_eq!(
+        (type_.as_str(), reason.as_str()),
+        ("Approved", "PolicyApproved")
+    );
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let writes = cluster.writes();
+    assert_eq!(
+        writes
+            .iter()
+            .filter(|w| w["csr"] == "worker-1-serving")
+            .count(),
+        1,
+        "{writes:?}"
+    );
+    let conditions = cluster.csr("worker-1-serving")["status"]["conditions"].clone();
+    assert_eq!(conditions.as_array().map(Vec::len), Some(1), "{conditions}");
+}

@@ -26,6 +26,7 @@ use crate::csr::{self, CsrContext};
 use crate::events::Publisher;
 use crate::health::{self, Readiness};
 pub use crate::leader::LeaseSettings;
+use crate::nodes::PendingByNode;
 use crate::policy::{self, PolicyContext};
 use crate::{Error, Metrics, Result, leader};
 
@@ -76,7 +77,15 @@ pub async fn run(
         None => {
             readiness.role_known.store(true, Ordering::Relaxed);
             readiness.leader.store(true, Ordering::Relaxed);
-            run_controllers(client, &config, metrics, Arc::clone(&readiness), shutdown).await
+            run_controllers(
+                client,
+                &config,
+                metrics,
+                Arc::clone(&readiness),
+                shutdown,
+                None,
+            )
+            .await
         }
         Some(settings) => {
             let mut leading =
@@ -93,15 +102,29 @@ pub async fn run(
             }
             readiness.leader.store(true, Ordering::Relaxed);
             info!("became the leader");
+            let lease = Arc::new(leader::LeaseCheck::new(
+                client.clone(),
+                settings.clone(),
+                leading.clone(),
+            ));
+            let checked = Arc::clone(&lease);
+            // Lost when the election says so, or when a check before a write finds it so
+            // (which can be first: see `LeaseCheck`). Either drops the controllers at once.
             let lost = async move {
-                loop {
-                    if leading.changed().await.is_err() || !*leading.borrow() {
-                        return;
+                let told = async {
+                    loop {
+                        if leading.changed().await.is_err() || !*leading.borrow() {
+                            return;
+                        }
                     }
+                };
+                tokio::select! {
+                    () = told => {},
+                    () = checked.lost() => {},
                 }
             };
             tokio::select! {
-                result = run_controllers(client, &config, metrics, Arc::clone(&readiness), shutdown) => result,
+                result = run_controllers(client, &config, metrics, Arc::clone(&readiness), shutdown, Some(lease)) => result,
                 () = lost => {
                     readiness.leader.store(false, Ordering::Relaxed);
                     Err(Error::LostLeadership)
@@ -119,6 +142,7 @@ async fn run_controllers(
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
     shutdown: ShutdownSignal,
+    lease: Option<Arc<leader::LeaseCheck>>,
 ) -> Result<()> {
     let events = Publisher::new(
         client.clone(),
@@ -152,14 +176,36 @@ async fn run_controllers(
             }),
     );
 
+    let (csrs, csr_writer) = reflector::store::<CertificateSigningRequest>();
+    let pending_by_node = PendingByNode::default();
+    // Node events re-queue the pending CSRs their Node requested (see `crate::nodes`).
+    let (node_triggers_tx, node_triggers) = futures::channel::mpsc::unbounded();
     let nodes = if config.watch_nodes {
         let (store, writer) = reflector::store::<Node>();
+        let index = pending_by_node.clone();
+        let csr_store = csrs.clone();
         let stream = watcher(Api::<Node>::all(client.clone()), cache_watch_config())
             .default_backoff()
             .modify(csrgate_policy::node_for_policies)
             .reflect(writer)
-            .touched_objects()
-            .for_each(|_| futures::future::ready(()));
+            .for_each(move |event| {
+                let node = match &event {
+                    Ok(
+                        watcher::Event::Apply(node)
+                        | watcher::Event::InitApply(node)
+                        | watcher::Event::Delete(node),
+                    ) => node.metadata.name.as_deref(),
+                    _ => None,
+                };
+                for csr in node
+                    .map(|node| index.requested_by(node, &csr_store))
+                    .unwrap_or_default()
+                {
+                    // Closed only when the CSR controller has stopped; nothing left to do.
+                    let _ = node_triggers_tx.unbounded_send(csr);
+                }
+                futures::future::ready(())
+            });
         tokio::spawn(stream);
         Some(store)
     } else {
@@ -194,11 +240,11 @@ async fn run_controllers(
         policies: policies.clone(),
         nodes,
         dry_run: config.dry_run,
+        lease,
         evaluations: crate::evaluations::EvaluationSlots::per_cpu(),
         seen: Mutex::new(HashMap::new()),
     });
     let policy_changes = tokio_stream_from(changed_rx);
-    let (csrs, csr_writer) = reflector::store::<CertificateSigningRequest>();
     let csr_events = watcher(
         Api::<CertificateSigningRequest>::all(client.clone()),
         cache_watch_config(),
@@ -206,10 +252,16 @@ async fn run_controllers(
     .default_backoff()
     .modify(trim_csr)
     .reflect(csr_writer)
+    .inspect(move |event| {
+        if let Ok(event) = event {
+            pending_by_node.observe(event);
+        }
+    })
     .applied_objects();
     let csr_controller = Controller::for_stream(csr_events, csrs.clone())
         .with_config(controller::Config::default().concurrency(config.concurrency))
         .reconcile_all_on(policy_changes)
+        .reconcile_on(node_triggers)
         .graceful_shutdown_on(shutdown.clone());
 
     let gauge_metrics = Arc::clone(&metrics);
@@ -232,6 +284,8 @@ async fn run_controllers(
             if let Err(error) = result {
                 match error {
                     controller::Error::ReconcilerFailed(..) => {}
+                    // A CSR a Node event re-queued was deleted meanwhile.
+                    controller::Error::ObjectNotFound(..) => {}
                     other => warn!(error = %other, "CSR controller event"),
                 }
             }

@@ -48,6 +48,8 @@ pub struct CsrContext {
     pub nodes: Option<Store<Node>>,
     /// Every policy is treated as Audit.
     pub dry_run: bool,
+    /// Under leader election, confirms the lease before each approval write.
+    pub lease: Option<Arc<crate::leader::LeaseCheck>>,
     /// Slots for evaluating on the blocking pool, shared fairly between signers.
     pub evaluations: EvaluationSlots,
     /// When each pending CSR was first seen, for the decision-duration histogram; also
@@ -112,6 +114,11 @@ pub async fn reconcile(
             .conditions
             .get_or_insert_with(Vec::new)
             .push(condition);
+        // The decision may have taken long (evaluation has a budget of seconds, and slots
+        // are queued): confirm the lease now, not when the reconcile started.
+        if let Some(lease) = &ctx.lease {
+            lease.confirm().await?;
+        }
         match api
             .replace_subresource("approval", &name, &PostParams::default(), &body)
             .await
@@ -158,17 +165,91 @@ pub async fn reconcile(
     })
 }
 
-/// Decides one CSR on the blocking pool, in one of [`CsrContext::evaluations`]' slots (see
-/// `crate::evaluations` for why).
+/// Decides one CSR; a decision to write that rests on the cached Node is confirmed with a
+/// fresh read of it first, and taken again when the Node changed.
+///
+/// The Node cache can lag its API server by the watch delay, or by a whole relist after an
+/// expired watch; Approved and Denied are final, so they must not rest on a Node the cache
+/// has not caught up with (DESIGN.md, "The decision"; issue #12). Only decisions to write,
+/// for a node requestor, with a covering Enforce policy that reads `node`, pay the read.
+///
+/// # Errors
+/// The evaluation task panicked or was cancelled, or the Node could not be read (the CSR
+/// stays pending and is retried).
+async fn evaluate(ctx: &CsrContext, csr: &CertificateSigningRequest) -> Result<Decision> {
+    let policies = ctx.cache.snapshot(&ctx.policies, ctx.dry_run);
+    let requesting_node = ctx
+        .nodes
+        .as_ref()
+        .and_then(|_| node_name(csr.spec.username.as_deref()?));
+    let cached = ctx.nodes.as_ref().and_then(|nodes| {
+        let name = requesting_node?;
+        nodes.get(&ObjectRef::new(name))
+    });
+    let decision = evaluate_with(ctx, csr, policies.clone(), cached.clone()).await?;
+    let Some(node) = requesting_node else {
+        return Ok(decision);
+    };
+    if decision.outcome == Outcome::Pending || !reads_node(&policies, &csr.spec.signer_name) {
+        return Ok(decision);
+    }
+    let fresh = read_node(ctx, csr, node).await?;
+    if fresh.as_ref() == cached.as_deref() {
+        return Ok(decision);
+    }
+    info!(
+        node,
+        "the Node changed since it was cached; deciding again with the Node as read"
+    );
+    evaluate_with(ctx, csr, policies, fresh.map(Arc::new)).await
+}
+
+/// Whether a covering Enforce policy reads `node`: only then can a changed Node change the
+/// written decision (Audit policies never write).
+fn reads_node(policies: &[csrgate_policy::CompiledPolicy], signer: &str) -> bool {
+    policies
+        .iter()
+        .any(|p| p.mode() == PolicyMode::Enforce && p.covers(signer) && p.reads_node())
+}
+
+/// The Node as its API server has it now, trimmed as the cache trims it; `None` when it
+/// does not exist.
+///
+/// # Errors
+/// The read failed.
+async fn read_node(
+    ctx: &CsrContext,
+    csr: &CertificateSigningRequest,
+    node: &str,
+) -> Result<Option<Node>> {
+    let mut fresh = Api::<Node>::all(ctx.client.clone())
+        .get_opt(node)
+        .await
+        .map_err(|source| {
+            ctx.metrics.api_error("get_node");
+            Error::NodeReadFailed {
+                csr: csr.name_any(),
+                node: node.to_owned(),
+                source,
+            }
+        })?;
+    if let Some(fresh) = fresh.as_mut() {
+        csrgate_policy::node_for_policies(fresh);
+    }
+    Ok(fresh)
+}
+
+/// Decides one CSR with `node` on the blocking pool, in one of [`CsrContext::evaluations`]'
+/// slots (see `crate::evaluations` for why).
 ///
 /// # Errors
 /// The evaluation task panicked or was cancelled.
-async fn evaluate(ctx: &CsrContext, csr: &CertificateSigningRequest) -> Result<Decision> {
-    let policies = ctx.cache.snapshot(&ctx.policies, ctx.dry_run);
-    let node = ctx.nodes.as_ref().and_then(|nodes| {
-        let name = node_name(csr.spec.username.as_deref()?)?;
-        nodes.get(&ObjectRef::new(name))
-    });
+async fn evaluate_with(
+    ctx: &CsrContext,
+    csr: &CertificateSigningRequest,
+    policies: Vec<csrgate_policy::CompiledPolicy>,
+    node: Option<Arc<Node>>,
+) -> Result<Decision> {
     let name = csr.name_any();
     let slot = ctx.evaluations.acquire(&csr.spec.signer_name).await;
     let csr = csr.clone();
