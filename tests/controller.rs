@@ -684,3 +684,93 @@ fn issue_12_a_serving_csr_waits_for_its_node_and_is_approved_once_when_the_node_
     let conditions = cluster.csr("worker-1-serving")["status"]["conditions"].clone();
     assert_eq!(conditions.as_array().map(Vec::len), Some(1), "{conditions}");
 }
+
+/// Issue #12: an old leader must not write after the standby took the Lease, even when it
+/// cannot learn that it lost it. The leader is paused until the standby leads; the new leader
+/// is paused so that a CSR created now stays pending; the old leader is resumed while every
+/// request to the Lease fails (500), so kube-lease-manager's receiver keeps saying "leader".
+/// It must write nothing (the write waits for a confirmed lease), and stop once the Lease
+/// can be read again; the new leader then decides the CSR, once.
+#[test]
+fn issue_12_an_old_leader_that_cannot_read_the_lease_writes_nothing() {
+    let mut cluster = Cluster::start();
+    cluster.kubectl_ok(&["apply", "-f", "examples/policies/administrators.yaml"]);
+    // 10 s: the new leader, paused right after it took the lease, holds it for the whole
+    // window in which the old one is resumed.
+    let args = [
+        "--leader-elect",
+        "--lease-namespace",
+        "default",
+        "--lease-name",
+        "csrgate-issue-12",
+        "--lease-duration",
+        "10",
+    ];
+    let role = |metrics: &str| http("GET", &format!("http://{metrics}/readyz"), None).1;
+    let wait_for = |metrics: &str, text: &str, seconds: u64| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+        while !role(metrics).contains(text) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{metrics}: no {text} within {seconds} s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    let (old, old_metrics) = cluster.start_controller_as("csrgate-old-leader", &args);
+    wait_for(&old_metrics, "leader", 30);
+    let (new, new_metrics) = cluster.start_controller_as("csrgate-new-leader", &args);
+    wait_for(&new_metrics, "standby", 30);
+
+    cluster.pause_controller(old, true);
+    wait_for(&new_metrics, "leader", 30);
+    cluster.pause_controller(new, true);
+    cluster.fault(
+        "faults/fail",
+        Some(r#"{"path_prefix":"/apis/coordination.k8s.io/v1/namespaces/default/leases/csrgate-issue-12","status":500,"count":100000}"#),
+    );
+    assert_eq!(create_as(&cluster, "examples/csrs/jane.yaml").0, 0);
+    cluster.pause_controller(old, false);
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let early: Vec<serde_json::Value> = cluster.writes();
+    cluster.fault("faults/clear", None);
+    cluster.pause_controller(new, false);
+    assert!(
+        early.iter().all(|w| w["user"] != "csrgate-old-leader"),
+        "the old leader wrote while it could not confirm the lease: {early:?}\n{}",
+        cluster.controller_log(old)
+    );
+
+    let (type_, _, _) = cluster
+        .wait_for_condition("jane", 30)
+        .expect("the new leader decides");
+    assert_eq!(type_, "Approved");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let writes: Vec<serde_json::Value> = cluster
+        .writes()
+        .into_iter()
+        .filter(|w| w["csr"] == "jane")
+        .collect();
+    assert_eq!(writes.len(), 1, "{writes:?}");
+    assert_eq!(writes[0]["user"], "csrgate-new-leader", "{writes:?}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = cluster.controller_exited(old) {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the old leader did not stop:\n{}",
+            cluster.controller_log(old)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(!status.success(), "{status:?}");
+    assert!(
+        cluster
+            .controller_log(old)
+            .contains("lost the leader lease"),
+        "{}",
+        cluster.controller_log(old)
+    );
+}

@@ -21,5 +21,6 @@ mod demo;
 mod differential;
 mod failover;
 mod faults;
+mod lease;
 mod rbac;
 mod seed;
