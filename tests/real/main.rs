@@ -22,5 +22,6 @@ mod differential;
 mod failover;
 mod faults;
 mod lease;
+mod nodes;
 mod rbac;
 mod seed;

@@ -541,7 +541,178 @@ pub fn count_pending(metrics: &Metrics, store: &Store<CertificateSigningRequest>
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use kube::runtime::{reflector, watcher};
+
     use super::*;
+
+    /// The kubelet serving request of `examples/csrs/worker-1-serving.yaml` (CN
+    /// system:node:worker-1, DNS worker-1 and worker-1.cluster.internal, IP 10.0.0.11), as
+    /// worker-1 asked for it.
+    fn worker_1_serving() -> CertificateSigningRequest {
+        let manifest = include_str!("../../../examples/csrs/worker-1-serving.yaml");
+        let request = manifest
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("request: "))
+            .unwrap();
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "worker-1-serving"},
+            "spec": {
+                "request": request,
+                "signerName": "kubernetes.io/kubelet-serving",
+                "usages": ["digital signature", "server auth"],
+                "username": "system:node:worker-1",
+                "groups": ["system:nodes", "system:authenticated"],
+            },
+        }))
+        .unwrap()
+    }
+
+    fn node(addresses: bool) -> Node {
+        let mut node =
+            serde_json::json!({"metadata": {"name": "worker-1", "resourceVersion": "1"}});
+        if addresses {
+            node["metadata"]["resourceVersion"] = "2".into();
+            node["status"] = serde_json::json!({"addresses": [
+                {"type": "InternalIP", "address": "10.0.0.11"},
+                {"type": "Hostname", "address": "worker-1"},
+                {"type": "InternalDNS", "address": "worker-1.cluster.internal"},
+            ]});
+        }
+        serde_json::from_value(node).unwrap()
+    }
+
+    /// A policy approving when every SAN is an address of the Node (denying otherwise).
+    fn policy(expression: &str) -> CsrApprovalPolicy {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "csrgate.dev/v1alpha1",
+            "kind": "CsrApprovalPolicy",
+            "metadata": {"name": "serving", "uid": "u1", "generation": 1},
+            "spec": {
+                "signerNames": ["kubernetes.io/kubelet-serving"],
+                "validations": [{"name": "rule", "expression": expression}],
+            },
+        }))
+        .unwrap()
+    }
+
+    const SANS_ARE_THE_NODES: &str = "node != null && has(node.status) && has(node.status.addresses) \
+        && x509.ipAddresses.all(ip, node.status.addresses.exists(a, a.address == ip))";
+
+    /// An API server that answers `GET /api/v1/nodes/worker-1` with `status` and `node`, and
+    /// counts the calls.
+    async fn api_server(status: u16, node: Node) -> (kube::Client, Arc<AtomicUsize>) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&calls);
+        let app = axum::Router::new().route(
+            "/api/v1/nodes/worker-1",
+            axum::routing::get(move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let body = serde_json::to_string(&node).unwrap();
+                async move {
+                    (
+                        axum::http::StatusCode::from_u16(status).unwrap(),
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        body,
+                    )
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let config = kube::Config::new(url.parse().unwrap());
+        (kube::Client::try_from(config).unwrap(), calls)
+    }
+
+    async fn context(client: kube::Client, policy: &CsrApprovalPolicy, cached: Node) -> CsrContext {
+        let (policies, mut policy_writer) = reflector::store::<CsrApprovalPolicy>();
+        policy_writer.apply_watcher_event(&watcher::Event::Apply(policy.clone()));
+        let cache = PolicyCache::default();
+        cache.insert(policy, csrgate_policy::CompiledPolicy::compile(policy));
+        let (nodes, mut node_writer) = reflector::store::<Node>();
+        node_writer.apply_watcher_event(&watcher::Event::Apply(cached));
+        CsrContext {
+            client: client.clone(),
+            events: Publisher::new(client, "csrgate".into(), None),
+            metrics: Arc::new(Metrics::default()),
+            cache,
+            policies,
+            nodes: Some(nodes),
+            dry_run: false,
+            lease: None,
+            evaluations: EvaluationSlots::new(2),
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    #[tokio::test]
+    async fn issue_12_a_decision_on_a_stale_node_is_taken_again_with_the_node_as_read() {
+        let (client, calls) = api_server(200, node(true)).await;
+        let ctx = context(client, &policy(SANS_ARE_THE_NODES), node(false)).await;
+        let decision = evaluate(&ctx, &worker_1_serving()).await.unwrap();
+        assert_eq!(
+            decision.outcome,
+            Outcome::Approved,
+            "{:?}",
+            decision.message
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_decision_on_a_current_node_is_confirmed_with_one_read() {
+        let (client, calls) = api_server(200, node(true)).await;
+        let ctx = context(client, &policy(SANS_ARE_THE_NODES), node(true)).await;
+        let decision = evaluate(&ctx, &worker_1_serving()).await.unwrap();
+        assert_eq!(
+            decision.outcome,
+            Outcome::Approved,
+            "{:?}",
+            decision.message
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn when_the_node_cannot_be_read_nothing_is_decided() {
+        let (client, calls) = api_server(500, node(true)).await;
+        let ctx = context(client, &policy(SANS_ARE_THE_NODES), node(true)).await;
+        let error = evaluate(&ctx, &worker_1_serving()).await.unwrap_err();
+        assert!(matches!(error, Error::NodeReadFailed { .. }), "{error}");
+        assert!(calls.load(Ordering::SeqCst) >= 1);
+    }
+
+    #[tokio::test]
+    async fn a_policy_that_does_not_read_node_costs_no_read() {
+        let (client, calls) = api_server(200, node(true)).await;
+        let ctx = context(
+            client,
+            &policy("x509.commonName == object.spec.username"),
+            node(false),
+        )
+        .await;
+        let decision = evaluate(&ctx, &worker_1_serving()).await.unwrap();
+        assert_eq!(
+            decision.outcome,
+            Outcome::Approved,
+            "{:?}",
+            decision.message
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn a_pending_decision_costs_no_read() {
+        let (client, calls) = api_server(200, node(true)).await;
+        let mut pending = policy(SANS_ARE_THE_NODES);
+        pending.spec.failure_action = csrgate_api::FailureAction::Ignore;
+        let ctx = context(client, &pending, node(false)).await;
+        let decision = evaluate(&ctx, &worker_1_serving()).await.unwrap();
+        assert_eq!(decision.outcome, Outcome::Pending, "{:?}", decision.message);
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+    }
 
     fn with_condition(type_: &str, status: &str) -> CertificateSigningRequest {
         CertificateSigningRequest {

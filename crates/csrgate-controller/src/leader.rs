@@ -177,3 +177,107 @@ impl LeaseCheck {
         Error::LostLeadership
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    fn settings() -> LeaseSettings {
+        LeaseSettings {
+            namespace: "default".into(),
+            name: "csrgate".into(),
+            identity: "me".into(),
+            duration_seconds: 15,
+        }
+    }
+
+    /// A Lease held by `holder`, renewed `age` ago, for 15 s.
+    fn lease(holder: &str, age: Duration) -> serde_json::Value {
+        let renewed = k8s_openapi::jiff::Timestamp::try_from(SystemTime::now() - age).unwrap();
+        serde_json::json!({
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": "csrgate", "namespace": "default"},
+            "spec": {
+                "holderIdentity": holder,
+                "leaseDurationSeconds": 15,
+                "renewTime": renewed.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+            },
+        })
+    }
+
+    /// A check whose API server answers the Lease read with `status` and `body`; the
+    /// election's receiver says "leader".
+    async fn check(status: u16, body: serde_json::Value) -> (LeaseCheck, Arc<AtomicUsize>) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&calls);
+        let app = axum::Router::new().route(
+            "/apis/coordination.k8s.io/v1/namespaces/default/leases/csrgate",
+            axum::routing::get(move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let body = body.to_string();
+                async move {
+                    (
+                        axum::http::StatusCode::from_u16(status).unwrap(),
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        body,
+                    )
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let client = kube::Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap();
+        let (sender, leading) = watch::channel(true);
+        // The election's sender lives as long as the test.
+        std::mem::forget(sender);
+        (LeaseCheck::new(client, settings(), leading), calls)
+    }
+
+    #[tokio::test]
+    async fn a_lease_held_and_fresh_is_confirmed_and_read_once_per_renewal() {
+        let (check, calls) = check(200, lease("me", Duration::from_secs(1))).await;
+        check.confirm().await.unwrap();
+        check.confirm().await.unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn issue_12_a_lease_held_by_another_stops_the_writes_and_the_controllers() {
+        let (check, _) = check(200, lease("other", Duration::from_secs(1))).await;
+        assert!(matches!(check.confirm().await, Err(Error::LostLeadership)));
+        tokio::time::timeout(Duration::from_secs(1), check.lost())
+            .await
+            .expect("lost() completes");
+    }
+
+    #[tokio::test]
+    async fn issue_12_a_lease_of_ours_that_expired_while_we_were_stalled_is_lost() {
+        let (check, _) = check(200, lease("me", Duration::from_secs(30))).await;
+        assert!(matches!(check.confirm().await, Err(Error::LostLeadership)));
+    }
+
+    #[tokio::test]
+    async fn a_lease_of_ours_within_the_margin_of_expiry_is_not_written_under() {
+        // Renewed 14 s ago for 15 s: 1 s left, under the 2.5 s margin; not lost yet.
+        let (check, _) = check(200, lease("me", Duration::from_secs(14))).await;
+        assert!(matches!(
+            check.confirm().await,
+            Err(Error::LeaseUnconfirmed { .. })
+        ));
+        assert!(!*check.lost.borrow());
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_lease_means_no_write_but_not_a_lost_lease() {
+        let (check, _) = check(500, serde_json::json!({})).await;
+        assert!(matches!(
+            check.confirm().await,
+            Err(Error::LeaseReadFailed { .. })
+        ));
+        assert!(!*check.lost.borrow());
+    }
+}
