@@ -774,3 +774,53 @@ fn issue_12_an_old_leader_that_cannot_read_the_lease_writes_nothing() {
         cluster.controller_log(old)
     );
 }
+
+/// Issue #12: a leader whose CSR watch keeps failing reports not ready on `/readyz`, naming
+/// the watch and the error, and ready again once the watch works; nothing is lost meanwhile.
+#[test]
+fn issue_12_readyz_says_not_ready_while_the_csr_watch_keeps_failing() {
+    let mut cluster = Cluster::start();
+    cluster.kubectl_ok(&["apply", "-f", "examples/policies/administrators.yaml"]);
+    let (_, metrics) = cluster.start_controller(&[]);
+    let readyz = || http("GET", &format!("http://{metrics}/readyz"), None);
+    let wait_for = |status: u16, seconds: u64| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+        loop {
+            let (code, body) = readyz();
+            if code == status {
+                return body;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "/readyz still {code} {body} after {seconds} s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    wait_for(200, 30);
+    cluster.fault(
+        "faults/fail",
+        Some(r#"{"method":"GET","path_prefix":"/apis/certificates.k8s.io/v1/certificatesigningrequests","status":500,"count":100000}"#),
+    );
+    cluster.fault("watches/close", None);
+    let body = wait_for(503, 30);
+    assert!(
+        body.contains("certificatesigningrequests watch failing"),
+        "{body}"
+    );
+    cluster.fault("faults/clear", None);
+    assert_eq!(create_as(&cluster, "examples/csrs/jane.yaml").0, 0);
+    let (type_, _, _) = cluster
+        .wait_for_condition("jane", 60)
+        .expect("decided once the watch works again");
+    assert_eq!(type_, "Approved");
+    wait_for(200, 30);
+    assert_eq!(
+        cluster
+            .writes()
+            .iter()
+            .filter(|w| w["csr"] == "jane")
+            .count(),
+        1
+    );
+}

@@ -28,6 +28,7 @@ use crate::health::{self, Readiness};
 pub use crate::leader::LeaseSettings;
 use crate::nodes::PendingByNode;
 use crate::policy::{self, PolicyContext};
+use crate::watches::{self, WatchHealth};
 use crate::{Error, Metrics, Result, leader};
 
 /// How the controller runs.
@@ -152,12 +153,41 @@ async fn run_controllers(
     let cache = PolicyCache::default();
     let (changed_tx, changed_rx) = mpsc::channel::<()>(1);
 
-    let policy_controller = Controller::new(
-        Api::<CsrApprovalPolicy>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .graceful_shutdown_on(shutdown.clone());
-    let policies: Store<CsrApprovalPolicy> = policy_controller.store();
+    // Each watch reports its health to `/readyz` and is relisted when it stops progressing
+    // (see `crate::watches`).
+    let policy_health = WatchHealth::new("csrapprovalpolicies");
+    let csr_health = WatchHealth::new("certificatesigningrequests");
+    let node_health = WatchHealth::new("nodes");
+    let mut probes = vec![
+        tokio::spawn(watches::probe(
+            Api::<CsrApprovalPolicy>::all(client.clone()),
+            Arc::clone(&policy_health),
+        )),
+        tokio::spawn(watches::probe(
+            Api::<CertificateSigningRequest>::all(client.clone()),
+            Arc::clone(&csr_health),
+        )),
+    ];
+    if let Ok(mut watches) = readiness.watches.write() {
+        watches.clear();
+        watches.extend([Arc::clone(&policy_health), Arc::clone(&csr_health)]);
+        if config.watch_nodes {
+            watches.push(Arc::clone(&node_health));
+        }
+    }
+
+    let (policies, policy_writer) = reflector::store::<CsrApprovalPolicy>();
+    let policy_events = {
+        let api = Api::<CsrApprovalPolicy>::all(client.clone());
+        let health = Arc::clone(&policy_health);
+        policy_health
+            .restartable(move || watcher(api.clone(), watcher::Config::default()).default_backoff())
+            .inspect(move |item| health.observe(item))
+            .reflect(policy_writer)
+            .applied_objects()
+    };
+    let policy_controller = Controller::for_stream(policy_events, policies.clone())
+        .graceful_shutdown_on(shutdown.clone());
     let policy_context = Arc::new(PolicyContext {
         client: client.clone(),
         cache: cache.clone(),
@@ -184,8 +214,15 @@ async fn run_controllers(
         let (store, writer) = reflector::store::<Node>();
         let index = pending_by_node.clone();
         let csr_store = csrs.clone();
-        let stream = watcher(Api::<Node>::all(client.clone()), cache_watch_config())
-            .default_backoff()
+        let api = Api::<Node>::all(client.clone());
+        probes.push(tokio::spawn(watches::probe(
+            api.clone(),
+            Arc::clone(&node_health),
+        )));
+        let health = Arc::clone(&node_health);
+        let stream = node_health
+            .restartable(move || watcher(api.clone(), cache_watch_config()).default_backoff())
+            .inspect(move |item| health.observe(item))
             .modify(csrgate_policy::node_for_policies)
             .reflect(writer)
             .for_each(move |event| {
@@ -245,19 +282,19 @@ async fn run_controllers(
         seen: Mutex::new(HashMap::new()),
     });
     let policy_changes = tokio_stream_from(changed_rx);
-    let csr_events = watcher(
-        Api::<CertificateSigningRequest>::all(client.clone()),
-        cache_watch_config(),
-    )
-    .default_backoff()
-    .modify(trim_csr)
-    .reflect(csr_writer)
-    .inspect(move |event| {
-        if let Ok(event) = event {
-            pending_by_node.observe(event);
-        }
-    })
-    .applied_objects();
+    let csr_api = Api::<CertificateSigningRequest>::all(client.clone());
+    let health = Arc::clone(&csr_health);
+    let csr_events = csr_health
+        .restartable(move || watcher(csr_api.clone(), cache_watch_config()).default_backoff())
+        .modify(trim_csr)
+        .reflect(csr_writer)
+        .inspect(move |item| {
+            health.observe(item);
+            if let Ok(event) = item {
+                pending_by_node.observe(event);
+            }
+        })
+        .applied_objects();
     let csr_controller = Controller::for_stream(csr_events, csrs.clone())
         .with_config(controller::Config::default().concurrency(config.concurrency))
         .reconcile_all_on(policy_changes)
@@ -292,6 +329,9 @@ async fn run_controllers(
         })
         .await;
     gauges.abort();
+    for probe in probes {
+        probe.abort();
+    }
     // The policy controller stops on the same signal; wait so its last status write lands.
     if let Err(error) = policy_task.await {
         warn!(%error, "policy controller task failed");

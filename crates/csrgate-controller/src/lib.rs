@@ -19,6 +19,7 @@ mod metrics;
 mod nodes;
 mod policy;
 pub mod telemetry;
+mod watches;
 
 pub use controller::{Config, LeaseSettings, run};
 pub use metrics::Metrics;
