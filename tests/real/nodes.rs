@@ -11,6 +11,9 @@ use crate::harness::{
     plane, serial, wait_csr,
 };
 
+/// The CSR's name, unique in the shared control plane's audit log.
+const CSR: &str = "issue-12-worker-1-serving";
+
 #[test]
 fn issue_12_a_serving_csr_waits_for_its_node_and_is_approved_once_it_has_addresses() {
     let _serial = serial();
@@ -21,18 +24,28 @@ fn issue_12_a_serving_csr_waits_for_its_node_and_is_approved_once_it_has_address
         "examples/cookbook/kubelet-serving-wait-for-node.yaml",
     ]);
     let controller = Controller::start(dir.path(), plane().kubeconfig(), &[]);
-    kubectl_ok(&[
-        "create",
-        "-f",
-        "examples/csrs/worker-1-serving.yaml",
-        "--as",
-        "system:node:worker-1",
-        "--as-group",
-        "system:nodes",
-    ]);
+    // worker-1's serving request under a name of its own: the audit log is shared by every
+    // test of this binary, and the demo test submits `worker-1-serving` too.
+    let text =
+        std::fs::read_to_string(crate::util::repo("examples/csrs/worker-1-serving.yaml")).unwrap();
+    let mut manifest: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+    manifest["metadata"]["name"] = serde_json::json!(CSR);
+    let (code, _, stderr) = kubectl_stdin(
+        &[
+            "create",
+            "-f",
+            "-",
+            "--as",
+            "system:node:worker-1",
+            "--as-group",
+            "system:nodes",
+        ],
+        &manifest.to_string(),
+    );
+    assert_eq!(code, 0, "{stderr}");
     std::thread::sleep(Duration::from_secs(3));
     assert!(
-        decisions(&csr("worker-1-serving")).is_empty(),
+        decisions(&csr(CSR)).is_empty(),
         "pending while there is no Node:\n{}",
         controller.log_text()
     );
@@ -46,7 +59,7 @@ fn issue_12_a_serving_csr_waits_for_its_node_and_is_approved_once_it_has_address
     assert_eq!(code, 0, "{stderr}");
     std::thread::sleep(Duration::from_secs(3));
     assert!(
-        decisions(&csr("worker-1-serving")).is_empty(),
+        decisions(&csr(CSR)).is_empty(),
         "pending (not denied) while the Node has no addresses:\n{}",
         controller.log_text()
     );
@@ -59,9 +72,9 @@ fn issue_12_a_serving_csr_waits_for_its_node_and_is_approved_once_it_has_address
         "-p",
         r#"{"status":{"addresses":[{"type":"InternalIP","address":"10.0.0.11"},{"type":"Hostname","address":"worker-1"},{"type":"InternalDNS","address":"worker-1.cluster.internal"}]}}"#,
     ]);
-    let expected = BTreeMap::from([("worker-1-serving".to_owned(), "Approved")]);
+    let expected = BTreeMap::from([(CSR.to_owned(), "Approved")]);
     assert_decided_once(&expected, 60);
-    let signed = wait_csr("worker-1-serving", 60, issued);
+    let signed = wait_csr(CSR, 60, issued);
     assert_eq!(
         signed["status"]["conditions"][0]["reason"], "PolicyApproved",
         "{signed:#}"
