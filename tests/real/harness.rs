@@ -212,14 +212,16 @@ impl Controller {
     }
 }
 
-/// A copy of the admin kubeconfig that acts as `user` (impersonation, still in
-/// `system:masters`), so that the audit log tells two controllers apart.
-pub fn kubeconfig_as(dir: &Path, user: &str) -> PathBuf {
+/// A copy of the admin kubeconfig that acts as `user` in `groups` (impersonation; with
+/// `system:masters` it keeps every right), so that the audit log tells controllers apart.
+pub fn kubeconfig_as(dir: &Path, user: &str, groups: &[&str]) -> PathBuf {
     let text = std::fs::read_to_string(plane().kubeconfig()).unwrap();
     let mut config: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
     for entry in config["users"].as_array_mut().unwrap() {
         entry["user"]["as"] = serde_json::json!(user);
-        entry["user"]["as-groups"] = serde_json::json!(["system:masters"]);
+        if !groups.is_empty() {
+            entry["user"]["as-groups"] = serde_json::json!(groups);
+        }
     }
     let path = dir.join(format!("{user}.kubeconfig"));
     std::fs::write(&path, config.to_string()).unwrap();
