@@ -4,8 +4,10 @@
 //!
 //! [`run`] wires the parts: a policy controller that compiles each policy once per generation
 //! and keeps its status, a CSR controller that decides (re-run for every pending CSR when a
-//! policy changes), an optional Node reflector for the `node` variable, leader election, and
-//! the metrics and health endpoints.
+//! policy changes, and for the pending CSRs of a node when its Node changes), an optional Node
+//! reflector for the `node` variable, leader election (the lease confirmed before each
+//! approval write), and the metrics and health endpoints (`/readyz` also says whether the
+//! watches work).
 
 mod authorization;
 mod cache;
