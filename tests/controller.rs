@@ -824,3 +824,49 @@ fn issue_12_readyz_says_not_ready_while_the_csr_watch_keeps_failing() {
         1
     );
 }
+
+/// Issue #12: after the API server's storage goes back in time (here the sandbox restored
+/// from a snapshot, as etcd from a backup), the controller's watch resumes from a
+/// resourceVersion the server has not reached and gets nothing, without an error. The
+/// progress probe finds the server behind the cache and the controller relists, so a CSR
+/// created after the restore is decided, once.
+#[test]
+fn issue_12_a_watch_left_ahead_of_a_restored_server_is_relisted() {
+    let mut cluster = Cluster::start();
+    cluster.kubectl_ok(&["apply", "-f", "examples/policies/administrators.yaml"]);
+    let (index, _) = cluster.start_controller(&[]);
+    assert_eq!(create_as(&cluster, "examples/csrs/jane-as-admin.yaml").0, 0);
+    cluster
+        .wait_for_condition("jane-as-admin", 30)
+        .expect("decided before the snapshot");
+    cluster.fault("snapshot", None);
+    // Later resourceVersions the controller sees, then loses with the restore.
+    for name in ["later-1", "later-2", "later-3"] {
+        let csr = demo_csr(&cluster, name);
+        cluster.kubectl_ok(&["create", "-f", &csr, "--as", "jane"]);
+    }
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    cluster.fault("restore", None);
+    assert_eq!(create_as(&cluster, "examples/csrs/jane.yaml").0, 0);
+    // The probe runs every 30 s.
+    let (type_, _, _) = cluster
+        .wait_for_condition("jane", 75)
+        .unwrap_or_else(|| panic!("never decided:\n{}", cluster.controller_log(index)));
+    assert_eq!(type_, "Approved");
+    assert!(
+        cluster.controller_log(index).contains("relisting"),
+        "{}",
+        cluster.controller_log(index)
+    );
+    let conditions = cluster.csr("jane")["status"]["conditions"].clone();
+    assert_eq!(conditions.as_array().map(Vec::len), Some(1), "{conditions}");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(
+        cluster
+            .writes()
+            .iter()
+            .filter(|w| w["csr"] == "jane")
+            .count(),
+        1
+    );
+}
