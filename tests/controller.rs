@@ -619,3 +619,254 @@ fn issue_12_a_slow_policy_delays_only_its_own_signers_csrs() {
         "{message}"
     );
 }
+
+/// Issue #12: a kubelet serving CSR that arrives before its Node (and then before the Node's
+/// addresses) stays pending under the cookbook's wait-for-node policy, and is decided, once,
+/// when the Node gets its addresses: a Node update re-runs the pending CSRs of that node.
+#[test]
+fn issue_12_a_serving_csr_waits_for_its_node_and_is_approved_once_when_the_node_has_addresses() {
+    let mut cluster = Cluster::start();
+    cluster.kubectl_ok(&[
+        "apply",
+        "-f",
+        "examples/cookbook/kubelet-serving-wait-for-node.yaml",
+    ]);
+    cluster.start_controller(&[]);
+    assert_eq!(
+        create_as(&cluster, "examples/csrs/worker-1-serving.yaml").0,
+        0
+    );
+    assert_eq!(
+        cluster.wait_for_condition("worker-1-serving", 2),
+        None,
+        "pending while there is no Node"
+    );
+    // The Node as first created, without any status.
+    let node = cluster.dir.path().join("worker-1-bare.yaml");
+    std::fs::write(
+        &node,
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: worker-1\n",
+    )
+    .unwrap();
+    cluster.kubectl_ok(&["create", "-f", node.to_str().unwrap()]);
+    assert_eq!(
+        cluster.wait_for_condition("worker-1-serving", 2),
+        None,
+        "pending (not denied) while the Node has no status"
+    );
+    // The kubelet writes its addresses through the status subresource.
+    cluster.kubectl_ok(&[
+        "patch",
+        "node",
+        "worker-1",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"addresses":[{"type":"InternalIP","address":"10.0.0.11"},{"type":"Hostname","address":"worker-1"},{"type":"InternalDNS","address":"worker-1.cluster.internal"}]}}"#,
+    ]);
+    let (type_, reason, _) = cluster
+        .wait_for_condition("worker-1-serving", 30)
+        .expect("decided once the Node has addresses");
+    assert_eq!(
+        (type_.as_str(), reason.as_str()),
+        ("Approved", "PolicyApproved")
+    );
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let writes = cluster.writes();
+    assert_eq!(
+        writes
+            .iter()
+            .filter(|w| w["csr"] == "worker-1-serving")
+            .count(),
+        1,
+        "{writes:?}"
+    );
+    let conditions = cluster.csr("worker-1-serving")["status"]["conditions"].clone();
+    assert_eq!(conditions.as_array().map(Vec::len), Some(1), "{conditions}");
+}
+
+/// Issue #12: an old leader must not write after the standby took the Lease, even when it
+/// cannot learn that it lost it. The leader is paused until the standby leads; the new leader
+/// is paused so that a CSR created now stays pending; the old leader is resumed while every
+/// request to the Lease fails (500), so kube-lease-manager's receiver keeps saying "leader".
+/// It must write nothing (the write waits for a confirmed lease), and stop once the Lease
+/// can be read again; the new leader then decides the CSR, once.
+#[test]
+fn issue_12_an_old_leader_that_cannot_read_the_lease_writes_nothing() {
+    let mut cluster = Cluster::start();
+    cluster.kubectl_ok(&["apply", "-f", "examples/policies/administrators.yaml"]);
+    // 10 s: the new leader, paused right after it took the lease, holds it for the whole
+    // window in which the old one is resumed.
+    let args = [
+        "--leader-elect",
+        "--lease-namespace",
+        "default",
+        "--lease-name",
+        "csrgate-issue-12",
+        "--lease-duration",
+        "10",
+    ];
+    let role = |metrics: &str| http("GET", &format!("http://{metrics}/readyz"), None).1;
+    let wait_for = |metrics: &str, text: &str, seconds: u64| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+        while !role(metrics).contains(text) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{metrics}: no {text} within {seconds} s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    let (old, old_metrics) = cluster.start_controller_as("csrgate-old-leader", &args);
+    wait_for(&old_metrics, "leader", 30);
+    let (new, new_metrics) = cluster.start_controller_as("csrgate-new-leader", &args);
+    wait_for(&new_metrics, "standby", 30);
+
+    cluster.pause_controller(old, true);
+    wait_for(&new_metrics, "leader", 30);
+    cluster.pause_controller(new, true);
+    cluster.fault(
+        "faults/fail",
+        Some(r#"{"path_prefix":"/apis/coordination.k8s.io/v1/namespaces/default/leases/csrgate-issue-12","status":500,"count":100000}"#),
+    );
+    assert_eq!(create_as(&cluster, "examples/csrs/jane.yaml").0, 0);
+    cluster.pause_controller(old, false);
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let early: Vec<serde_json::Value> = cluster.writes();
+    cluster.fault("faults/clear", None);
+    cluster.pause_controller(new, false);
+    assert!(
+        early.iter().all(|w| w["user"] != "csrgate-old-leader"),
+        "the old leader wrote while it could not confirm the lease: {early:?}\n{}",
+        cluster.controller_log(old)
+    );
+
+    let (type_, _, _) = cluster
+        .wait_for_condition("jane", 30)
+        .expect("the new leader decides");
+    assert_eq!(type_, "Approved");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let writes: Vec<serde_json::Value> = cluster
+        .writes()
+        .into_iter()
+        .filter(|w| w["csr"] == "jane")
+        .collect();
+    assert_eq!(writes.len(), 1, "{writes:?}");
+    assert_eq!(writes[0]["user"], "csrgate-new-leader", "{writes:?}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = cluster.controller_exited(old) {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the old leader did not stop:\n{}",
+            cluster.controller_log(old)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(!status.success(), "{status:?}");
+    assert!(
+        cluster
+            .controller_log(old)
+            .contains("lost the leader lease"),
+        "{}",
+        cluster.controller_log(old)
+    );
+}
+
+/// Issue #12: a leader whose CSR watch keeps failing reports not ready on `/readyz`, naming
+/// the watch and the error, and ready again once the watch works; nothing is lost meanwhile.
+#[test]
+fn issue_12_readyz_says_not_ready_while_the_csr_watch_keeps_failing() {
+    let mut cluster = Cluster::start();
+    cluster.kubectl_ok(&["apply", "-f", "examples/policies/administrators.yaml"]);
+    let (_, metrics) = cluster.start_controller(&[]);
+    let readyz = || http("GET", &format!("http://{metrics}/readyz"), None);
+    let wait_for = |status: u16, seconds: u64| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+        loop {
+            let (code, body) = readyz();
+            if code == status {
+                return body;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "/readyz still {code} {body} after {seconds} s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    wait_for(200, 30);
+    cluster.fault(
+        "faults/fail",
+        Some(r#"{"method":"GET","path_prefix":"/apis/certificates.k8s.io/v1/certificatesigningrequests","status":500,"count":100000}"#),
+    );
+    cluster.fault("watches/close", None);
+    let body = wait_for(503, 30);
+    assert!(
+        body.contains("certificatesigningrequests watch failing"),
+        "{body}"
+    );
+    cluster.fault("faults/clear", None);
+    assert_eq!(create_as(&cluster, "examples/csrs/jane.yaml").0, 0);
+    let (type_, _, _) = cluster
+        .wait_for_condition("jane", 60)
+        .expect("decided once the watch works again");
+    assert_eq!(type_, "Approved");
+    wait_for(200, 30);
+    assert_eq!(
+        cluster
+            .writes()
+            .iter()
+            .filter(|w| w["csr"] == "jane")
+            .count(),
+        1
+    );
+}
+
+/// Issue #12: after the API server's storage goes back in time (here the sandbox restored
+/// from a snapshot, as etcd from a backup), the controller's watch resumes from a
+/// resourceVersion the server has not reached and gets nothing, without an error. The
+/// progress probe finds the server behind the cache and the controller relists, so a CSR
+/// created after the restore is decided, once.
+#[test]
+fn issue_12_a_watch_left_ahead_of_a_restored_server_is_relisted() {
+    let mut cluster = Cluster::start();
+    cluster.kubectl_ok(&["apply", "-f", "examples/policies/administrators.yaml"]);
+    let (index, _) = cluster.start_controller(&[]);
+    assert_eq!(create_as(&cluster, "examples/csrs/jane-as-admin.yaml").0, 0);
+    cluster
+        .wait_for_condition("jane-as-admin", 30)
+        .expect("decided before the snapshot");
+    cluster.fault("snapshot", None);
+    // Later resourceVersions the controller sees, then loses with the restore.
+    for name in ["later-1", "later-2", "later-3"] {
+        let csr = demo_csr(&cluster, name);
+        cluster.kubectl_ok(&["create", "-f", &csr, "--as", "jane"]);
+    }
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    cluster.fault("restore", None);
+    assert_eq!(create_as(&cluster, "examples/csrs/jane.yaml").0, 0);
+    // The probe runs every 30 s.
+    let (type_, _, _) = cluster
+        .wait_for_condition("jane", 75)
+        .unwrap_or_else(|| panic!("never decided:\n{}", cluster.controller_log(index)));
+    assert_eq!(type_, "Approved");
+    assert!(
+        cluster.controller_log(index).contains("relisting"),
+        "{}",
+        cluster.controller_log(index)
+    );
+    let conditions = cluster.csr("jane")["status"]["conditions"].clone();
+    assert_eq!(conditions.as_array().map(Vec::len), Some(1), "{conditions}");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(
+        cluster
+            .writes()
+            .iter()
+            .filter(|w| w["csr"] == "jane")
+            .count(),
+        1
+    );
+}

@@ -116,6 +116,38 @@ impl Cluster {
 
     /// Starts `csrgate controller` with extra arguments; returns its index and metrics address.
     pub fn start_controller(&mut self, extra: &[&str]) -> (usize, String) {
+        let kubeconfig = self.kubeconfig.clone();
+        self.start_controller_with(&kubeconfig, extra)
+    }
+
+    /// Starts `csrgate controller` acting as `user` (the admin impersonating it), so that the
+    /// sandbox's write log tells controllers apart; returns its index and metrics address.
+    pub fn start_controller_as(&mut self, user: &str, extra: &[&str]) -> (usize, String) {
+        let text = std::fs::read_to_string(&self.kubeconfig).unwrap();
+        let mut config: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+        for entry in config["users"].as_array_mut().unwrap() {
+            entry["user"]["as"] = serde_json::json!(user);
+        }
+        let kubeconfig = self.dir.path().join(format!("{user}.kubeconfig"));
+        std::fs::write(&kubeconfig, config.to_string()).unwrap();
+        self.start_controller_with(&kubeconfig, extra)
+    }
+
+    /// Pauses (`SIGSTOP`) or resumes (`SIGCONT`) controller `index`.
+    pub fn pause_controller(&self, index: usize, paused: bool) {
+        let signal = if paused { "-STOP" } else { "-CONT" };
+        let (code, _, stderr) = run(Command::new("kill")
+            .arg(signal)
+            .arg(self.controllers[index].id().to_string()));
+        assert_eq!(code, 0, "kill {signal}: {stderr}");
+    }
+
+    /// Whether controller `index` has exited, and how.
+    pub fn controller_exited(&mut self, index: usize) -> Option<std::process::ExitStatus> {
+        self.controllers[index].try_wait().unwrap()
+    }
+
+    fn start_controller_with(&mut self, kubeconfig: &Path, extra: &[&str]) -> (usize, String) {
         let port = free_port();
         let metrics = format!("127.0.0.1:{port}");
         let log = std::fs::File::create(
@@ -126,7 +158,7 @@ impl Cluster {
         .unwrap();
         let child = csrgate()
             .args(["controller", "--metrics-addr", &metrics, "--kubeconfig"])
-            .arg(&self.kubeconfig)
+            .arg(kubeconfig)
             .args(extra)
             .env("RUST_LOG", "info")
             .stdout(std::process::Stdio::null())

@@ -8,6 +8,7 @@ use csrgate_kube::Component;
 
 use crate::burst;
 use crate::harness::{Controller, all_csrs, assert_decided_once, decisions, plane, serial};
+use crate::util::http;
 
 /// Waits until at least `count` CSRs carry a decision.
 fn wait_decided(count: usize) {
@@ -75,4 +76,49 @@ fn a_controller_killed_and_restarted_mid_burst_loses_and_repeats_nothing() {
     let _restarted = Controller::start(dir.path(), plane().kubeconfig(), &[]);
     creating.join().unwrap();
     assert_decided_once(&expected, 180);
+}
+
+/// Issue #12: while kube-apiserver is down the leader's watches keep failing, and `/readyz`
+/// says not ready, naming a watch; once it is back the CSRs created meanwhile are decided
+/// once, and the leader is ready again (at the next event of each watch, or 60 s after its
+/// last failure).
+#[test]
+fn issue_12_readyz_is_not_ready_while_kube_apiserver_is_down_and_ready_after() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    burst::apply_policy(dir.path());
+    let controller = Controller::start(dir.path(), plane().kubeconfig(), &[]);
+    let readyz = || {
+        http(
+            "GET",
+            &format!("http://{}/readyz", controller.metrics),
+            None,
+        )
+    };
+    let wait_for = |status: u16, seconds: u64| {
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        loop {
+            let (code, body) = readyz();
+            if code == status {
+                return body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "/readyz still {code} {body} after {seconds} s:\n{}",
+                controller.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    wait_for(200, 60);
+    plane().kill(Component::KubeApiserver).unwrap();
+    let body = wait_for(503, 60);
+    plane().start_component(Component::KubeApiserver).unwrap();
+    assert!(body.contains(" watch failing ("), "{body}");
+    let (objects, expected) = burst::manifests(dir.path(), "apiserver-down", 20);
+    burst::create_in_background(dir.path(), objects)
+        .join()
+        .unwrap();
+    assert_decided_once(&expected, 120);
+    wait_for(200, 120);
 }

@@ -195,6 +195,67 @@ impl Controller {
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// Pauses (`SIGSTOP`) or resumes (`SIGCONT`) the process, as a stalled node or a long
+    /// garbage-collection pause would.
+    pub fn pause(&self, paused: bool) {
+        let signal = if paused { "-STOP" } else { "-CONT" };
+        let (code, _, stderr) = run(Command::new("kill")
+            .arg(signal)
+            .arg(self.child.id().to_string()));
+        assert_eq!(code, 0, "kill {signal}: {stderr}");
+    }
+
+    /// Its exit status, once it has exited.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().unwrap()
+    }
+}
+
+/// A copy of the admin kubeconfig that acts as `user` in `groups` (impersonation; with
+/// `system:masters` it keeps every right), so that the audit log tells controllers apart.
+pub fn kubeconfig_as(dir: &Path, user: &str, groups: &[&str]) -> PathBuf {
+    let text = std::fs::read_to_string(plane().kubeconfig()).unwrap();
+    let mut config: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+    for entry in config["users"].as_array_mut().unwrap() {
+        entry["user"]["as"] = serde_json::json!(user);
+        if !groups.is_empty() {
+            entry["user"]["as-groups"] = serde_json::json!(groups);
+        }
+    }
+    let path = dir.join(format!("{user}.kubeconfig"));
+    std::fs::write(&path, config.to_string()).unwrap();
+    path
+}
+
+/// The successful writes to CSRs' `approval` subresource the API server audited, as
+/// (CSR, the user acting, which is the impersonated user when there is one).
+pub fn approval_writers() -> Vec<(String, String)> {
+    plane()
+        .audit_events()
+        .into_iter()
+        .filter(|e| e["stage"] == "ResponseComplete")
+        .filter(|e| e["objectRef"]["subresource"] == "approval")
+        .filter(|e| {
+            e["responseStatus"]["code"]
+                .as_u64()
+                .is_some_and(|c| c < 300)
+        })
+        .map(|e| {
+            let user = e["impersonatedUser"]["username"]
+                .as_str()
+                .or_else(|| e["user"]["username"].as_str())
+                .unwrap_or_default()
+                .to_owned();
+            (
+                e["objectRef"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                user,
+            )
+        })
+        .collect()
 }
 
 impl Drop for Controller {

@@ -21,5 +21,7 @@ mod demo;
 mod differential;
 mod failover;
 mod faults;
+mod lease;
+mod nodes;
 mod rbac;
 mod seed;

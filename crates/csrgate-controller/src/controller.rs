@@ -26,7 +26,9 @@ use crate::csr::{self, CsrContext};
 use crate::events::Publisher;
 use crate::health::{self, Readiness};
 pub use crate::leader::LeaseSettings;
+use crate::nodes::PendingByNode;
 use crate::policy::{self, PolicyContext};
+use crate::watches::{self, WatchHealth};
 use crate::{Error, Metrics, Result, leader};
 
 /// How the controller runs.
@@ -76,7 +78,15 @@ pub async fn run(
         None => {
             readiness.role_known.store(true, Ordering::Relaxed);
             readiness.leader.store(true, Ordering::Relaxed);
-            run_controllers(client, &config, metrics, Arc::clone(&readiness), shutdown).await
+            run_controllers(
+                client,
+                &config,
+                metrics,
+                Arc::clone(&readiness),
+                shutdown,
+                None,
+            )
+            .await
         }
         Some(settings) => {
             let mut leading =
@@ -93,15 +103,29 @@ pub async fn run(
             }
             readiness.leader.store(true, Ordering::Relaxed);
             info!("became the leader");
+            let lease = Arc::new(leader::LeaseCheck::new(
+                client.clone(),
+                settings.clone(),
+                leading.clone(),
+            ));
+            let checked = Arc::clone(&lease);
+            // Lost when the election says so, or when a check before a write finds it so
+            // (which can be first: see `LeaseCheck`). Either drops the controllers at once.
             let lost = async move {
-                loop {
-                    if leading.changed().await.is_err() || !*leading.borrow() {
-                        return;
+                let told = async {
+                    loop {
+                        if leading.changed().await.is_err() || !*leading.borrow() {
+                            return;
+                        }
                     }
+                };
+                tokio::select! {
+                    () = told => {},
+                    () = checked.lost() => {},
                 }
             };
             tokio::select! {
-                result = run_controllers(client, &config, metrics, Arc::clone(&readiness), shutdown) => result,
+                result = run_controllers(client, &config, metrics, Arc::clone(&readiness), shutdown, Some(lease)) => result,
                 () = lost => {
                     readiness.leader.store(false, Ordering::Relaxed);
                     Err(Error::LostLeadership)
@@ -119,6 +143,7 @@ async fn run_controllers(
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
     shutdown: ShutdownSignal,
+    lease: Option<Arc<leader::LeaseCheck>>,
 ) -> Result<()> {
     let events = Publisher::new(
         client.clone(),
@@ -128,12 +153,41 @@ async fn run_controllers(
     let cache = PolicyCache::default();
     let (changed_tx, changed_rx) = mpsc::channel::<()>(1);
 
-    let policy_controller = Controller::new(
-        Api::<CsrApprovalPolicy>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .graceful_shutdown_on(shutdown.clone());
-    let policies: Store<CsrApprovalPolicy> = policy_controller.store();
+    // Each watch reports its health to `/readyz` and is relisted when it stops progressing
+    // (see `crate::watches`).
+    let policy_health = WatchHealth::new("csrapprovalpolicies");
+    let csr_health = WatchHealth::new("certificatesigningrequests");
+    let node_health = WatchHealth::new("nodes");
+    let mut probes = vec![
+        tokio::spawn(watches::probe(
+            Api::<CsrApprovalPolicy>::all(client.clone()),
+            Arc::clone(&policy_health),
+        )),
+        tokio::spawn(watches::probe(
+            Api::<CertificateSigningRequest>::all(client.clone()),
+            Arc::clone(&csr_health),
+        )),
+    ];
+    if let Ok(mut watches) = readiness.watches.write() {
+        watches.clear();
+        watches.extend([Arc::clone(&policy_health), Arc::clone(&csr_health)]);
+        if config.watch_nodes {
+            watches.push(Arc::clone(&node_health));
+        }
+    }
+
+    let (policies, policy_writer) = reflector::store::<CsrApprovalPolicy>();
+    let policy_events = {
+        let api = Api::<CsrApprovalPolicy>::all(client.clone());
+        let health = Arc::clone(&policy_health);
+        policy_health
+            .restartable(move || watcher(api.clone(), watcher::Config::default()).default_backoff())
+            .inspect(move |item| health.observe(item))
+            .reflect(policy_writer)
+            .applied_objects()
+    };
+    let policy_controller = Controller::for_stream(policy_events, policies.clone())
+        .graceful_shutdown_on(shutdown.clone());
     let policy_context = Arc::new(PolicyContext {
         client: client.clone(),
         cache: cache.clone(),
@@ -152,14 +206,43 @@ async fn run_controllers(
             }),
     );
 
+    let (csrs, csr_writer) = reflector::store::<CertificateSigningRequest>();
+    let pending_by_node = PendingByNode::default();
+    // Node events re-queue the pending CSRs their Node requested (see `crate::nodes`).
+    let (node_triggers_tx, node_triggers) = futures::channel::mpsc::unbounded();
     let nodes = if config.watch_nodes {
         let (store, writer) = reflector::store::<Node>();
-        let stream = watcher(Api::<Node>::all(client.clone()), cache_watch_config())
-            .default_backoff()
+        let index = pending_by_node.clone();
+        let csr_store = csrs.clone();
+        let api = Api::<Node>::all(client.clone());
+        probes.push(tokio::spawn(watches::probe(
+            api.clone(),
+            Arc::clone(&node_health),
+        )));
+        let health = Arc::clone(&node_health);
+        let stream = node_health
+            .restartable(move || watcher(api.clone(), cache_watch_config()).default_backoff())
+            .inspect(move |item| health.observe(item))
             .modify(csrgate_policy::node_for_policies)
             .reflect(writer)
-            .touched_objects()
-            .for_each(|_| futures::future::ready(()));
+            .for_each(move |event| {
+                let node = match &event {
+                    Ok(
+                        watcher::Event::Apply(node)
+                        | watcher::Event::InitApply(node)
+                        | watcher::Event::Delete(node),
+                    ) => node.metadata.name.as_deref(),
+                    _ => None,
+                };
+                for csr in node
+                    .map(|node| index.requested_by(node, &csr_store))
+                    .unwrap_or_default()
+                {
+                    // Closed only when the CSR controller has stopped; nothing left to do.
+                    let _ = node_triggers_tx.unbounded_send(csr);
+                }
+                futures::future::ready(())
+            });
         tokio::spawn(stream);
         Some(store)
     } else {
@@ -194,22 +277,28 @@ async fn run_controllers(
         policies: policies.clone(),
         nodes,
         dry_run: config.dry_run,
+        lease,
         evaluations: crate::evaluations::EvaluationSlots::per_cpu(),
         seen: Mutex::new(HashMap::new()),
     });
     let policy_changes = tokio_stream_from(changed_rx);
-    let (csrs, csr_writer) = reflector::store::<CertificateSigningRequest>();
-    let csr_events = watcher(
-        Api::<CertificateSigningRequest>::all(client.clone()),
-        cache_watch_config(),
-    )
-    .default_backoff()
-    .modify(trim_csr)
-    .reflect(csr_writer)
-    .applied_objects();
+    let csr_api = Api::<CertificateSigningRequest>::all(client.clone());
+    let health = Arc::clone(&csr_health);
+    let csr_events = csr_health
+        .restartable(move || watcher(csr_api.clone(), cache_watch_config()).default_backoff())
+        .modify(trim_csr)
+        .reflect(csr_writer)
+        .inspect(move |item| {
+            health.observe(item);
+            if let Ok(event) = item {
+                pending_by_node.observe(event);
+            }
+        })
+        .applied_objects();
     let csr_controller = Controller::for_stream(csr_events, csrs.clone())
         .with_config(controller::Config::default().concurrency(config.concurrency))
         .reconcile_all_on(policy_changes)
+        .reconcile_on(node_triggers)
         .graceful_shutdown_on(shutdown.clone());
 
     let gauge_metrics = Arc::clone(&metrics);
@@ -232,12 +321,17 @@ async fn run_controllers(
             if let Err(error) = result {
                 match error {
                     controller::Error::ReconcilerFailed(..) => {}
+                    // A CSR a Node event re-queued was deleted meanwhile.
+                    controller::Error::ObjectNotFound(..) => {}
                     other => warn!(error = %other, "CSR controller event"),
                 }
             }
         })
         .await;
     gauges.abort();
+    for probe in probes {
+        probe.abort();
+    }
     // The policy controller stops on the same signal; wait so its last status write lands.
     if let Err(error) = policy_task.await {
         warn!(%error, "policy controller task failed");

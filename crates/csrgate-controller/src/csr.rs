@@ -48,6 +48,8 @@ pub struct CsrContext {
     pub nodes: Option<Store<Node>>,
     /// Every policy is treated as Audit.
     pub dry_run: bool,
+    /// Under leader election, confirms the lease before each approval write.
+    pub lease: Option<Arc<crate::leader::LeaseCheck>>,
     /// Slots for evaluating on the blocking pool, shared fairly between signers.
     pub evaluations: EvaluationSlots,
     /// When each pending CSR was first seen, for the decision-duration histogram; also
@@ -112,6 +114,11 @@ pub async fn reconcile(
             .conditions
             .get_or_insert_with(Vec::new)
             .push(condition);
+        // The decision may have taken long (evaluation has a budget of seconds, and slots
+        // are queued): confirm the lease now, not when the reconcile started.
+        if let Some(lease) = &ctx.lease {
+            lease.confirm().await?;
+        }
         match api
             .replace_subresource("approval", &name, &PostParams::default(), &body)
             .await
@@ -158,17 +165,91 @@ pub async fn reconcile(
     })
 }
 
-/// Decides one CSR on the blocking pool, in one of [`CsrContext::evaluations`]' slots (see
-/// `crate::evaluations` for why).
+/// Decides one CSR; a decision to write that rests on the cached Node is confirmed with a
+/// fresh read of it first, and taken again when the Node changed.
+///
+/// The Node cache can lag its API server by the watch delay, or by a whole relist after an
+/// expired watch; Approved and Denied are final, so they must not rest on a Node the cache
+/// has not caught up with (DESIGN.md, "The decision"; issue #12). Only decisions to write,
+/// for a node requestor, with a covering Enforce policy that reads `node`, pay the read.
+///
+/// # Errors
+/// The evaluation task panicked or was cancelled, or the Node could not be read (the CSR
+/// stays pending and is retried).
+async fn evaluate(ctx: &CsrContext, csr: &CertificateSigningRequest) -> Result<Decision> {
+    let policies = ctx.cache.snapshot(&ctx.policies, ctx.dry_run);
+    let requesting_node = ctx
+        .nodes
+        .as_ref()
+        .and_then(|_| node_name(csr.spec.username.as_deref()?));
+    let cached = ctx.nodes.as_ref().and_then(|nodes| {
+        let name = requesting_node?;
+        nodes.get(&ObjectRef::new(name))
+    });
+    let decision = evaluate_with(ctx, csr, policies.clone(), cached.clone()).await?;
+    let Some(node) = requesting_node else {
+        return Ok(decision);
+    };
+    if decision.outcome == Outcome::Pending || !reads_node(&policies, &csr.spec.signer_name) {
+        return Ok(decision);
+    }
+    let fresh = read_node(ctx, csr, node).await?;
+    if fresh.as_ref() == cached.as_deref() {
+        return Ok(decision);
+    }
+    info!(
+        node,
+        "the Node changed since it was cached; deciding again with the Node as read"
+    );
+    evaluate_with(ctx, csr, policies, fresh.map(Arc::new)).await
+}
+
+/// Whether a covering Enforce policy reads `node`: only then can a changed Node change the
+/// written decision (Audit policies never write).
+fn reads_node(policies: &[csrgate_policy::CompiledPolicy], signer: &str) -> bool {
+    policies
+        .iter()
+        .any(|p| p.mode() == PolicyMode::Enforce && p.covers(signer) && p.reads_node())
+}
+
+/// The Node as its API server has it now, trimmed as the cache trims it; `None` when it
+/// does not exist.
+///
+/// # Errors
+/// The read failed.
+async fn read_node(
+    ctx: &CsrContext,
+    csr: &CertificateSigningRequest,
+    node: &str,
+) -> Result<Option<Node>> {
+    let mut fresh = Api::<Node>::all(ctx.client.clone())
+        .get_opt(node)
+        .await
+        .map_err(|source| {
+            ctx.metrics.api_error("get_node");
+            Error::NodeReadFailed {
+                csr: csr.name_any(),
+                node: node.to_owned(),
+                source,
+            }
+        })?;
+    if let Some(fresh) = fresh.as_mut() {
+        csrgate_policy::node_for_policies(fresh);
+    }
+    Ok(fresh)
+}
+
+/// Decides one CSR with `node` on the blocking pool, in one of [`CsrContext::evaluations`]'
+/// slots (see `crate::evaluations` for why).
 ///
 /// # Errors
 /// The evaluation task panicked or was cancelled.
-async fn evaluate(ctx: &CsrContext, csr: &CertificateSigningRequest) -> Result<Decision> {
-    let policies = ctx.cache.snapshot(&ctx.policies, ctx.dry_run);
-    let node = ctx.nodes.as_ref().and_then(|nodes| {
-        let name = node_name(csr.spec.username.as_deref()?)?;
-        nodes.get(&ObjectRef::new(name))
-    });
+async fn evaluate_with(
+    ctx: &CsrContext,
+    csr: &CertificateSigningRequest,
+    policies: Vec<csrgate_policy::CompiledPolicy>,
+    node: Option<Arc<Node>>,
+) -> Result<Decision> {
     let name = csr.name_any();
     let slot = ctx.evaluations.acquire(&csr.spec.signer_name).await;
     let csr = csr.clone();
@@ -460,7 +541,178 @@ pub fn count_pending(metrics: &Metrics, store: &Store<CertificateSigningRequest>
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use kube::runtime::{reflector, watcher};
+
     use super::*;
+
+    /// The kubelet serving request of `examples/csrs/worker-1-serving.yaml` (CN
+    /// system:node:worker-1, DNS worker-1 and worker-1.cluster.internal, IP 10.0.0.11), as
+    /// worker-1 asked for it.
+    fn worker_1_serving() -> CertificateSigningRequest {
+        let manifest = include_str!("../../../examples/csrs/worker-1-serving.yaml");
+        let request = manifest
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("request: "))
+            .unwrap();
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "worker-1-serving"},
+            "spec": {
+                "request": request,
+                "signerName": "kubernetes.io/kubelet-serving",
+                "usages": ["digital signature", "server auth"],
+                "username": "system:node:worker-1",
+                "groups": ["system:nodes", "system:authenticated"],
+            },
+        }))
+        .unwrap()
+    }
+
+    fn node(addresses: bool) -> Node {
+        let mut node =
+            serde_json::json!({"metadata": {"name": "worker-1", "resourceVersion": "1"}});
+        if addresses {
+            node["metadata"]["resourceVersion"] = "2".into();
+            node["status"] = serde_json::json!({"addresses": [
+                {"type": "InternalIP", "address": "10.0.0.11"},
+                {"type": "Hostname", "address": "worker-1"},
+                {"type": "InternalDNS", "address": "worker-1.cluster.internal"},
+            ]});
+        }
+        serde_json::from_value(node).unwrap()
+    }
+
+    /// A policy approving when every SAN is an address of the Node (denying otherwise).
+    fn policy(expression: &str) -> CsrApprovalPolicy {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "csrgate.dev/v1alpha1",
+            "kind": "CsrApprovalPolicy",
+            "metadata": {"name": "serving", "uid": "u1", "generation": 1},
+            "spec": {
+                "signerNames": ["kubernetes.io/kubelet-serving"],
+                "validations": [{"name": "rule", "expression": expression}],
+            },
+        }))
+        .unwrap()
+    }
+
+    const SANS_ARE_THE_NODES: &str = "node != null && has(node.status) && has(node.status.addresses) \
+        && x509.ipAddresses.all(ip, node.status.addresses.exists(a, a.address == ip))";
+
+    /// An API server that answers `GET /api/v1/nodes/worker-1` with `status` and `node`, and
+    /// counts the calls.
+    async fn api_server(status: u16, node: Node) -> (kube::Client, Arc<AtomicUsize>) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&calls);
+        let app = axum::Router::new().route(
+            "/api/v1/nodes/worker-1",
+            axum::routing::get(move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let body = serde_json::to_string(&node).unwrap();
+                async move {
+                    (
+                        axum::http::StatusCode::from_u16(status).unwrap(),
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        body,
+                    )
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let config = kube::Config::new(url.parse().unwrap());
+        (kube::Client::try_from(config).unwrap(), calls)
+    }
+
+    async fn context(client: kube::Client, policy: &CsrApprovalPolicy, cached: Node) -> CsrContext {
+        let (policies, mut policy_writer) = reflector::store::<CsrApprovalPolicy>();
+        policy_writer.apply_watcher_event(&watcher::Event::Apply(policy.clone()));
+        let cache = PolicyCache::default();
+        cache.insert(policy, csrgate_policy::CompiledPolicy::compile(policy));
+        let (nodes, mut node_writer) = reflector::store::<Node>();
+        node_writer.apply_watcher_event(&watcher::Event::Apply(cached));
+        CsrContext {
+            client: client.clone(),
+            events: Publisher::new(client, "csrgate".into(), None),
+            metrics: Arc::new(Metrics::default()),
+            cache,
+            policies,
+            nodes: Some(nodes),
+            dry_run: false,
+            lease: None,
+            evaluations: EvaluationSlots::new(2),
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    #[tokio::test]
+    async fn issue_12_a_decision_on_a_stale_node_is_taken_again_with_the_node_as_read() {
+        let (client, calls) = api_server(200, node(true)).await;
+        let ctx = context(client, &policy(SANS_ARE_THE_NODES), node(false)).await;
+        let decision = evaluate(&ctx, &worker_1_serving()).await.unwrap();
+        assert_eq!(
+            decision.outcome,
+            Outcome::Approved,
+            "{:?}",
+            decision.message
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_decision_on_a_current_node_is_confirmed_with_one_read() {
+        let (client, calls) = api_server(200, node(true)).await;
+        let ctx = context(client, &policy(SANS_ARE_THE_NODES), node(true)).await;
+        let decision = evaluate(&ctx, &worker_1_serving()).await.unwrap();
+        assert_eq!(
+            decision.outcome,
+            Outcome::Approved,
+            "{:?}",
+            decision.message
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn when_the_node_cannot_be_read_nothing_is_decided() {
+        let (client, calls) = api_server(500, node(true)).await;
+        let ctx = context(client, &policy(SANS_ARE_THE_NODES), node(true)).await;
+        let error = evaluate(&ctx, &worker_1_serving()).await.unwrap_err();
+        assert!(matches!(error, Error::NodeReadFailed { .. }), "{error}");
+        assert!(calls.load(Ordering::SeqCst) >= 1);
+    }
+
+    #[tokio::test]
+    async fn a_policy_that_does_not_read_node_costs_no_read() {
+        let (client, calls) = api_server(200, node(true)).await;
+        let ctx = context(
+            client,
+            &policy("x509.commonName == object.spec.username"),
+            node(false),
+        )
+        .await;
+        let decision = evaluate(&ctx, &worker_1_serving()).await.unwrap();
+        assert_eq!(
+            decision.outcome,
+            Outcome::Approved,
+            "{:?}",
+            decision.message
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn a_pending_decision_costs_no_read() {
+        let (client, calls) = api_server(200, node(true)).await;
+        let mut pending = policy(SANS_ARE_THE_NODES);
+        pending.spec.failure_action = csrgate_api::FailureAction::Ignore;
+        let ctx = context(client, &pending, node(false)).await;
+        let decision = evaluate(&ctx, &worker_1_serving()).await.unwrap();
+        assert_eq!(decision.outcome, Outcome::Pending, "{:?}", decision.message);
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+    }
 
     fn with_condition(type_: &str, status: &str) -> CertificateSigningRequest {
         CertificateSigningRequest {

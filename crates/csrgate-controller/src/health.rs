@@ -1,8 +1,8 @@
 //! `/metrics`, `/healthz` and `/readyz` on the metrics address (axum).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 
 use axum::Router;
 use axum::extract::State;
@@ -10,6 +10,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
+use crate::watches::WatchHealth;
 use crate::{Error, Metrics, Result};
 
 /// What `/readyz` reports on.
@@ -21,6 +22,18 @@ pub struct Readiness {
     pub role_known: AtomicBool,
     /// This replica leads (or leader election is off).
     pub leader: AtomicBool,
+    /// The watches a leader's caches rest on; any with a problem makes it not ready.
+    pub watches: RwLock<Vec<Arc<WatchHealth>>>,
+}
+
+impl Readiness {
+    /// What keeps the watches from being relied on, one line each; empty when none.
+    fn watch_problems(&self) -> Vec<String> {
+        self.watches
+            .read()
+            .map(|watches| watches.iter().filter_map(|w| w.problem()).collect())
+            .unwrap_or_default()
+    }
 }
 
 #[derive(Clone)]
@@ -73,7 +86,17 @@ async fn ready_handler(State(shared): State<Shared>) -> impl IntoResponse {
     let leader = readiness.leader.load(Ordering::Relaxed);
     let synced = readiness.synced.load(Ordering::Relaxed);
     // A standby is ready: it is healthy and waiting for the lease. A leader is ready once its
-    // stores have synced.
+    // stores have synced, and while every watch behind them works (issue #12: a leader whose
+    // watches failed went on reporting ready while it saw no new CSRs).
+    if role_known && leader && synced {
+        let problems = readiness.watch_problems();
+        if !problems.is_empty() {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: {}", problems.join("; ")),
+            );
+        }
+    }
     if role_known && (!leader || synced) {
         (
             StatusCode::OK,
@@ -81,12 +104,13 @@ async fn ready_handler(State(shared): State<Shared>) -> impl IntoResponse {
                 "ok: leader, synced"
             } else {
                 "ok: standby"
-            },
+            }
+            .to_owned(),
         )
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: stores not synced or leader election pending",
+            "not ready: stores not synced or leader election pending".to_owned(),
         )
     }
 }

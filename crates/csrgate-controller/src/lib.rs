@@ -4,8 +4,10 @@
 //!
 //! [`run`] wires the parts: a policy controller that compiles each policy once per generation
 //! and keeps its status, a CSR controller that decides (re-run for every pending CSR when a
-//! policy changes), an optional Node reflector for the `node` variable, leader election, and
-//! the metrics and health endpoints.
+//! policy changes, and for the pending CSRs of a node when its Node changes), an optional Node
+//! reflector for the `node` variable, leader election (the lease confirmed before each
+//! approval write), and the metrics and health endpoints (`/readyz` also says whether the
+//! watches work).
 
 mod authorization;
 mod cache;
@@ -16,8 +18,10 @@ mod events;
 mod health;
 mod leader;
 mod metrics;
+mod nodes;
 mod policy;
 pub mod telemetry;
+mod watches;
 
 pub use controller::{Config, LeaseSettings, run};
 pub use metrics::Metrics;
@@ -113,6 +117,34 @@ pub enum Error {
     /// This replica was the leader and lost the lease; it stops so it never writes as a follower.
     #[error("lost the leader lease")]
     LostLeadership,
+    /// Reading the leader Lease before an approval write failed; the write is not made.
+    #[error("reading the leader Lease {lease} before an approval write failed")]
+    LeaseReadFailed {
+        /// The Lease.
+        lease: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+    /// This replica holds the leader Lease but its renewal is overdue, so it cannot say that
+    /// the lease still holds when a write lands; the write is not made.
+    #[error("the leader Lease {lease} is held but not renewed in time; not writing")]
+    LeaseUnconfirmed {
+        /// The Lease.
+        lease: String,
+    },
+    /// Reading a Node before an approval write that depends on it failed; the write is not
+    /// made.
+    #[error("reading Node {node} before deciding CSR {csr} failed")]
+    NodeReadFailed {
+        /// The CSR.
+        csr: String,
+        /// The Node.
+        node: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
 }
 
 impl Error {
@@ -131,6 +163,9 @@ impl Error {
             Error::MetricsServerFailed { .. } => "MetricsServerFailed",
             Error::LeaderElectionFailed(_) => "LeaderElectionFailed",
             Error::LostLeadership => "LostLeadership",
+            Error::LeaseReadFailed { .. } => "LeaseReadFailed",
+            Error::LeaseUnconfirmed { .. } => "LeaseUnconfirmed",
+            Error::NodeReadFailed { .. } => "NodeReadFailed",
         }
     }
 }

@@ -262,6 +262,21 @@ impl CompiledPolicy {
         self.rules.as_deref().ok()
     }
 
+    /// Whether some expression of this policy reads the `node` variable, whole or a field of
+    /// it, so that its verdict can change when the requestor's Node does. The controller
+    /// confirms such decisions with a fresh read of the Node before writing them (DESIGN.md,
+    /// "The decision"). False when the policy is not Ready: it decides nothing then.
+    pub fn reads_node(&self) -> bool {
+        self.rules().is_some_and(|rules| {
+            rules.roots.contains(env::NODE)
+                || rules.scope_paths.iter().any(|p| {
+                    p.path
+                        .strip_prefix(env::NODE)
+                        .is_some_and(|rest| rest.starts_with('.'))
+                })
+        })
+    }
+
     /// Every flattened field path this policy's expressions read, for [`crate::CsrScope`].
     pub fn field_paths(&self) -> impl Iterator<Item = &str> {
         self.rules()
@@ -1294,6 +1309,37 @@ mod tests {
             "signerNames: [example.com/x]\nvalidations:\n  - name: rule\n    expression: {}\n",
             serde_json::to_string(expression).unwrap()
         )
+    }
+
+    #[test]
+    fn says_whether_a_policy_reads_node_whole_through_a_field_or_a_variable() {
+        for expression in [
+            "node == null",
+            "has(node.status)",
+            "node.metadata.name == 'a'",
+            "node != null && node.status.addresses.exists(a, a.type == 'InternalIP')",
+        ] {
+            assert!(
+                ready("p", &one_rule(expression)).reads_node(),
+                "{expression}"
+            );
+        }
+        let through_variable = ready(
+            "p",
+            "signerNames: [example.com/x]\nvariables:\n  - name: n\n    expression: node\n\
+             validations:\n  - name: rule\n    expression: variables.n == null\n",
+        );
+        assert!(through_variable.reads_node());
+        for expression in [
+            "object.spec.username == 'node'",
+            "x509.commonName == 'node.a'",
+        ] {
+            assert!(
+                !ready("p", &one_rule(expression)).reads_node(),
+                "{expression}"
+            );
+        }
+        assert!(!CompiledPolicy::compile(&policy("p", &one_rule("node ==="))).reads_node());
     }
 
     #[test]

@@ -11,6 +11,8 @@
 //! | `POST /_sandbox/watches/close` | [`Faults::close_watches`] |
 //! | `POST /_sandbox/compact` | [`Faults::compact`] |
 //! | `POST /_sandbox/restart` | [`Faults::restart`] |
+//! | `POST /_sandbox/snapshot` | [`Faults::snapshot`] |
+//! | `POST /_sandbox/restore` | [`Faults::restore`] |
 //! | `GET /_sandbox/writes` | [`Faults::writes`] as a JSON array |
 //! | `GET /_sandbox/ca.crt` | the CA certificate (PEM) |
 
@@ -61,6 +63,7 @@ struct State {
     rules: Vec<FailRule>,
     latency: Duration,
     writes: Vec<WriteRecord>,
+    snapshot: Option<crate::store::Snapshot>,
 }
 
 /// Handle for injecting faults into a running sandbox; the admin endpoint `/_sandbox/` does the same over HTTP.
@@ -124,6 +127,23 @@ impl Faults {
     pub fn compact(&self) {
         self.store.compact();
         self.close_watches();
+    }
+
+    /// Remember every object and the resourceVersion, for [`Faults::restore`].
+    pub fn snapshot(&self) {
+        let snapshot = self.store.snapshot();
+        self.lock().snapshot = Some(snapshot);
+    }
+
+    /// Put the objects and resourceVersion of the last [`Faults::snapshot`] back, as an etcd
+    /// restored from a backup, and close open watches so their clients resume from the
+    /// resourceVersion they saw, now ahead of the store. Without a snapshot, nothing happens.
+    pub fn restore(&self) {
+        let snapshot = self.lock().snapshot.clone();
+        if let Some(snapshot) = snapshot {
+            self.store.restore(&snapshot);
+            self.close_watches();
+        }
     }
 
     /// Drop every open connection (watches included); the data stays.

@@ -302,6 +302,14 @@ fn admin(app: &App, method: &Method, rest: &str, body: &Bytes) -> Result<Respons
             app.faults.restart();
             done()
         }
+        ("POST", "snapshot") => {
+            app.faults.snapshot();
+            done()
+        }
+        ("POST", "restore") => {
+            app.faults.restore();
+            done()
+        }
         ("GET", "writes") => ok_json(
             &serde_json::to_value(app.faults.writes())
                 .map_err(|e| ApiError::internal(e.to_string()))?,

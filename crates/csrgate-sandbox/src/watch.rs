@@ -92,11 +92,10 @@ pub fn watch(app: Arc<App>, spec: WatchSpec, query: &Query) -> ApiResult<Respons
         .get("timeoutSeconds")
         .and_then(|t| t.parse::<u64>().ok())
         .map_or(Duration::from_secs(1800), Duration::from_secs);
-    let start = app.store.watch(
-        store_key(spec.def),
-        spec.namespace.as_deref(),
-        if send_initial { None } else { from },
-    );
+    let resume_from = if send_initial { None } else { from };
+    let start = app
+        .store
+        .watch(store_key(spec.def), spec.namespace.as_deref(), resume_from);
     let (tx, mut rx) = mpsc::channel::<Result<Bytes, Infallible>>(64);
     let mut closer = app.faults.watch_closer();
     let interval = app.bookmark_interval;
@@ -126,7 +125,10 @@ pub fn watch(app: Arc<App>, spec: WatchSpec, query: &Query) -> ApiResult<Respons
                 return;
             }
         };
-        let mut last_rv = start.rv;
+        // A watch from a resourceVersion the store has not reached (etcd restored from a
+        // backup) gets nothing up to it, neither events nor a bookmark naming an older
+        // version, as kube-apiserver 1.37 answers it (docs/development.md).
+        let mut last_rv = start.rv.max(resume_from.unwrap_or(0));
         for ev in &start.backlog {
             let sent = spec.translate(ev);
             if let Some((kind, obj)) = sent
@@ -152,6 +154,9 @@ pub fn watch(app: Arc<App>, spec: WatchSpec, query: &Query) -> ApiResult<Respons
                 received = start.live.recv() => match received {
                     Ok(ev) => {
                         last_rv = last_rv.max(ev.rv);
+                        if resume_from.is_some_and(|from| ev.rv <= from) {
+                            continue;
+                        }
                         if ev.resource != store_key(spec.def)
                             || spec.namespace.as_deref().is_some_and(|n| n != ev.namespace)
                         {
