@@ -10,13 +10,13 @@ use csrgate_kube::ControlPlane;
 use crate::util::{csrgate, free_port, http, root, run};
 
 /// The control plane, with the CsrApprovalPolicy CRD applied and established, and every
-/// authenticated user allowed to create CSRs (`fixtures/requesters.yaml`).
+/// authenticated user allowed to create CSRs (`examples/rbac/csr-requesters.yaml`).
 pub fn plane() -> &'static ControlPlane {
     static READY: OnceLock<()> = OnceLock::new();
     let plane = ControlPlane::shared();
     READY.get_or_init(|| {
         kubectl_ok(&["apply", "-f", "crds/csrapprovalpolicies.csrgate.dev.yaml"]);
-        kubectl_ok(&["apply", "-f", "tests/real/fixtures/requesters.yaml"]);
+        kubectl_ok(&["apply", "-f", "examples/rbac/csr-requesters.yaml"]);
         kubectl_ok(&[
             "wait",
             "--for=condition=Established",

@@ -35,7 +35,7 @@ pub struct Args {
     out: PathBuf,
     /// Run against this cluster (e.g. `make cluster-up`'s target/cluster/kubeconfig) instead
     /// of a fresh sandbox per burst. Its user must be allowed to impersonate jane, jane to
-    /// create CSRs (tests/real/fixtures/requesters.yaml grants it), and the CsrApprovalPolicy
+    /// create CSRs (examples/rbac/csr-requesters.yaml grants it), and the CsrApprovalPolicy
     /// CRD must be installed. The burst's policy and CSRs (label `csrgate.dev/bench`) are
     /// deleted before and after each burst.
     #[arg(long, value_name = "FILE")]

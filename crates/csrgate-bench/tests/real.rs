@@ -30,10 +30,7 @@ fn e2e_with_a_kubeconfig_decides_a_burst_on_the_real_control_plane_both_ways() {
         plane,
         &["apply", "-f", "crds/csrapprovalpolicies.csrgate.dev.yaml"],
     );
-    kubectl(
-        plane,
-        &["apply", "-f", "tests/real/fixtures/requesters.yaml"],
-    );
+    kubectl(plane, &["apply", "-f", "examples/rbac/csr-requesters.yaml"]);
     kubectl(
         plane,
         &[

@@ -55,9 +55,13 @@ pub enum Command {
 /// Arguments of `csrgate demo`.
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
-    /// Run against this cluster instead of an embedded sandbox; its user needs to create
-    /// and delete CsrApprovalPolicies, Nodes and CSRs, to impersonate the example requestors
-    /// and to approve CSRs (cluster-admin does). The CRD must be installed.
+    /// Run against this cluster instead of an embedded sandbox. The CRD must be installed;
+    /// its user needs to create and delete CsrApprovalPolicies, Nodes and CSRs, to
+    /// impersonate the example requestors and to approve CSRs (cluster-admin does); and the
+    /// requestors who are not nodes (jane, mallory, system:serviceaccount:payments:api) must
+    /// be allowed to create CSRs, which RBAC grants no one by default (nodes get it from the
+    /// Node authorizer): on a test cluster, `kubectl apply -f
+    /// examples/rbac/csr-requesters.yaml`. Without it their requests show as Refused.
     #[arg(long, value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
     /// Output format.
