@@ -6,16 +6,6 @@ use std::time::{Duration, Instant};
 
 use crate::burst;
 use crate::harness::{Controller, all_csrs, assert_decided_once, decisions, plane, serial};
-use crate::util::http;
-
-fn role(controller: &Controller) -> String {
-    http(
-        "GET",
-        &format!("http://{}/readyz", controller.metrics),
-        None,
-    )
-    .1
-}
 
 #[test]
 fn the_standby_takes_over_a_burst_of_500_when_the_leader_is_killed() {
@@ -37,7 +27,11 @@ fn the_standby_takes_over_a_burst_of_500_when_the_leader_is_killed() {
     ];
     let deadline = Instant::now() + Duration::from_secs(30);
     let leader = loop {
-        let roles: Vec<String> = controllers.iter().flatten().map(role).collect();
+        let roles: Vec<String> = controllers
+            .iter()
+            .flatten()
+            .map(Controller::readyz)
+            .collect();
         assert!(
             roles.iter().filter(|r| r.contains("leader")).count() <= 1,
             "two leaders: {roles:?}"
@@ -66,16 +60,10 @@ fn the_standby_takes_over_a_burst_of_500_when_the_leader_is_killed() {
     let killed = Instant::now();
     controllers[leader] = None;
 
-    let standby_controller = controllers[standby].as_ref().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !role(standby_controller).contains("leader") {
-        assert!(
-            Instant::now() < deadline,
-            "the standby never led:\n{}",
-            standby_controller.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    controllers[standby]
+        .as_ref()
+        .unwrap()
+        .wait_for_role("leader", 60);
     let takeover = killed.elapsed();
     creating.join().unwrap();
     assert_decided_once(&expected, 180);

@@ -191,6 +191,25 @@ impl Controller {
         controller
     }
 
+    /// What `/readyz` says: `ok: leader, synced`, `ok: standby`, or why it is not ready.
+    pub fn readyz(&self) -> String {
+        http("GET", &format!("http://{}/readyz", self.metrics), None).1
+    }
+
+    /// Waits until `/readyz` mentions `role` (`leader`, `standby`); panics with the log after
+    /// `seconds`.
+    pub fn wait_for_role(&self, role: &str, seconds: u64) {
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        while !self.readyz().contains(role) {
+            assert!(
+                Instant::now() < deadline,
+                "no {role} within {seconds} s:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// What it logged so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

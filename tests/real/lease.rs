@@ -18,28 +18,6 @@ use crate::harness::{
     Controller, TEST_LABEL, approval_writers, assert_decided_once, create_as, kubeconfig_as,
     kubectl_ok, kubectl_stdin, serial,
 };
-use crate::util::http;
-
-fn role(controller: &Controller) -> String {
-    http(
-        "GET",
-        &format!("http://{}/readyz", controller.metrics),
-        None,
-    )
-    .1
-}
-
-fn wait_for_role(controller: &Controller, role_text: &str, seconds: u64) {
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    while !role(controller).contains(role_text) {
-        assert!(
-            Instant::now() < deadline,
-            "no {role_text} within {seconds} s:\n{}",
-            controller.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 #[test]
 fn issue_12_an_old_leader_resumed_after_the_takeover_writes_nothing() {
@@ -62,13 +40,13 @@ fn issue_12_an_old_leader_resumed_after_the_takeover_writes_nothing() {
         &kubeconfig_as(dir.path(), "csrgate-old-leader", &["system:masters"]),
         &args,
     );
-    wait_for_role(&old, "leader", 60);
+    old.wait_for_role("leader", 60);
     let new = Controller::start(
         dir.path(),
         &kubeconfig_as(dir.path(), "csrgate-new-leader", &["system:masters"]),
         &args,
     );
-    wait_for_role(&new, "standby", 30);
+    new.wait_for_role("standby", 30);
 
     // The old leader decides, so its caches are warm and it writes as it should.
     let (warm, warm_expected) = burst::manifests(dir.path(), "lease-warm", 2);
@@ -77,7 +55,7 @@ fn issue_12_an_old_leader_resumed_after_the_takeover_writes_nothing() {
 
     old.pause(true);
     let paused = Instant::now();
-    wait_for_role(&new, "leader", 60);
+    new.wait_for_role("leader", 60);
     let takeover = paused.elapsed();
     new.pause(true);
 
@@ -180,19 +158,19 @@ fn issue_12_an_old_leader_that_cannot_read_the_lease_after_the_takeover_writes_n
         &kubeconfig_as(dir.path(), "csrgate-old-leader", &[]),
         &args,
     );
-    wait_for_role(&old, "leader", 60);
+    old.wait_for_role("leader", 60);
     let new = Controller::start(
         dir.path(),
         &kubeconfig_as(dir.path(), "csrgate-new-leader", &["system:masters"]),
         &args,
     );
-    wait_for_role(&new, "standby", 30);
+    new.wait_for_role("standby", 30);
     let (warm, warm_expected) = burst::manifests(dir.path(), "lease2-warm", 2);
     create_as(dir.path(), &warm, "jane", &["platform-admins"]);
     assert_decided_once(&warm_expected, 60);
 
     old.pause(true);
-    wait_for_role(&new, "leader", 60);
+    new.wait_for_role("leader", 60);
     new.pause(true);
     kubectl_ok(&[
         "delete",
