@@ -17,6 +17,7 @@ mod burst;
 mod harness;
 
 mod builtin;
+mod cases;
 mod demo;
 mod differential;
 mod failover;
