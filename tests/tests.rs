@@ -11,6 +11,7 @@ mod check;
 mod controller;
 mod demo;
 mod deploy;
+mod explain;
 mod policy_cases;
 mod request;
 mod test_command;

@@ -20,6 +20,7 @@ mod builtin;
 mod cases;
 mod demo;
 mod differential;
+mod explain;
 mod failover;
 mod faults;
 mod lease;

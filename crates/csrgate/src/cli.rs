@@ -50,6 +50,32 @@ pub enum Command {
     /// other error (unreadable kubeconfig, refused create, timeout, a certificate for another
     /// key).
     Request(RequestArgs),
+    /// For an auditor: why a CSR was (or would be) approved or denied.
+    ///
+    /// Reads the CSR, every CsrApprovalPolicy and the requestor's Node from the cluster and
+    /// shows the policies that cover the CSR, whether each applies, each validation's result
+    /// and message, the decision csrgate would make now (with the controller's engine) and
+    /// the decision recorded on the CSR, with a line saying whether they differ and which
+    /// policy changed since. Exit status: 0 when explained; 2 when the CSR does not exist,
+    /// the cluster has no policies, or the cluster cannot be read.
+    Explain(ExplainArgs),
+}
+
+/// Arguments of `csrgate explain`.
+#[derive(Debug, clap::Args)]
+pub struct ExplainArgs {
+    /// The CertificateSigningRequest's name.
+    #[arg(value_name = "CSR_NAME")]
+    pub name: String,
+    /// The kubeconfig to use; without it, KUBECONFIG, then ~/.kube/config, then in-cluster.
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use instead of the current one.
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+    /// Output format: a one-screen text (`table`) or JSON.
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
 }
 
 /// Arguments of `csrgate demo`.

@@ -8,6 +8,7 @@ mod check;
 mod controller;
 mod crd;
 mod demo;
+mod explain;
 mod request;
 mod sandbox;
 mod test;
@@ -49,5 +50,6 @@ pub fn run(cli: Cli) -> Result<Outcome, Error> {
         Command::Controller(args) => controller::run(&args),
         Command::Sandbox(args) => sandbox::run(&args),
         Command::Request(args) => request::run(&args),
+        Command::Explain(args) => explain::run(&args),
     }
 }
