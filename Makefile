@@ -2,7 +2,7 @@
 CARGO ?= cargo
 CSRGATE := target/debug/csrgate
 
-.PHONY: test fmt-check clippy unit check-examples crd bench bench-engine build demo bench-sandbox bench-e2e
+.PHONY: test fmt-check clippy unit check-examples crd bench bench-engine build demo bench-sandbox bench-e2e bench-real
 .PHONY: kube cluster-up cluster-down
 
 ## test: formatting, lints, then every test of the workspace (what .ci/run calls), the
@@ -49,6 +49,12 @@ bench-engine:
 bench-e2e:
 	$(CARGO) build --release --locked -p csrgate -p csrgate-bench
 	target/release/csrgate-bench e2e --csrs 5000
+
+## bench-real: the real control plane only (`make kube`): controller against the API floor,
+## and csrgate against kube-controller-manager's approver, 1,000 CSRs each
+bench-real: kube
+	$(CARGO) build --release --locked -p csrgate -p csrgate-bench
+	target/release/csrgate-bench real --csrs 1000 --kcm-csrs 1000 --kcm-qps 1000
 
 ## bench-sandbox: requests per second of the sandbox API server on loopback
 bench-sandbox:

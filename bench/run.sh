@@ -4,15 +4,24 @@
 #   1. engine (criterion): decisions over 1/10/100 policies, parse, scope, compile, matches()
 #   2. the same rules in @marcbachmann/cel-js and cel-python (installed here, pinned)
 #   3. end to end against the sandbox, controller and API floor, for each N in CSRGATE_BENCH_CSRS
-#   4. scale: RSS with 10,000 pending CSRs + 5,000 Nodes cached, then 1,000 policies
-#   5. report: target/bench/summary.json, BENCHMARKS.md and bench/e2e.svg
+#   4. end to end on the real control plane (`make kube`): controller against the floor for
+#      each N in CSRGATE_BENCH_REAL_CSRS, and csrgate against kube-controller-manager's
+#      approver on kubelet client CSRs for each N in CSRGATE_BENCH_KCM_CSRS
+#   5. scale: RSS with 10,000 pending CSRs + 5,000 Nodes cached, then 1,000 policies
+#   6. report: target/bench/summary.json, BENCHMARKS.md and bench/e2e.svg
 #
-# Environment: CSRGATE_BENCH_CSRS (default 1000,10000,50000), CRITERION_TIME (seconds of
-# measurement per engine benchmark, default 2).
+# Environment: CSRGATE_BENCH_CSRS (default 1000,10000,50000), CSRGATE_BENCH_REAL_CSRS and
+# CSRGATE_BENCH_KCM_CSRS (default 1000,10000), CSRGATE_BENCH_KCM_QPS (kube-controller-manager's
+# --kube-api-qps in the comparison, default 1000: at its own default of 20 requests/s its
+# rate limiter, not its approver, sets the pace, about 10 decisions/s), CRITERION_TIME
+# (seconds of measurement per engine benchmark, default 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 csrs="${CSRGATE_BENCH_CSRS:-1000,10000,50000}"
+real_csrs="${CSRGATE_BENCH_REAL_CSRS:-1000,10000}"
+kcm_csrs="${CSRGATE_BENCH_KCM_CSRS:-1000,10000}"
+kcm_qps="${CSRGATE_BENCH_KCM_QPS:-1000}"
 measure="${CRITERION_TIME:-2}"
 out=target/bench
 mkdir -p "$out"
@@ -60,9 +69,15 @@ bash bench/peers/run.sh "$out/cel-fixture.json" "$out"
 phase "end to end: N = $csrs"
 target/release/csrgate-bench e2e --csrs "$csrs" --out "$out"
 
+phase "end to end on kube-apiserver: N = $real_csrs; against kube-controller-manager: N = $kcm_csrs"
+make kube
+target/release/csrgate-bench real --csrs "$real_csrs" --kcm-csrs "$kcm_csrs" \
+  --kcm-qps "$kcm_qps" --out "$out"
+
 phase "scale"
 target/release/csrgate-bench scale --out "$out"
 
 phase "report"
-target/release/csrgate-bench report --csrs "$csrs" --results "$out"
+target/release/csrgate-bench report --csrs "$csrs" --real-csrs "$real_csrs" \
+  --kcm-csrs "$kcm_csrs" --results "$out"
 printf '\n== done in %ds\n' $((SECONDS - started))

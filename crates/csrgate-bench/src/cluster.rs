@@ -108,7 +108,8 @@ pub struct Usage {
 }
 
 impl Usage {
-    fn of(pid: u32) -> Self {
+    /// What /proc says about process `pid` now (zeros when it cannot be read).
+    pub fn of(pid: u32) -> Self {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
         let kib = |key: &str| -> f64 {
             status

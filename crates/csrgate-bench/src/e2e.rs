@@ -46,7 +46,7 @@ pub struct Args {
 pub const BENCH_LABEL: &str = "csrgate.dev/bench";
 
 /// Where a burst runs.
-enum Target {
+pub enum Target {
     /// A fresh sandbox, stopped when dropped.
     Sandbox(Sandbox),
     /// A cluster given by its kubeconfig.
@@ -101,7 +101,8 @@ pub enum Decider {
 }
 
 impl Decider {
-    fn name(self) -> &'static str {
+    /// The name in result files and output.
+    pub fn name(self) -> &'static str {
         match self {
             Self::Controller => "controller",
             Self::Floor => "floor",
@@ -137,7 +138,7 @@ pub async fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-async fn burst(
+pub async fn burst(
     csrgate: &Path,
     target: &Target,
     decider: Decider,
@@ -185,8 +186,67 @@ async fn burst(
         }
     };
     let before = process.usage();
+    let mut template = cluster::jane_csr()?;
+    template
+        .metadata
+        .labels
+        .get_or_insert_with(Default::default)
+        .insert(BENCH_LABEL.to_owned(), "true".to_owned());
+    let jane: Api<CertificateSigningRequest> =
+        Api::all(cluster::client(&kubeconfig, Some("jane")).await?);
+    let timing = measure(&admin, n, creators, |i| {
+        let api = jane.clone();
+        let mut csr = template.clone();
+        let name = format!("bench-{i}");
+        csr.metadata.name = Some(name.clone());
+        async move {
+            let sent = Instant::now();
+            api.create(&PostParams::default(), &csr)
+                .await
+                .map(|_| (name, sent))
+                .map_err(|source| Error::Kube {
+                    what: "creating a CSR".into(),
+                    source,
+                })
+        }
+    })
+    .await;
+    let after = process.usage();
+    drop(process);
+    if matches!(target, Target::Cluster(_)) {
+        clean(&admin).await?;
+    }
+    let timing = timing?.complete(decider.name(), n)?;
+    let mut result = timing.json(decider.name(), n, creators);
+    result["peak_rss_mib"] = after.peak_rss_mib.into();
+    result["cpu_s"] = (after.cpu_s - before.cpu_s).into();
+    Ok(result)
+}
 
-    // Watch for decisions from before the burst starts.
+/// When each CSR of a burst was decided, from the first create request on.
+pub struct Timing {
+    /// Create-to-decided latency of each CSR that was decided, sorted.
+    latencies: Vec<Duration>,
+    /// How long creating all N took.
+    created_in: Duration,
+    /// From the first create to the last decision.
+    total: Duration,
+}
+
+/// Creates `n` CSRs, `creators` at a time, with `create(i)` (which returns the CSR's name and
+/// when its create request was sent), while a watch of its own notes when each gets an
+/// Approved, Denied or Failed condition; stops when all are decided or nothing happened for
+/// 30 s (then [`Timing::complete`] says how many were missing).
+pub async fn measure<F, Fut>(
+    admin: &kube::Client,
+    n: usize,
+    creators: usize,
+    create: F,
+) -> Result<Timing>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = Result<(String, Instant)>>,
+{
     let csrs: Api<CertificateSigningRequest> = Api::all(admin.clone());
     let (decided_tx, mut decided_rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
     let watch = tokio::spawn(async move {
@@ -204,37 +264,22 @@ async fn burst(
             }
         }
     });
+    // Watch for decisions from before the burst starts.
     tokio::time::sleep(Duration::from_millis(200)).await;
 
-    let mut template = cluster::jane_csr()?;
-    template
-        .metadata
-        .labels
-        .get_or_insert_with(Default::default)
-        .insert(BENCH_LABEL.to_owned(), "true".to_owned());
-    let jane: Api<CertificateSigningRequest> =
-        Api::all(cluster::client(&kubeconfig, Some("jane")).await?);
     let start = Instant::now();
-    let created: HashMap<String, Instant> = futures::stream::iter(0..n)
-        .map(|i| {
-            let api = jane.clone();
-            let mut csr = template.clone();
-            let name = format!("bench-{i}");
-            csr.metadata.name = Some(name.clone());
-            async move {
-                let sent = Instant::now();
-                api.create(&PostParams::default(), &csr)
-                    .await
-                    .map(|_| (name, sent))
-                    .map_err(|source| Error::Kube {
-                        what: "creating a CSR".into(),
-                        source,
-                    })
-            }
-        })
+    let created: Result<HashMap<String, Instant>> = futures::stream::iter(0..n)
+        .map(create)
         .buffer_unordered(creators)
         .try_collect()
-        .await?;
+        .await;
+    let created = match created {
+        Ok(created) => created,
+        Err(error) => {
+            watch.abort();
+            return Err(error);
+        }
+    };
     let created_in = start.elapsed();
 
     let mut latencies = Vec::with_capacity(n);
@@ -255,42 +300,51 @@ async fn burst(
         }
     }
     watch.abort();
-    let after = process.usage();
-    drop(process);
-    if matches!(target, Target::Cluster(_)) {
-        clean(&admin).await?;
-    }
-    if seen.len() < n {
-        return Err(Error::Incomplete(format!(
-            "{}: only {} of {n} CSRs were decided",
-            decider.name(),
-            seen.len()
-        )));
+    latencies.sort();
+    Ok(Timing {
+        latencies,
+        created_in,
+        total: last.duration_since(start),
+    })
+}
+
+impl Timing {
+    /// The timing, or [`Error::Incomplete`] naming `decider` when fewer than `n` were decided.
+    pub fn complete(self, decider: &str, n: usize) -> Result<Self> {
+        if self.latencies.len() < n {
+            return Err(Error::Incomplete(format!(
+                "{decider}: only {} of {n} CSRs were decided",
+                self.latencies.len()
+            )));
+        }
+        Ok(self)
     }
 
-    latencies.sort();
-    let percentile = |p: f64| {
-        latencies
-            .get(((latencies.len() as f64 * p).ceil() as usize).saturating_sub(1))
+    /// The latency at quantile `q` (0..=1), in milliseconds.
+    fn percentile_ms(&self, q: f64) -> f64 {
+        self.latencies
+            .get(((self.latencies.len() as f64 * q).ceil() as usize).saturating_sub(1))
             .copied()
             .unwrap_or_default()
             .as_secs_f64()
             * 1000.0
-    };
-    let total = last.duration_since(start).as_secs_f64();
-    Ok(serde_json::json!({
-        "decider": decider.name(),
-        "csrs": n,
-        "decided": seen.len(),
-        "concurrency": crate::floor::CONCURRENCY,
-        "creators": creators,
-        "created_in_s": created_in.as_secs_f64(),
-        "all_decided_in_s": total,
-        "decisions_per_s": n as f64 / total,
-        "p50_latency_ms": percentile(0.50),
-        "p99_latency_ms": percentile(0.99),
-        "max_latency_ms": percentile(1.0),
-        "peak_rss_mib": after.peak_rss_mib,
-        "cpu_s": after.cpu_s - before.cpu_s,
-    }))
+    }
+
+    /// The result file's fields: throughput and latency quantiles.
+    pub fn json(&self, decider: &str, n: usize, creators: usize) -> serde_json::Value {
+        let total = self.total.as_secs_f64();
+        serde_json::json!({
+            "decider": decider,
+            "csrs": n,
+            "decided": self.latencies.len(),
+            "concurrency": crate::floor::CONCURRENCY,
+            "creators": creators,
+            "created_in_s": self.created_in.as_secs_f64(),
+            "all_decided_in_s": total,
+            "decisions_per_s": n as f64 / total,
+            "p50_latency_ms": self.percentile_ms(0.50),
+            "p99_latency_ms": self.percentile_ms(0.99),
+            "max_latency_ms": self.percentile_ms(1.0),
+        })
+    }
 }

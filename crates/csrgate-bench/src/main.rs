@@ -8,7 +8,9 @@
 mod cluster;
 mod e2e;
 mod floor;
+mod real;
 mod report;
+mod report_real;
 mod scale;
 
 use std::path::PathBuf;
@@ -66,6 +68,9 @@ enum Command {
     E2e(e2e::Args),
     /// The API floor: approve every pending CSR with the controller's API calls, no evaluation
     Floor(floor::Args),
+    /// The end-to-end benchmarks on the real control plane: against the floor and against
+    /// kube-controller-manager's approver
+    Real(real::Args),
     /// Memory with 10,000 pending CSRs and 5,000 Nodes cached, then 1,000 policies loaded
     Scale(scale::Args),
     /// Collect every result into summary.json, BENCHMARKS.md and the plot
@@ -88,6 +93,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::E2e(args) => e2e::run(args).await,
             Command::Floor(args) => floor::run(args).await,
+            Command::Real(args) => real::run(args).await,
             Command::Scale(args) => scale::run(args).await,
             Command::Report(args) => report::run(args),
         }

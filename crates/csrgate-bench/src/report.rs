@@ -21,6 +21,12 @@ pub struct Args {
     /// The burst sizes of the end-to-end runs.
     #[arg(long, value_delimiter = ',', default_value = "1000,10000,50000")]
     csrs: Vec<usize>,
+    /// The burst sizes of the runs on the real control plane against the floor (`real --csrs`).
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+    real_csrs: Vec<usize>,
+    /// The burst sizes of the kube-controller-manager comparison (`real --kcm-csrs`).
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+    kcm_csrs: Vec<usize>,
     /// The Markdown report to write.
     #[arg(long, default_value = "BENCHMARKS.md")]
     markdown: PathBuf,
@@ -69,7 +75,7 @@ const ENGINE: &[(&str, &str)] = &[
     ),
 ];
 
-fn read_json(path: &Path) -> Result<Value> {
+pub(crate) fn read_json(path: &Path) -> Result<Value> {
     let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
         what: format!("reading {}", path.display()),
         source,
@@ -121,8 +127,9 @@ pub fn run(args: Args) -> Result<()> {
     };
     let at_10k = bursts.iter().find(|(n, ..)| *n == 10_000);
     let scale = read_json(&args.results.join("scale.json"))?;
+    let real = crate::report_real::read(&args.results, &args.real_csrs, &args.kcm_csrs)?;
 
-    let summary = json!({
+    let mut summary = json!({
         "engine_decision_us_median": decision_us,
         "engine_decision_seen_before_us_median": engine_us("decide_10_policies_seen_before"),
         "engine_us_median": engine,
@@ -145,10 +152,13 @@ pub fn run(args: Args) -> Result<()> {
         "peers": {"celjs": celjs, "celpython": celpython},
         "scale": scale,
     });
+    if let Value::Object(map) = &mut summary {
+        map.extend(crate::report_real::summary(&real));
+    }
     crate::write_json(&args.results.join("summary.json"), &summary)?;
     plot(&args.plot, &bursts)?;
     let notes = std::fs::read_to_string(&args.notes).unwrap_or_default();
-    let markdown = markdown(&args, &summary, &bursts, &notes);
+    let markdown = markdown(&args, &summary, &bursts, &real, &notes);
     std::fs::write(&args.markdown, markdown).map_err(|source| Error::Io {
         what: format!("writing {}", args.markdown.display()),
         source,
@@ -191,7 +201,13 @@ fn verdict(met: bool) -> &'static str {
     if met { "met" } else { "**missed**" }
 }
 
-fn markdown(args: &Args, summary: &Value, bursts: &[(usize, Value, Value)], notes: &str) -> String {
+fn markdown(
+    args: &Args,
+    summary: &Value,
+    bursts: &[(usize, Value, Value)],
+    real: &crate::report_real::RealResults,
+    notes: &str,
+) -> String {
     let get = |key: &str| summary.get(key).and_then(Value::as_f64).unwrap_or(f64::NAN);
     let mut md = String::new();
     let _ = writeln!(md, "# csrgate benchmarks\n");
@@ -206,7 +222,7 @@ fn markdown(args: &Args, summary: &Value, bursts: &[(usize, Value, Value)], note
     let celpython = &summary["peers"]["celpython"];
     let _ = writeln!(md, "## Goals\n");
     let _ = writeln!(md, "| goal | measured | |\n| --- | --- | --- |");
-    let rows = [
+    let rows = vec![
         (
             "whole decision (parse + context + 10 policies) ≤ 2× cel-js bare evaluation".to_owned(),
             format!(
@@ -254,6 +270,7 @@ fn markdown(args: &Args, summary: &Value, bursts: &[(usize, Value, Value)], note
             get("policies_1k_ready_ms") < 1000.0,
         ),
     ];
+    let rows = rows.into_iter().chain(crate::report_real::goals(summary));
     for (goal, measured, met) in rows {
         let _ = writeln!(md, "| {goal} | {measured} | {} |", verdict(met));
     }
@@ -310,6 +327,8 @@ fn markdown(args: &Args, summary: &Value, bursts: &[(usize, Value, Value)], note
             get(ratio)
         );
     }
+
+    crate::report_real::markdown(&mut md, real);
 
     let plot = relative_link(&args.markdown, &args.plot);
     let _ = writeln!(
@@ -526,6 +545,25 @@ mod tests {
                 );
             }
         }
+        for (n, controller, floor, csrgate, kcm) in [
+            (1000, 800.0, 1000.0, 100.0, 10.0),
+            (10_000, 900.0, 1000.0, 50.0, 100.0),
+        ] {
+            let run = |rate: f64| json!({"decisions_per_s": rate, "p50_latency_ms": 5.0, "p99_latency_ms": rate / 10.0, "max_latency_ms": 30.0, "peak_rss_mib": 40.0, "cpu_s": 1.0, "kcm_api_qps": "default"});
+            put(
+                &results.join(format!("real-e2e-controller-{n}.json")),
+                &run(controller),
+            );
+            put(
+                &results.join(format!("real-e2e-floor-{n}.json")),
+                &run(floor),
+            );
+            put(
+                &results.join(format!("kcm-csrgate-{n}.json")),
+                &run(csrgate),
+            );
+            put(&results.join(format!("kcm-kcm-{n}.json")), &run(kcm));
+        }
         put(
             &results.join("scale.json"),
             &json!({"csrs": 10000, "nodes": 5000, "policies": 1000, "rss_mib_cached": 70.0, "rss_mib_policies": 60.0, "policies_ready_ms": 900.0}),
@@ -534,6 +572,8 @@ mod tests {
             results,
             criterion,
             csrs: vec![1000, 10_000],
+            real_csrs: vec![1000, 10_000],
+            kcm_csrs: vec![1000, 10_000],
             markdown: dir.join("BENCHMARKS.md"),
             plot: dir.join("bench/e2e.svg"),
             notes: dir.join("NOTES.md"),
@@ -559,6 +599,11 @@ mod tests {
         assert_eq!(field("p99_latency_ms_10k"), 20.0);
         assert_eq!(field("rss_mib_10k"), 70.0);
         assert_eq!(field("policies_1k_compile_ms"), 700.0);
+        assert_eq!(field("real_floor_ratio_10k"), 0.9);
+        assert_eq!(field("real_p99_ms_10k"), 90.0);
+        assert_eq!(field("real_floor_p99_ms_10k"), 100.0);
+        assert_eq!(field("kcm_ratio_10k"), 0.5);
+        assert_eq!(field("kcm_p99_ms_10k"), 10.0);
 
         let text = std::fs::read_to_string(markdown).expect("BENCHMARKS.md");
         let goal = |needle: &str| {
@@ -571,6 +616,12 @@ mod tests {
         assert!(goal("controller / API floor").contains("**missed**"));
         assert!(goal("5,000 Nodes cached").contains("**missed**"));
         assert!(goal("1,000 policies compiled").ends_with("| met |"));
+        assert!(goal("on kube-apiserver: controller / API floor").ends_with("| met |"));
+        assert!(goal("kube-controller-manager's approver").contains("**missed**"));
+        assert!(
+            text.contains("| 1000 | csrgate | 100 | 5 | 10 | 30 | 40.0 | 1.00 | 10.00 |"),
+            "{text}"
+        );
         assert!(text.contains("![decisions per second and p99 latency against N](bench/e2e.svg)"));
         assert!(text.ends_with("findings\n"));
         let svg = std::fs::read_to_string(plot).expect("plot");

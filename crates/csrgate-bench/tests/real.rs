@@ -86,3 +86,45 @@ fn e2e_with_a_kubeconfig_decides_a_burst_on_the_real_control_plane_both_ways() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&left.stdout).trim(), "");
 }
+
+/// `csrgate-bench real`'s comparison with kube-controller-manager's approver, small: each
+/// decider alone on a fresh control plane decides every kubelet client CSR.
+#[test]
+fn real_compares_csrgate_with_the_built_in_approver_on_kubelet_client_csrs() {
+    let bench = Path::new(env!("CARGO_BIN_EXE_csrgate-bench"));
+    let out = tempfile::tempdir().unwrap();
+    let output = Command::new(bench)
+        .current_dir(csrgate_kube::repository_root())
+        .args([
+            "real",
+            "--csrs",
+            "--kcm-csrs",
+            "100",
+            "--kcm-qps",
+            "200",
+            "--out",
+        ])
+        .arg(out.path())
+        .arg("--csrgate")
+        .arg(bench.with_file_name("csrgate"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!out.path().join("real-e2e-floor-100.json").exists());
+    for decider in ["kcm", "csrgate"] {
+        let result: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(out.path().join(format!("kcm-{decider}-100.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(result["decided"], 100, "{decider}: {result:#}");
+        assert_eq!(result["kcm_api_qps"], 200, "{decider}: {result:#}");
+        // Both deciders did work; in the csrgate run KCM still signs.
+        assert!(result["cpu_s"].as_f64().unwrap() > 0.0, "{result:#}");
+        assert!(result["kcm_cpu_s"].as_f64().unwrap() > 0.0, "{result:#}");
+    }
+}

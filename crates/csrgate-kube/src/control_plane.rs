@@ -92,6 +92,28 @@ impl Ports {
     }
 }
 
+/// How kube-controller-manager runs; [`Default`] is what the tests use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControllerManagerOptions {
+    /// Its `--controllers`: by default `csrsigning`, `csrapproving` and `csrcleaner`.
+    /// Benchmarks leave out `csrapproving` so that csrgate alone decides kubelet CSRs.
+    pub controllers: Vec<String>,
+    /// Its `--kube-api-qps` and `--kube-api-burst` (client-side rate limit of each
+    /// controller's client); `None` keeps kube-controller-manager's defaults (20 and 30).
+    pub api_qps_burst: Option<(u32, u32)>,
+}
+
+impl Default for ControllerManagerOptions {
+    fn default() -> Self {
+        Self {
+            controllers: ["csrsigning", "csrapproving", "csrcleaner"]
+                .map(str::to_owned)
+                .to_vec(),
+            api_qps_burst: None,
+        }
+    }
+}
+
 /// A running control plane: etcd, kube-apiserver with RBAC and the CSR admission plugins,
 /// kube-controller-manager with the CSR controllers.
 #[derive(Debug)]
@@ -101,6 +123,7 @@ pub struct ControlPlane {
     pki: Pki,
     kubeconfig: PathBuf,
     lifetime: Lifetime,
+    controller_manager: ControllerManagerOptions,
     ports: Mutex<Ports>,
     children: Mutex<BTreeMap<Component, Child>>,
 }
@@ -115,6 +138,19 @@ impl ControlPlane {
     /// [`Error::NotReady`] with the last lines of the component's log when a process exits
     /// or does not become ready (a taken port is retried with fresh ports first).
     pub fn start(dir: &Path, binaries: Binaries, lifetime: Lifetime) -> Result<Self> {
+        Self::start_with(dir, binaries, lifetime, ControllerManagerOptions::default())
+    }
+
+    /// [`ControlPlane::start`] with kube-controller-manager run as `controller_manager` says.
+    ///
+    /// # Errors
+    /// As [`ControlPlane::start`].
+    pub fn start_with(
+        dir: &Path,
+        binaries: Binaries,
+        lifetime: Lifetime,
+        controller_manager: ControllerManagerOptions,
+    ) -> Result<Self> {
         if dir.exists() {
             std::fs::remove_dir_all(dir).map_err(|source| Error::Io {
                 action: "empty the state folder",
@@ -141,6 +177,7 @@ impl ControlPlane {
             binaries,
             pki,
             lifetime,
+            controller_manager,
             ports: Mutex::new(Ports::free()?),
             children: Mutex::new(BTreeMap::new()),
         };
@@ -257,6 +294,12 @@ impl ControlPlane {
             &kubeconfig(&self.server(), &self.pki.ca_cert, name, cert, key)?,
         )?;
         Ok(path)
+    }
+
+    /// The process id of a running component, to read its CPU time and memory from /proc.
+    #[must_use]
+    pub fn pid(&self, component: Component) -> Option<u32> {
+        self.lock_children().get(&component).map(Child::id)
     }
 
     /// Stops a component with SIGKILL (etcd keeps its data folder).
@@ -470,7 +513,10 @@ impl ControlPlane {
                         "--cert-dir={}",
                         dir.join("controller-manager").display()
                     ))
-                    .arg("--controllers=csrsigning,csrapproving,csrcleaner")
+                    .arg(format!(
+                        "--controllers={}",
+                        self.controller_manager.controllers.join(",")
+                    ))
                     .arg(format!(
                         "--cluster-signing-cert-file={}",
                         pki.ca_cert.display()
@@ -484,6 +530,11 @@ impl ControlPlane {
                     // (kube-system/certificate-controller for the CSR controllers).
                     .arg("--use-service-account-credentials=true")
                     .arg("--leader-elect=true");
+                if let Some((qps, burst)) = self.controller_manager.api_qps_burst {
+                    command
+                        .arg(format!("--kube-api-qps={qps}"))
+                        .arg(format!("--kube-api-burst={burst}"));
+                }
                 command
             }
         })

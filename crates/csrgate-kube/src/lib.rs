@@ -21,7 +21,7 @@ mod pki;
 mod process;
 
 pub use binaries::Binaries;
-pub use control_plane::{Component, ControlPlane, Lifetime, chain};
+pub use control_plane::{Component, ControlPlane, ControllerManagerOptions, Lifetime, chain};
 pub use pki::{Pki, kubeconfig};
 
 /// Why the control plane could not be built, started or driven.

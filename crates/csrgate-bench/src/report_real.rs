@@ -1,0 +1,184 @@
+//! The report's part for the real control plane (`csrgate-bench real`): the controller
+//! against the API floor on kube-apiserver, and csrgate against kube-controller-manager's
+//! approver, with their summary keys.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use crate::Result;
+
+/// The results of `csrgate-bench real` for each N: (N, first decider, second decider).
+pub struct RealResults {
+    /// Controller and floor, jane's CSRs.
+    pub e2e: Vec<(usize, Value, Value)>,
+    /// csrgate and kube-controller-manager, kubelet client CSRs.
+    pub kcm: Vec<(usize, Value, Value)>,
+}
+
+/// Reads `real-e2e-{controller,floor}-<N>.json` and `kcm-{csrgate,kcm}-<N>.json`.
+///
+/// # Errors
+/// A missing or unreadable file, named.
+pub fn read(results: &Path, real_csrs: &[usize], kcm_csrs: &[usize]) -> Result<RealResults> {
+    let pair = |n: usize, first: &str, second: &str| -> Result<(usize, Value, Value)> {
+        Ok((
+            n,
+            super::report::read_json(&results.join(first.replace("{n}", &n.to_string())))?,
+            super::report::read_json(&results.join(second.replace("{n}", &n.to_string())))?,
+        ))
+    };
+    Ok(RealResults {
+        e2e: real_csrs
+            .iter()
+            .map(|&n| pair(n, "real-e2e-controller-{n}.json", "real-e2e-floor-{n}.json"))
+            .collect::<Result<_>>()?,
+        kcm: kcm_csrs
+            .iter()
+            .map(|&n| pair(n, "kcm-csrgate-{n}.json", "kcm-kcm-{n}.json"))
+            .collect::<Result<_>>()?,
+    })
+}
+
+fn number(value: &Value, key: &str) -> f64 {
+    value.get(key).and_then(Value::as_f64).unwrap_or(f64::NAN)
+}
+
+fn rate_ratio(first: &Value, second: &Value) -> f64 {
+    number(first, "decisions_per_s") / number(second, "decisions_per_s")
+}
+
+/// The summary keys of issue #15: `real_floor_ratio_10k`, `real_p99_ms_10k`,
+/// `real_floor_p99_ms_10k`, `kcm_ratio_10k`, `kcm_p99_ms_10k`, and every run under
+/// `real_e2e` and `kcm`.
+pub fn summary(results: &RealResults) -> serde_json::Map<String, Value> {
+    let e2e_10k = results.e2e.iter().find(|(n, ..)| *n == 10_000);
+    let kcm_10k = results.kcm.iter().find(|(n, ..)| *n == 10_000);
+    let runs = |runs: &[(usize, Value, Value)], first: &str, second: &str| {
+        runs.iter()
+            .map(|(n, a, b)| json!({"csrs": n, first: a, second: b, "ratio": rate_ratio(a, b)}))
+            .collect::<Vec<_>>()
+    };
+    let mut map = serde_json::Map::new();
+    map.insert(
+        "real_floor_ratio_10k".into(),
+        json!(e2e_10k.map(|(_, c, f)| rate_ratio(c, f))),
+    );
+    map.insert(
+        "real_p99_ms_10k".into(),
+        json!(e2e_10k.map(|(_, c, _)| number(c, "p99_latency_ms"))),
+    );
+    map.insert(
+        "real_floor_p99_ms_10k".into(),
+        json!(e2e_10k.map(|(_, _, f)| number(f, "p99_latency_ms"))),
+    );
+    map.insert(
+        "kcm_ratio_10k".into(),
+        json!(kcm_10k.map(|(_, c, k)| rate_ratio(c, k))),
+    );
+    map.insert(
+        "kcm_p99_ms_10k".into(),
+        json!(kcm_10k.map(|(_, _, k)| number(k, "p99_latency_ms"))),
+    );
+    map.insert(
+        "real_e2e".into(),
+        json!(runs(&results.e2e, "controller", "floor")),
+    );
+    map.insert("kcm".into(), json!(runs(&results.kcm, "csrgate", "kcm")));
+    map
+}
+
+/// The report's goal rows for the real control plane: (goal, measured, met).
+pub fn goals(summary: &Value) -> Vec<(String, String, bool)> {
+    let get = |key: &str| summary.get(key).and_then(Value::as_f64).unwrap_or(f64::NAN);
+    vec![
+        (
+            "on kube-apiserver: controller / API floor throughput ≥ 0.8 at 10,000 CSRs".to_owned(),
+            format!("{:.2}", get("real_floor_ratio_10k")),
+            get("real_floor_ratio_10k") >= 0.8,
+        ),
+        (
+            "on kube-apiserver: csrgate decides kubelet client CSRs at least as fast as kube-controller-manager's approver (10,000 CSRs)"
+                .to_owned(),
+            format!("{:.2}×", get("kcm_ratio_10k")),
+            get("kcm_ratio_10k") >= 1.0,
+        ),
+    ]
+}
+
+/// One table row per decider run.
+fn row(md: &mut String, n: usize, name: &str, run: &Value, ratio: &str) {
+    let _ = writeln!(
+        md,
+        "| {n} | {name} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} | {:.2} | {ratio} |",
+        number(run, "decisions_per_s"),
+        number(run, "p50_latency_ms"),
+        number(run, "p99_latency_ms"),
+        number(run, "max_latency_ms"),
+        number(run, "peak_rss_mib"),
+        number(run, "cpu_s"),
+    );
+}
+
+const HEADER: &str = "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |";
+
+/// The two sections of the report.
+pub fn markdown(md: &mut String, results: &RealResults) {
+    let _ = writeln!(
+        md,
+        "\n## End to end on kube-apiserver, and the API floor (`csrgate-bench real`)\n"
+    );
+    let _ = writeln!(
+        md,
+        "A fresh control plane per run (etcd, kube-apiserver and kube-controller-manager v1.37.2 \
+         from `make kube`, on this machine's loopback, sharing its cores with the decider); \
+         jane's client CSRs, otherwise as the sandbox table below.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| N | decider | decisions/s | p50 ms | p99 ms | max ms | peak RSS MiB | CPU s | controller / floor |\n{HEADER}"
+    );
+    for (n, controller, floor) in &results.e2e {
+        row(md, *n, "floor", floor, "");
+        row(
+            md,
+            *n,
+            "controller",
+            controller,
+            &format!("{:.2}", rate_ratio(controller, floor)),
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\n## Kubelet client CSRs: csrgate against kube-controller-manager's approver\n"
+    );
+    let _ = writeln!(
+        md,
+        "N kubelet client CSRs, each created by its own node identity (`system:node:bench-<i>` in \
+         `system:nodes`, a P-256 key, CN and O as a kubelet sends them), on a fresh control plane \
+         each: decided once by KCM's `csrapproving` (a SubjectAccessReview for `selfnodeclient`, \
+         then the approval), once by csrgate with KCM's approver off and \
+         `examples/policies/kubelet-client.yaml`. KCM's `csrsigning` runs in both. CPU is the \
+         decider's: for KCM, its whole process (approver and signer); KCM's CPU in the csrgate \
+         run (`kcm_cpu_s` in the results) is the signer's share. KCM's client QPS: {}.\n",
+        results
+            .kcm
+            .first()
+            .map_or("-".to_owned(), |(_, _, k)| k["kcm_api_qps"].to_string())
+    );
+    let _ = writeln!(
+        md,
+        "| N | decider | decisions/s | p50 ms | p99 ms | max ms | peak RSS MiB | CPU s | csrgate / KCM |\n{HEADER}"
+    );
+    for (n, csrgate, kcm) in &results.kcm {
+        row(md, *n, "kube-controller-manager", kcm, "");
+        row(
+            md,
+            *n,
+            "csrgate",
+            csrgate,
+            &format!("{:.2}", rate_ratio(csrgate, kcm)),
+        );
+    }
+}
