@@ -22,6 +22,7 @@
 //! | subject attributes, requested extensions, request attributes | [`MAX_SUBJECT_ATTRIBUTES`], [`MAX_EXTENSIONS`] (64 each) |
 
 mod der;
+mod fast;
 mod names;
 mod verify;
 

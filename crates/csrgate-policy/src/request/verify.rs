@@ -567,6 +567,9 @@ pub(crate) fn verify(
             result.map_err(|_| failed("RSA PSS"))
         }
         (SignatureAlgorithm::Ecdsa(hash), Key::Ec(curve, point)) => {
+            if super::fast::ecdsa_verifies(*curve, hash, point, message, signature) {
+                return Ok(());
+            }
             let digest = hash.digest(message);
             let ok = match curve {
                 Curve::P224 => ecdsa_verify!(p224, point, &digest, signature),
