@@ -12,6 +12,8 @@
 //!   CSR, then the approval) and once by csrgate with KCM's approver off. KCM's `csrsigning`
 //!   runs in both, so the API server's load is the same; KCM's CPU time in the csrgate run
 //!   is the signer's share of its CPU time in the KCM run.
+//!
+//! And `csrgate-bench scale` on a fresh control plane (`scale-real.json`).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -46,6 +48,11 @@ pub struct Args {
     /// The policy csrgate decides kubelet client CSRs with: KCM's rule.
     #[arg(long, default_value = "examples/policies/kubelet-client.yaml")]
     kubelet_policy: PathBuf,
+    /// Skip `csrgate-bench scale` on a fresh control plane (`scale-real.json`: RSS with 10,000
+    /// pending CSRs and 5,000 Nodes cached, then 1,000 policies and how long they take to be
+    /// Ready).
+    #[arg(long)]
+    no_scale: bool,
     /// Concurrent creators.
     #[arg(long, default_value_t = cluster::CREATORS)]
     creators: usize,
@@ -85,6 +92,16 @@ pub async fn run(args: Args) -> Result<()> {
                 &result,
             )?;
         }
+    }
+    if !args.no_scale {
+        let plane = start(&state, &binaries, ControllerManagerOptions::default())?;
+        let scale = crate::scale::Args::on_cluster(
+            csrgate.clone(),
+            plane.kubeconfig().to_owned(),
+            args.out.clone(),
+            "scale-real.json",
+        );
+        crate::scale::run(scale).await?;
     }
     for &n in &args.kcm_csrs {
         for kcm_decides in [true, false] {

@@ -34,9 +34,34 @@ pub struct Args {
     /// Policies to load after the CSRs and Nodes.
     #[arg(long, default_value_t = 1_000)]
     policies: usize,
-    /// Where `scale.json` goes.
+    /// Where the result goes.
     #[arg(long, default_value = "target/bench")]
     out: PathBuf,
+    /// The result file's name in `--out`.
+    #[arg(long, default_value = "scale.json")]
+    result: String,
+    /// Run against this cluster (the real control plane) instead of a fresh sandbox. Its
+    /// user must be allowed to impersonate jane and jane to create CSRs
+    /// (examples/rbac/csr-requesters.yaml); the CRD must be installed; the cluster should be
+    /// empty (fresh), as nothing is cleaned up.
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+}
+
+impl Args {
+    /// The arguments `csrgate-bench real` runs scale with: defaults, on `kubeconfig`,
+    /// writing `<out>/<result>`.
+    pub fn on_cluster(csrgate: PathBuf, kubeconfig: PathBuf, out: PathBuf, result: &str) -> Self {
+        Self {
+            csrgate: Some(csrgate),
+            csrs: 10_000,
+            nodes: 5_000,
+            policies: 1_000,
+            out,
+            result: result.to_owned(),
+            kubeconfig: Some(kubeconfig),
+        }
+    }
 }
 
 /// A Node the size of a real one: labels, conditions, addresses, node info and a list of
@@ -149,13 +174,22 @@ spec:
 /// Creates everything, measures, writes `scale.json`.
 pub async fn run(args: Args) -> Result<()> {
     let csrgate = args.csrgate.clone().unwrap_or_else(crate::default_csrgate);
-    let sandbox = Sandbox::start(&csrgate).await?;
-    let admin = sandbox.client_as(None).await?;
+    // The sandbox, when there is one, lives until the end of the run.
+    let (_sandbox, kubeconfig) = match &args.kubeconfig {
+        Some(kubeconfig) => (None, kubeconfig.clone()),
+        None => {
+            let sandbox = Sandbox::start(&csrgate).await?;
+            let kubeconfig = sandbox.kubeconfig.clone();
+            (Some(sandbox), kubeconfig)
+        }
+    };
+    let admin = cluster::client(&kubeconfig, None).await?;
 
     cluster::create_all(&Api::<Node>::all(admin.clone()), args.nodes, "a Node", node).await?;
     let mut template = cluster::jane_csr()?;
     template.spec.signer_name = UNMANAGED_SIGNER.into();
-    let jane: Api<CertificateSigningRequest> = Api::all(sandbox.client_as(Some("jane")).await?);
+    let jane: Api<CertificateSigningRequest> =
+        Api::all(cluster::client(&kubeconfig, Some("jane")).await?);
     cluster::create_all(&jane, args.csrs, "a CSR", |i| {
         let mut csr = template.clone();
         csr.metadata.name = Some(format!("pending-{i}"));
@@ -164,7 +198,7 @@ pub async fn run(args: Args) -> Result<()> {
     .await?;
 
     let metrics = format!("127.0.0.1:{}", cluster::free_port()?);
-    let controller = cluster::start_controller(&csrgate, &sandbox.kubeconfig, &metrics, true)?;
+    let controller = cluster::start_controller(&csrgate, &kubeconfig, &metrics, true)?;
     cluster::wait_ready(&metrics, Duration::from_secs(60)).await?;
     // Ready means the policy and Node stores synced; the pending gauge (refreshed every 5 s
     // from the CSR store) says when all CSRs are cached too.
@@ -230,7 +264,7 @@ pub async fn run(args: Args) -> Result<()> {
         loaded.peak_rss_mib
     );
     crate::write_json(
-        &args.out.join("scale.json"),
+        &args.out.join(&args.result),
         &serde_json::json!({
             "csrs": args.csrs,
             "nodes": args.nodes,

@@ -102,6 +102,7 @@ fn real_compares_csrgate_with_the_built_in_approver_on_kubelet_client_csrs() {
             "100",
             "--kcm-qps",
             "200",
+            "--no-scale",
             "--out",
         ])
         .arg(out.path())
@@ -127,4 +128,64 @@ fn real_compares_csrgate_with_the_built_in_approver_on_kubelet_client_csrs() {
         assert!(result["cpu_s"].as_f64().unwrap() > 0.0, "{result:#}");
         assert!(result["kcm_cpu_s"].as_f64().unwrap() > 0.0, "{result:#}");
     }
+}
+
+/// `csrgate-bench scale --kubeconfig`, small, on the real control plane: the controller
+/// caches the pending CSRs and Nodes, and every policy becomes Ready.
+#[test]
+fn scale_with_a_kubeconfig_runs_on_the_real_control_plane() {
+    let plane = ControlPlane::shared();
+    kubectl(
+        plane,
+        &["apply", "-f", "crds/csrapprovalpolicies.csrgate.dev.yaml"],
+    );
+    kubectl(plane, &["apply", "-f", "examples/rbac/csr-requesters.yaml"]);
+    kubectl(
+        plane,
+        &[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/csrapprovalpolicies.csrgate.dev",
+        ],
+    );
+    let bench = Path::new(env!("CARGO_BIN_EXE_csrgate-bench"));
+    let out = tempfile::tempdir().unwrap();
+    let output = Command::new(bench)
+        .args([
+            "scale",
+            "--csrs",
+            "30",
+            "--nodes",
+            "20",
+            "--policies",
+            "25",
+            "--result",
+            "s.json",
+        ])
+        .arg("--kubeconfig")
+        .arg(plane.kubeconfig())
+        .arg("--csrgate")
+        .arg(bench.with_file_name("csrgate"))
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("s.json")).unwrap()).unwrap();
+    assert_eq!(result["policies"], 25, "{result:#}");
+    assert!(
+        result["policies_ready_ms"].as_f64().unwrap() > 0.0,
+        "{result:#}"
+    );
+    assert!(
+        result["rss_mib_cached"].as_f64().unwrap() > 1.0,
+        "{result:#}"
+    );
 }
