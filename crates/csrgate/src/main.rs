@@ -7,6 +7,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+// Why a feature: the allocator is chosen per build by measurement (docs/operations.md,
+// "Memory"), and a default `cargo build` keeps the C library's.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod cli;
 mod cmd;
 mod load;
