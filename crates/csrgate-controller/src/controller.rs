@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use csrgate_api::CsrApprovalPolicy;
-use csrgate_policy::CompiledPolicy;
 use futures::future::{BoxFuture, Shared};
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
@@ -195,6 +194,7 @@ async fn run_controllers(
         metrics: Arc::clone(&metrics),
         changed: changed_tx,
         reviews: crate::authorization::SignerReviews::default(),
+        watch_nodes: config.watch_nodes,
     });
     let policy_task = tokio::spawn(
         policy_controller
@@ -256,7 +256,7 @@ async fn run_controllers(
     }
     for policy in policies.state() {
         if cache.get(&policy).is_none() {
-            cache.insert(&policy, CompiledPolicy::compile(&policy));
+            cache.insert(&policy, policy::compile(&policy, config.watch_nodes));
         }
     }
     if let Some(nodes) = &nodes
