@@ -29,7 +29,8 @@ use tracing::{Span, debug, info, instrument, warn};
 use crate::cache::PolicyCache;
 use crate::evaluations::EvaluationSlots;
 use crate::events::{EventType, Publisher};
-use crate::metrics::{AuditLabels, DecisionLabels, ErrorLabel};
+use crate::metrics::{AuditLabels, DecisionLabels, ErrorLabel, SignerLabel};
+use crate::pending::{Hold, PendingCap};
 use crate::{Error, Metrics, Result};
 
 /// How many conflicting writes in a row before giving up until the next event.
@@ -55,6 +56,8 @@ pub struct CsrContext {
     pub lease: Option<Arc<crate::leader::LeaseCheck>>,
     /// Slots for evaluating on the blocking pool, shared fairly between signers.
     pub evaluations: EvaluationSlots,
+    /// The per-signer cap on pending CSRs, above which approvals are held.
+    pub cap: PendingCap,
     /// When each pending CSR was first seen, for the decision-duration histogram; also
     /// remembers which holds and audit verdicts were already reported, so events are not
     /// repeated on every re-evaluation.
@@ -111,6 +114,12 @@ pub async fn reconcile(
             );
             return Ok(Action::await_change());
         };
+        if decision.outcome == Outcome::Approved
+            && let Some(hold) = ctx.cap.hold(&current).await
+        {
+            held(&ctx, &current, &hold).await;
+            return Ok(Action::await_change());
+        }
         let mut body = current.clone();
         body.status
             .get_or_insert_with(Default::default)
@@ -393,6 +402,47 @@ async fn forbidden(ctx: &CsrContext, csr: &CertificateSigningRequest, message: &
                  grant csrgate \"approve\" on certificates.k8s.io signers named {signer:?} \
                  (or \"<domain>/*\") for it to decide this signer; the CSR stays pending"
             ),
+        )
+        .await;
+}
+
+/// The event reason when an approval is held because its signer is over the cap.
+pub const REASON_MAX_PENDING_EXCEEDED: &str = "MaxPendingExceeded";
+
+/// After holding an approval because the signer is over `--max-pending-per-signer`: the CSR
+/// stays pending (never denied for it) and is decided again when the count falls (see
+/// `crate::pending`). Said once per episode (an event on the first CSR held, one log line),
+/// counted once per CSR.
+async fn held(ctx: &CsrContext, csr: &CertificateSigningRequest, hold: &Hold) {
+    let signer = SignerLabel {
+        signer: csr.spec.signer_name.clone(),
+    };
+    if hold.newly_held {
+        ctx.metrics.approvals_held.get_or_create(&signer).inc();
+    }
+    debug!(
+        pending = hold.pending,
+        limit = hold.limit,
+        "approval held: signer over the cap"
+    );
+    if !hold.first {
+        return;
+    }
+    let message = format!(
+        "csrgate: {} CSRs of signer {:?} are pending, more than --max-pending-per-signer={}: \
+         approvals for this signer are held (denials go on) until the count falls to {} or \
+         fewer; this CSR stays pending until then",
+        hold.pending, signer.signer, hold.limit, hold.limit
+    );
+    warn!(signer = %signer.signer, pending = hold.pending, limit = hold.limit, "too many pending CSRs for this signer: holding its approvals");
+    ctx.events
+        .publish(
+            &ctx.metrics,
+            csr,
+            EventType::Warning,
+            REASON_MAX_PENDING_EXCEEDED,
+            "Approve",
+            message,
         )
         .await;
 }
@@ -686,6 +736,7 @@ mod tests {
             dry_run: false,
             lease: None,
             evaluations: EvaluationSlots::new(2),
+            cap: PendingCap::new(None, Arc::default()).0,
             seen: Mutex::new(HashMap::new()),
         }
     }
