@@ -16,12 +16,15 @@ mod util;
 mod burst;
 mod harness;
 
+mod bootstrap;
 mod builtin;
+mod default_deny;
 mod demo;
 mod differential;
 mod failover;
 mod faults;
 mod lease;
 mod nodes;
+mod pending_cap;
 mod rbac;
 mod seed;
