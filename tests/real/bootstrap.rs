@@ -77,3 +77,54 @@ fn issue_13_a_bootstrap_token_gets_a_new_nodes_name_but_not_an_existing_nodes() 
         "PolicyApproved"
     );
 }
+
+/// A CSR whose policy waits for the Node its CN names (a matchCondition on `subjectNode`)
+/// is decided when that Node appears: the Node watch re-queues the pending CSRs naming it.
+#[test]
+fn issue_13_a_csr_waiting_for_the_node_its_cn_names_is_decided_when_the_node_appears() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let signer = "csrgate.dev/issue-13-subject";
+    let late = "issue-13-late-worker";
+    let policy = serde_json::json!({
+        "apiVersion": "csrgate.dev/v1alpha1",
+        "kind": "CsrApprovalPolicy",
+        "metadata": {"name": "wait-for-subject-node"},
+        "spec": {
+            "signerNames": [signer],
+            "matchConditions": [{"name": "named-node-exists", "expression": "subjectNode != null"}],
+            "validations": [{"name": "cn-names-it",
+                             "expression": "x509.commonName == 'system:node:' + subjectNode.metadata.name"}],
+        },
+    });
+    let (code, _, stderr) = kubectl_stdin(&["apply", "-f", "-"], &policy.to_string());
+    assert_eq!(code, 0, "{stderr}");
+    let controller = Controller::start(dir.path(), plane().kubeconfig(), &[]);
+    let (_, pem) = openssl_request(
+        dir.path(),
+        "late",
+        &format!("/CN=system:node:{late}/O=system:nodes"),
+    );
+    let name = "issue-13-waits-for-subject-node";
+    create_as(
+        dir.path(),
+        &[manifest(name, &pem, signer, &["client auth"])],
+        "jane",
+        &["platform-admins"],
+    );
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert!(
+        crate::harness::decisions(&csr(name)).is_empty(),
+        "pending while no Node is named {late}:\n{}",
+        controller.log_text()
+    );
+    let node = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": late, "labels": {TEST_LABEL: "bootstrap"}},
+    });
+    let (code, _, stderr) = kubectl_stdin(&["create", "-f", "-"], &node.to_string());
+    assert_eq!(code, 0, "{stderr}");
+    let expected = BTreeMap::from([(name.to_owned(), "Approved")]);
+    assert_decided_once(&expected, 30);
+}
