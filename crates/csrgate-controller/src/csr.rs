@@ -114,10 +114,7 @@ pub async fn reconcile(
             );
             return Ok(Action::await_change());
         };
-        if decision.outcome == Outcome::Approved
-            && let Some(hold) = ctx.cap.hold(&current).await
-        {
-            held(&ctx, &current, &hold).await;
+        if held_by_cap(&ctx, &current, &decision).await {
             return Ok(Action::await_change());
         }
         let mut body = current.clone();
@@ -408,6 +405,23 @@ async fn forbidden(ctx: &CsrContext, csr: &CertificateSigningRequest, message: &
 
 /// The event reason when an approval is held because its signer is over the cap.
 pub const REASON_MAX_PENDING_EXCEEDED: &str = "MaxPendingExceeded";
+
+/// Whether an approval must wait because its signer is over `--max-pending-per-signer`;
+/// reported by [`held`] when it must. Denials are never held.
+async fn held_by_cap(
+    ctx: &CsrContext,
+    csr: &CertificateSigningRequest,
+    decision: &Decision,
+) -> bool {
+    if decision.outcome != Outcome::Approved {
+        return false;
+    }
+    let Some(hold) = ctx.cap.hold(csr).await else {
+        return false;
+    };
+    held(ctx, csr, &hold).await;
+    true
+}
 
 /// After holding an approval because the signer is over `--max-pending-per-signer`: the CSR
 /// stays pending (never denied for it) and is decided again when the count falls (see
