@@ -94,7 +94,7 @@ fn an_invalid_policy_exits_2_naming_file_field_and_error() {
     assert_eq!(
         stderr.trim(),
         format!(
-            "error: {}: spec.validations[0].expression: unknown identifier x509v (known: object, x509, node, variables)",
+            "error: {}: spec.validations[0].expression: unknown identifier x509v (known: object, x509, node, subjectNode, variables)",
             policy.display()
         )
     );
@@ -313,4 +313,131 @@ fn issue_11_the_sandbox_refuses_to_create_a_raw_utf8_dns_name_as_kube_apiserver_
     );
     let alabel = case.join("web-idn-alabel.yaml");
     cluster.kubectl_ok(&["create", "-f", alabel.to_str().unwrap()]);
+}
+
+/// Issue #13 part 1: `defaultAction: Deny` denies what no policy approved, with reason
+/// NoPolicyApproved; as an Audit policy it only records what its default would have done.
+#[test]
+fn issue_13_default_action_deny_is_shown_and_an_audit_default_is_recorded_per_policy() {
+    let (decision, reason, message) = check_case(
+        "examples/cookbook/access-default-deny.yaml",
+        None,
+        "examples/csrs/jane.yaml",
+    );
+    // jane's request is for another signer: no policy covers it, nothing is decided.
+    assert_eq!((decision.as_str(), reason.as_str()), ("Pending", ""));
+    assert!(message.contains("no CsrApprovalPolicy covers"), "{message}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let audit = std::fs::read_to_string(crate::util::repo(
+        "examples/cookbook/access-default-deny.yaml",
+    ))
+    .unwrap()
+    .replace(
+        "  defaultAction: Deny\n",
+        "  defaultAction: Deny\n  mode: Audit\n",
+    );
+    let policy = write(dir.path(), "audit.yaml", &audit);
+    let (code, stdout, stderr) = run(csrgate()
+        .args([
+            "check",
+            "--output",
+            "json",
+            "--as",
+            "mallory",
+            "--as-group",
+            "developers",
+            "--policy",
+        ])
+        .arg(&policy)
+        .arg("examples/csrs/oncall-sam.yaml"));
+    assert_eq!(code, 0, "{stderr}");
+    let parsed: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(parsed[0]["decision"], "Pending");
+    let audit_report = &parsed[0]["policies"][1];
+    assert_eq!(audit_report["name"], "sre-access-default-deny");
+    assert_eq!(audit_report["mode"], "Audit");
+    let recorded = audit_report["defaultDenial"].as_str().unwrap();
+    assert!(
+        recorded.contains(r#"CsrApprovalPolicy "sre-access-default-deny" (generation 1): matchCondition "is-sre" is false"#),
+        "{recorded}"
+    );
+    assert!(parsed[0]["policies"][0].get("defaultDenial").is_none());
+
+    let (code, table, _) = run(csrgate()
+        .args([
+            "check",
+            "--as",
+            "mallory",
+            "--as-group",
+            "developers",
+            "--policy",
+        ])
+        .arg(&policy)
+        .arg("examples/csrs/oncall-sam.yaml"));
+    assert_eq!(code, 0);
+    assert!(
+        table.contains("sre-access-default-deny=NotApplicable(audit)(default would deny)"),
+        "{table}"
+    );
+}
+
+/// Issue #13: a wrong `defaultAction` is refused naming the field.
+#[test]
+fn issue_13_a_wrong_default_action_exits_2_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write(
+        dir.path(),
+        "p.yaml",
+        &POLICY
+            .replace("EXPR", "true")
+            .replace("validations:", "defaultAction: Approve\n  validations:"),
+    );
+    let (code, _, stderr) = run(csrgate()
+        .args(["check", "--policy"])
+        .arg(&policy)
+        .arg("examples/csrs/jane.yaml"));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "error: {}: spec.defaultAction: unknown variant `Approve`, expected `Pending` or `Deny`",
+            policy.display()
+        )),
+        "{stderr}"
+    );
+}
+
+/// Issue #13 part 2: `--node` serves `subjectNode` too: a bootstrap token asking for an
+/// existing Node's name is denied, for a new name approved.
+#[test]
+fn issue_13_node_files_serve_subject_node_for_bootstrap_requests() {
+    let policy = "examples/cookbook/kubelet-bootstrap-new-nodes-only.yaml";
+    let (decision, _, message) = check_case(
+        policy,
+        Some("examples/nodes/worker-1.yaml"),
+        "examples/tests/csrs/worker-7-bootstrap.yaml",
+    );
+    assert_eq!(decision, "Approved", "{message}");
+    let (code, stdout, stderr) = run(csrgate()
+        .args(["check", "--output", "json", "--policy", policy])
+        .args(["--node", "examples/nodes/worker-1.yaml"])
+        .args([
+            "--as",
+            "system:bootstrap:abcdef",
+            "--as-group",
+            "system:bootstrappers",
+        ])
+        .arg("examples/csrs/worker-1-client.yaml"));
+    assert_eq!(code, 0, "{stderr}");
+    let parsed: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(parsed[0]["decision"], "Denied");
+    assert!(
+        parsed[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("a Node named worker-1 already exists")
+    );
+    // Without the Node file the name looks new.
+    let (decision, _, _) = check_case(policy, None, "examples/tests/csrs/worker-7-bootstrap.yaml");
+    assert_eq!(decision, "Approved");
 }

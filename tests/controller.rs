@@ -870,3 +870,53 @@ fn issue_12_a_watch_left_ahead_of_a_restored_server_is_relisted() {
         1
     );
 }
+
+/// Issue #13: with the Node watch off, a policy reading `subjectNode` is not Ready, naming
+/// the field (a null `subjectNode` would make every name look new), and holds its CSRs.
+#[test]
+fn issue_13_a_policy_reading_subject_node_is_not_ready_without_the_node_watch() {
+    let mut cluster = Cluster::start();
+    let policy = demo_policy(&cluster, "demo", "Deny", "subjectNode == null");
+    cluster.kubectl_ok(&["apply", "-f", &policy]);
+    cluster.start_controller(&["--no-node-watch"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let status = cluster.kubectl_ok(&["get", "csrpolicy", "demo", "-o", "jsonpath={.status.conditions[0].status}/{.status.conditions[0].reason}/{.status.conditions[0].message}"]);
+        if status.starts_with("False/") {
+            assert!(
+                status.starts_with("False/InvalidExpression/spec.validations[0].expression: subjectNode is not available: csrgate controller runs with --no-node-watch"),
+                "{status}"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "policy never became Ready=False: {status}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let csr = demo_csr(&cluster, "held");
+    cluster.kubectl_ok(&["create", "-f", &csr, "--as", "jane"]);
+    assert_eq!(cluster.wait_for_condition("held", 2), None);
+}
+
+/// Issue #13: a cap of 0 or below is a start-up error naming the flag.
+#[test]
+fn issue_13_a_pending_cap_of_zero_or_below_is_a_start_up_error() {
+    for value in ["0", "-1"] {
+        let (code, _, stderr) = run(csrgate().args([
+            "controller",
+            "--kubeconfig",
+            "/nonexistent",
+            "--max-pending-per-signer",
+            value,
+        ]));
+        assert_eq!(code, 2, "{stderr}");
+        assert_eq!(
+            stderr.trim(),
+            format!(
+                "error: --max-pending-per-signer: must be at least 1, got {value} (leave it out for no cap)"
+            )
+        );
+    }
+}

@@ -599,6 +599,7 @@ fn the_monitoring_overlay_adds_a_servicemonitor_that_scrapes_the_metrics_service
         "CsrgatePolicyNotReady",
         "CsrgateApiErrors",
         "CsrgateReconcileErrors",
+        "CsrgateMaxPendingExceeded",
     ] {
         assert!(alerts.contains(&alert), "{alert} missing from {alerts:?}");
     }

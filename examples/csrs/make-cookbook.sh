@@ -57,3 +57,7 @@ make . breakglass-sam-day "/CN=sam/O=system:masters" "" $access "client auth" 86
 make ../tests/csrs contractor-tuesday-morning "/CN=chris/O=contractors" "" $access "client auth" 14400 chris contractors 2026-03-03T09:30:00Z
 make ../tests/csrs contractor-saturday "/CN=chris/O=contractors" "" $access "client auth" 14400 chris contractors 2026-03-07T10:00:00Z
 make ../tests/csrs contractor-tuesday-night "/CN=chris/O=contractors" "" $access "client auth" 14400 chris contractors 2026-03-03T22:15:00Z
+
+# Kubelet bootstrap client certificates only for names that are not yet a Node (recipe
+# "bootstrap for new nodes only"): a bootstrap token asks for worker-7, which has no Node.
+make ../tests/csrs worker-7-bootstrap "/CN=system:node:worker-7/O=system:nodes" "" kubernetes.io/kube-apiserver-client-kubelet "digital signature,client auth" "" system:bootstrap:abcdef system:bootstrappers

@@ -16,8 +16,10 @@ mod util;
 mod burst;
 mod harness;
 
+mod bootstrap;
 mod builtin;
 mod cases;
+mod default_deny;
 mod demo;
 mod differential;
 mod explain;
@@ -25,5 +27,6 @@ mod failover;
 mod faults;
 mod lease;
 mod nodes;
+mod pending_cap;
 mod rbac;
 mod seed;

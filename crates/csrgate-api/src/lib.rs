@@ -67,6 +67,15 @@ pub struct CsrApprovalPolicySpec {
     #[serde(default)]
     pub failure_action: FailureAction,
 
+    /// What happens to a covered CSR that, once every policy is combined, no policy approved
+    /// or denied: `Pending` (the default) leaves it for a person or another approver; `Deny`
+    /// denies it with reason `NoPolicyApproved` and a message naming each covering policy and
+    /// why it did not approve. Use `Deny` where csrgate is the only approver for a signer.
+    /// Counts only while the policy is Ready and Enforce; an Audit policy records what its
+    /// default would have done.
+    #[serde(default)]
+    pub default_action: DefaultAction,
+
     /// Named CEL expressions evaluated in order before the conditions; later ones and every
     /// other expression may read earlier ones as `variables.<name>`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -120,6 +129,38 @@ pub enum FailureAction {
     Deny,
     /// Give no opinion: the CSR stays pending unless another policy approves it.
     Ignore,
+}
+
+impl FailureAction {
+    /// The spelling used in the API and in decision messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureAction::Deny => "Deny",
+            FailureAction::Ignore => "Ignore",
+        }
+    }
+}
+
+/// What a covered CSR that no policy approved or denied becomes.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, schemars::JsonSchema,
+)]
+pub enum DefaultAction {
+    /// Leave it pending, for a person or another approver.
+    #[default]
+    Pending,
+    /// Deny it, reason `NoPolicyApproved`.
+    Deny,
+}
+
+impl DefaultAction {
+    /// The spelling used in the API and in `csrgate check` output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DefaultAction::Pending => "Pending",
+            DefaultAction::Deny => "Deny",
+        }
+    }
 }
 
 /// A named CEL expression whose value other expressions read as `variables.<name>`.
@@ -311,5 +352,31 @@ mod tests {
         .unwrap();
         assert_eq!(spec.mode, PolicyMode::Enforce);
         assert_eq!(spec.failure_action, FailureAction::Deny);
+        assert_eq!(spec.default_action, DefaultAction::Pending);
+    }
+
+    #[test]
+    fn default_action_is_an_enum_in_the_schema_and_a_wrong_value_names_the_field() {
+        let json = serde_json::to_value(CsrApprovalPolicy::crd()).unwrap();
+        let spec = &json["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+        assert_eq!(
+            spec["properties"]["defaultAction"]["enum"],
+            serde_json::json!(["Pending", "Deny"])
+        );
+        let err = serde_json::from_value::<CsrApprovalPolicy>(serde_json::json!({
+            "apiVersion": "csrgate.dev/v1alpha1",
+            "kind": "CsrApprovalPolicy",
+            "metadata": {"name": "p"},
+            "spec": {
+                "signerNames": ["a.io/b"],
+                "defaultAction": "Approve",
+                "validations": [{"name": "x", "expression": "true"}]
+            }
+        }))
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("unknown variant `Approve`"),
+            "{err}"
+        );
     }
 }

@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use csrgate_api::CsrApprovalPolicy;
-use csrgate_policy::CompiledPolicy;
 use futures::future::{BoxFuture, Shared};
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
@@ -27,6 +26,7 @@ use crate::events::Publisher;
 use crate::health::{self, Readiness};
 pub use crate::leader::LeaseSettings;
 use crate::nodes::PendingByNode;
+use crate::pending::PendingCap;
 use crate::policy::{self, PolicyContext};
 use crate::watches::{self, WatchHealth};
 use crate::{Error, Metrics, Result, leader};
@@ -44,6 +44,8 @@ pub struct Config {
     pub watch_nodes: bool,
     /// How many CSRs are decided at once.
     pub concurrency: u16,
+    /// The per-signer cap on pending CSRs above which approvals are held (`None`: no cap).
+    pub max_pending_per_signer: Option<std::num::NonZeroUsize>,
     /// The name events are reported under (the deployment's name).
     pub reporter: String,
 }
@@ -195,6 +197,7 @@ async fn run_controllers(
         metrics: Arc::clone(&metrics),
         changed: changed_tx,
         reviews: crate::authorization::SignerReviews::default(),
+        watch_nodes: config.watch_nodes,
     });
     let policy_task = tokio::spawn(
         policy_controller
@@ -256,7 +259,7 @@ async fn run_controllers(
     }
     for policy in policies.state() {
         if cache.get(&policy).is_none() {
-            cache.insert(&policy, CompiledPolicy::compile(&policy));
+            cache.insert(&policy, policy::compile(&policy, config.watch_nodes));
         }
     }
     if let Some(nodes) = &nodes
@@ -269,6 +272,8 @@ async fn run_controllers(
         "policy store synced; deciding CSRs"
     );
 
+    // Held approvals are re-queued when their signer falls back under the cap.
+    let (cap, resumed) = PendingCap::new(config.max_pending_per_signer, Arc::clone(&metrics));
     let csr_context = Arc::new(CsrContext {
         client: client.clone(),
         events,
@@ -279,6 +284,7 @@ async fn run_controllers(
         dry_run: config.dry_run,
         lease,
         evaluations: crate::evaluations::EvaluationSlots::per_cpu(),
+        cap: cap.clone(),
         seen: Mutex::new(HashMap::new()),
     });
     let policy_changes = tokio_stream_from(changed_rx);
@@ -292,6 +298,7 @@ async fn run_controllers(
             health.observe(item);
             if let Ok(event) = item {
                 pending_by_node.observe(event);
+                cap.observe(event);
             }
         })
         .applied_objects();
@@ -299,6 +306,7 @@ async fn run_controllers(
         .with_config(controller::Config::default().concurrency(config.concurrency))
         .reconcile_all_on(policy_changes)
         .reconcile_on(node_triggers)
+        .reconcile_on(resumed)
         .graceful_shutdown_on(shutdown.clone());
 
     let gauge_metrics = Arc::clone(&metrics);

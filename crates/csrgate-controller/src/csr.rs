@@ -11,7 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use csrgate_api::{CsrApprovalPolicy, PolicyMode};
-use csrgate_policy::{Decision, Outcome, PendingCause, Verdict, decide, node_name, reasons};
+use csrgate_policy::{
+    CompiledPolicy, Decision, Nodes, Outcome, PendingCause, Verdict, decide_with_nodes, node_name,
+    reasons, subject_node_name,
+};
 use k8s_openapi::api::certificates::v1::{
     CertificateSigningRequest, CertificateSigningRequestCondition,
 };
@@ -26,7 +29,8 @@ use tracing::{Span, debug, info, instrument, warn};
 use crate::cache::PolicyCache;
 use crate::evaluations::EvaluationSlots;
 use crate::events::{EventType, Publisher};
-use crate::metrics::{AuditLabels, DecisionLabels, ErrorLabel};
+use crate::metrics::{AuditLabels, DecisionLabels, ErrorLabel, SignerLabel};
+use crate::pending::{Hold, PendingCap};
 use crate::{Error, Metrics, Result};
 
 /// How many conflicting writes in a row before giving up until the next event.
@@ -52,6 +56,8 @@ pub struct CsrContext {
     pub lease: Option<Arc<crate::leader::LeaseCheck>>,
     /// Slots for evaluating on the blocking pool, shared fairly between signers.
     pub evaluations: EvaluationSlots,
+    /// The per-signer cap on pending CSRs, above which approvals are held.
+    pub cap: PendingCap,
     /// When each pending CSR was first seen, for the decision-duration histogram; also
     /// remembers which holds and audit verdicts were already reported, so events are not
     /// repeated on every re-evaluation.
@@ -108,6 +114,9 @@ pub async fn reconcile(
             );
             return Ok(Action::await_change());
         };
+        if held_by_cap(&ctx, &current, &decision).await {
+            return Ok(Action::await_change());
+        }
         let mut body = current.clone();
         body.status
             .get_or_insert_with(Default::default)
@@ -165,13 +174,15 @@ pub async fn reconcile(
     })
 }
 
-/// Decides one CSR; a decision to write that rests on the cached Node is confirmed with a
-/// fresh read of it first, and taken again when the Node changed.
+/// Decides one CSR; a decision to write that rests on a cached Node (`node`, or
+/// `subjectNode`) is confirmed with a fresh read of it first, and taken again when the Node
+/// changed.
 ///
 /// The Node cache can lag its API server by the watch delay, or by a whole relist after an
 /// expired watch; Approved and Denied are final, so they must not rest on a Node the cache
 /// has not caught up with (DESIGN.md, "The decision"; issue #12). Only decisions to write,
-/// for a node requestor, with a covering Enforce policy that reads `node`, pay the read.
+/// naming a Node (requestor or CN), with a covering Enforce policy that reads that variable,
+/// pay the read.
 ///
 /// # Errors
 /// The evaluation task panicked or was cancelled, or the Node could not be read (the CSR
@@ -182,34 +193,50 @@ async fn evaluate(ctx: &CsrContext, csr: &CertificateSigningRequest) -> Result<D
         .nodes
         .as_ref()
         .and_then(|_| node_name(csr.spec.username.as_deref()?));
-    let cached = ctx.nodes.as_ref().and_then(|nodes| {
-        let name = requesting_node?;
-        nodes.get(&ObjectRef::new(name))
-    });
-    let decision = evaluate_with(ctx, csr, policies.clone(), cached.clone()).await?;
-    let Some(node) = requesting_node else {
-        return Ok(decision);
+    let subject_node = ctx.nodes.as_ref().and_then(|_| subject_node_name(csr));
+    let cached_node = |name: Option<&str>| {
+        ctx.nodes
+            .as_ref()
+            .and_then(|nodes| nodes.get(&ObjectRef::new(name?)))
     };
-    if decision.outcome == Outcome::Pending || !reads_node(&policies, &csr.spec.signer_name) {
-        return Ok(decision);
-    }
-    let fresh = read_node(ctx, csr, node).await?;
-    if fresh.as_ref() == cached.as_deref() {
-        return Ok(decision);
-    }
-    info!(
-        node,
-        "the Node changed since it was cached; deciding again with the Node as read"
+    let cached = (
+        cached_node(requesting_node),
+        cached_node(subject_node.as_deref()),
     );
-    evaluate_with(ctx, csr, policies, fresh.map(Arc::new)).await
+    let decision = evaluate_with(ctx, csr, policies.clone(), cached.clone()).await?;
+    if decision.outcome == Outcome::Pending {
+        return Ok(decision);
+    }
+    let signer = &csr.spec.signer_name;
+    let mut fresh = cached.clone();
+    let mut changed = false;
+    if let Some(node) = requesting_node
+        && reads(&policies, signer, CompiledPolicy::reads_node)
+    {
+        let read = read_node(ctx, csr, node).await?;
+        changed |= read.as_ref() != cached.0.as_deref();
+        fresh.0 = read.map(Arc::new);
+    }
+    if let Some(node) = subject_node.as_deref()
+        && reads(&policies, signer, CompiledPolicy::reads_subject_node)
+    {
+        let read = read_node(ctx, csr, node).await?;
+        changed |= read.as_ref() != cached.1.as_deref();
+        fresh.1 = read.map(Arc::new);
+    }
+    if !changed {
+        return Ok(decision);
+    }
+    info!("a Node changed since it was cached; deciding again with the Node as read");
+    evaluate_with(ctx, csr, policies, fresh).await
 }
 
-/// Whether a covering Enforce policy reads `node`: only then can a changed Node change the
-/// written decision (Audit policies never write).
-fn reads_node(policies: &[csrgate_policy::CompiledPolicy], signer: &str) -> bool {
+/// Whether a covering Enforce policy reads a Node variable (`read` says which): only then
+/// can a changed Node change the written decision (Audit policies never write).
+fn reads(policies: &[CompiledPolicy], signer: &str, read: fn(&CompiledPolicy) -> bool) -> bool {
     policies
         .iter()
-        .any(|p| p.mode() == PolicyMode::Enforce && p.covers(signer) && p.reads_node())
+        .any(|p| p.mode() == PolicyMode::Enforce && p.covers(signer) && read(p))
 }
 
 /// The Node as its API server has it now, trimmed as the cache trims it; `None` when it
@@ -239,8 +266,8 @@ async fn read_node(
     Ok(fresh)
 }
 
-/// Decides one CSR with `node` on the blocking pool, in one of [`CsrContext::evaluations`]'
-/// slots (see `crate::evaluations` for why).
+/// Decides one CSR with the requestor's Node and the Node its CN names on the blocking pool,
+/// in one of [`CsrContext::evaluations`]' slots (see `crate::evaluations` for why).
 ///
 /// # Errors
 /// The evaluation task panicked or was cancelled.
@@ -248,14 +275,18 @@ async fn evaluate_with(
     ctx: &CsrContext,
     csr: &CertificateSigningRequest,
     policies: Vec<csrgate_policy::CompiledPolicy>,
-    node: Option<Arc<Node>>,
+    (node, subject_node): (Option<Arc<Node>>, Option<Arc<Node>>),
 ) -> Result<Decision> {
     let name = csr.name_any();
     let slot = ctx.evaluations.acquire(&csr.spec.signer_name).await;
     let csr = csr.clone();
     tokio::task::spawn_blocking(move || {
         let _slot = slot;
-        decide(&policies, &csr, node.as_deref())
+        let nodes = Nodes {
+            requestor: node.as_deref(),
+            subject: subject_node.as_deref(),
+        };
+        decide_with_nodes(&policies, &csr, nodes)
     })
     .await
     .map_err(|source| Error::EvaluationFailed { csr: name, source })
@@ -372,8 +403,70 @@ async fn forbidden(ctx: &CsrContext, csr: &CertificateSigningRequest, message: &
         .await;
 }
 
+/// The event reason when an approval is held because its signer is over the cap.
+pub const REASON_MAX_PENDING_EXCEEDED: &str = "MaxPendingExceeded";
+
+/// Whether an approval must wait because its signer is over `--max-pending-per-signer`;
+/// reported by [`held`] when it must. Denials are never held.
+async fn held_by_cap(
+    ctx: &CsrContext,
+    csr: &CertificateSigningRequest,
+    decision: &Decision,
+) -> bool {
+    if decision.outcome != Outcome::Approved {
+        return false;
+    }
+    let Some(hold) = ctx.cap.hold(csr).await else {
+        return false;
+    };
+    held(ctx, csr, &hold).await;
+    true
+}
+
+/// After holding an approval because the signer is over `--max-pending-per-signer`: the CSR
+/// stays pending (never denied for it) and is decided again when the count falls (see
+/// `crate::pending`). Said once per episode (an event on the first CSR held, one log line),
+/// counted once per CSR.
+async fn held(ctx: &CsrContext, csr: &CertificateSigningRequest, hold: &Hold) {
+    let signer = SignerLabel {
+        signer: csr.spec.signer_name.clone(),
+    };
+    if hold.newly_held {
+        ctx.metrics.approvals_held.get_or_create(&signer).inc();
+    }
+    debug!(
+        pending = hold.pending,
+        limit = hold.limit,
+        "approval held: signer over the cap"
+    );
+    if !hold.first {
+        return;
+    }
+    let message = format!(
+        "csrgate: {} CSRs of signer {:?} are pending, more than --max-pending-per-signer={}: \
+         approvals for this signer are held (denials go on) until the count falls to {} or \
+         fewer; this CSR stays pending until then",
+        hold.pending, signer.signer, hold.limit, hold.limit
+    );
+    warn!(signer = %signer.signer, pending = hold.pending, limit = hold.limit, "too many pending CSRs for this signer: holding its approvals");
+    ctx.events
+        .publish(
+            &ctx.metrics,
+            csr,
+            EventType::Warning,
+            REASON_MAX_PENDING_EXCEEDED,
+            "Approve",
+            message,
+        )
+        .await;
+}
+
 /// The event reason when the API server refuses csrgate's approval write.
 pub const REASON_APPROVAL_FORBIDDEN: &str = "ApprovalForbidden";
+
+/// The `csrgate_audit_decisions_total` verdict label of an Audit policy whose
+/// `defaultAction: Deny` would have denied the CSR.
+pub const AUDIT_DEFAULT_DENY: &str = "DefaultDeny";
 
 /// Audit verdicts and holds, reported once per CSR and policy generation.
 async fn report_once(ctx: &CsrContext, csr: &CertificateSigningRequest, decision: &Decision) {
@@ -407,7 +500,21 @@ async fn report_once(ctx: &CsrContext, csr: &CertificateSigningRequest, decision
             Verdict::NotReady(message) => format!(": {message}"),
             _ => String::new(),
         };
-        debug!(policy = %report.name, verdict = report.verdict.as_str(), "audit verdict");
+        // What its `defaultAction: Deny` would have done, recorded as a verdict of its own.
+        let detail = match &report.default_denial {
+            Some(denial) => {
+                ctx.metrics
+                    .audit_decisions
+                    .get_or_create(&AuditLabels {
+                        policy: report.name.clone(),
+                        verdict: AUDIT_DEFAULT_DENY.to_owned(),
+                    })
+                    .inc();
+                format!("{detail}; its defaultAction Deny would deny the CSR: {denial}")
+            }
+            None => detail,
+        };
+        debug!(policy = %report.name, verdict = report.verdict.as_str(), default_denial = report.default_denial.is_some(), "audit verdict");
         to_report.push((
             EventType::Normal,
             reasons::AUDIT_DECISION,
@@ -643,6 +750,7 @@ mod tests {
             dry_run: false,
             lease: None,
             evaluations: EvaluationSlots::new(2),
+            cap: PendingCap::new(None, Arc::default()).0,
             seen: Mutex::new(HashMap::new()),
         }
     }
@@ -672,6 +780,32 @@ mod tests {
             "{:?}",
             decision.message
         );
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn issue_13_an_approval_resting_on_no_subject_node_is_confirmed_and_taken_again() {
+        // The cache has no worker-1 yet (it holds another Node); the API server has it.
+        let (client, calls) = api_server(200, node(true)).await;
+        let mut other = node(false);
+        other.metadata.name = Some("worker-2".into());
+        let mut bootstrap = policy("subjectNode == null");
+        bootstrap.spec.signer_names = vec!["kubernetes.io/kube-apiserver-client-kubelet".into()];
+        let ctx = context(client, &bootstrap, other).await;
+        let request = include_str!("../../csrgate-policy/testdata/worker-1-client.csr");
+        let csr: CertificateSigningRequest = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "bootstrap"},
+            "spec": {
+                "request": k8s_openapi::ByteString(request.as_bytes().to_vec()),
+                "signerName": "kubernetes.io/kube-apiserver-client-kubelet",
+                "usages": ["client auth"],
+                "username": "system:bootstrap:abcdef",
+                "groups": ["system:bootstrappers"],
+            },
+        }))
+        .unwrap();
+        let decision = evaluate(&ctx, &csr).await.unwrap();
+        assert_eq!(decision.outcome, Outcome::Denied, "{:?}", decision.message);
         assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 

@@ -19,6 +19,7 @@ mod health;
 mod leader;
 mod metrics;
 mod nodes;
+mod pending;
 mod policy;
 pub mod telemetry;
 mod watches;

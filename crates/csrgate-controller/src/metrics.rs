@@ -77,6 +77,11 @@ pub struct Metrics {
     pub approvals_forbidden: Family<SignerLabel, Counter>,
     /// Reconcile failures per error variant.
     pub reconcile_errors: Family<ErrorLabel, Counter>,
+    /// 1 while a signer has more pending CSRs than `--max-pending-per-signer` and approvals
+    /// of it are held, 0 once they resume.
+    pub max_pending_exceeded: Family<SignerLabel, Gauge>,
+    /// Approvals held because the signer was over the cap, once per CSR.
+    pub approvals_held: Family<SignerLabel, Counter>,
     /// Serializes gauge-family rebuilds (pending CSRs, policy readiness) between the periodic
     /// task and reconcilers.
     pub pending_lock: Mutex<()>,
@@ -93,6 +98,8 @@ impl Default for Metrics {
         let api_errors = Family::<VerbLabel, Counter>::default();
         let approvals_forbidden = Family::<SignerLabel, Counter>::default();
         let reconcile_errors = Family::<ErrorLabel, Counter>::default();
+        let max_pending_exceeded = Family::<SignerLabel, Gauge>::default();
+        let approvals_held = Family::<SignerLabel, Counter>::default();
         registry.register(
             "decisions",
             "Approval conditions written",
@@ -133,6 +140,16 @@ impl Default for Metrics {
             "Failed reconciliations by error",
             reconcile_errors.clone(),
         );
+        registry.register(
+            "max_pending_exceeded",
+            "1 while the signer has more pending CSRs than --max-pending-per-signer and its approvals are held",
+            max_pending_exceeded.clone(),
+        );
+        registry.register(
+            "approvals_held",
+            "CSRs whose approval was held because their signer was over --max-pending-per-signer",
+            approvals_held.clone(),
+        );
         Self {
             registry,
             decisions,
@@ -143,6 +160,8 @@ impl Default for Metrics {
             api_errors,
             approvals_forbidden,
             reconcile_errors,
+            max_pending_exceeded,
+            approvals_held,
             pending_lock: Mutex::new(()),
         }
     }

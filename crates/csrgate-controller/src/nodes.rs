@@ -1,16 +1,19 @@
-//! Which pending CSRs each Node requested, so that a change of the Node decides them again.
+//! Which pending CSRs each Node requested or names, so that a change of the Node decides
+//! them again.
 //!
 //! A kubelet serving CSR can arrive before its Node's addresses are written; a policy that
 //! waits for them (a matchCondition on `node`) leaves the CSR pending, and nothing about the
 //! CSR changes when the Node does. Issue #12: without this index such a CSR stayed pending
 //! forever. The CSR watch keeps the index; every Node event looks its name up and re-queues
 //! the CSRs found (DESIGN.md, "The decision": pending CSRs of a node are decided again when
-//! its Node appears or changes).
+//! its Node appears or changes). Issue #13: a CSR is also indexed under the Node its CN
+//! names (`subjectNode`), so that a bootstrap request for a name decides again when a Node of
+//! that name appears.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use csrgate_policy::node_name;
+use csrgate_policy::{node_name, subject_node_name};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -18,7 +21,8 @@ use kube::runtime::watcher;
 
 use crate::csr::is_terminal;
 
-/// Pending CSRs by the name of the Node that requested them (`system:node:<name>`).
+/// Pending CSRs by the name of the Node that requested them (`system:node:<name>`), and by
+/// the name of the Node their CN names.
 #[derive(Clone, Default)]
 pub struct PendingByNode {
     csrs: Arc<Mutex<HashMap<String, HashSet<String>>>>,
@@ -37,9 +41,14 @@ impl PendingByNode {
     }
 
     fn set(&self, csr: &CertificateSigningRequest, pending: bool) {
-        let Some(node) = csr.spec.username.as_deref().and_then(node_name) else {
-            return;
-        };
+        let requestor = csr.spec.username.as_deref().and_then(node_name);
+        let subject = subject_node_name(csr).filter(|name| Some(name.as_str()) != requestor);
+        for node in requestor.into_iter().chain(subject.as_deref()) {
+            self.set_for(node, csr, pending);
+        }
+    }
+
+    fn set_for(&self, node: &str, csr: &CertificateSigningRequest, pending: bool) {
         // A poisoned lock only means a panic elsewhere mid-update; the map is still usable.
         let mut csrs = self.csrs.lock().unwrap_or_else(PoisonError::into_inner);
         if pending {
@@ -54,7 +63,7 @@ impl PendingByNode {
         }
     }
 
-    /// The pending CSRs `node` requested, as the CSR store holds them now. Names the store
+    /// The pending CSRs `node` requested or whose CN names it, as the CSR store holds them now. Names the store
     /// no longer holds pending (deleted while the watch was down, so no Delete event came)
     /// are dropped here.
     pub fn requested_by(
@@ -140,6 +149,20 @@ mod tests {
         }
         assert_eq!(names(index.requested_by("n1", &store)), ["b"]);
         assert!(index.requested_by("n2", &store).is_empty());
+    }
+
+    #[test]
+    fn issue_13_a_csr_is_found_by_the_node_its_cn_names() {
+        let (store, mut writer) = reflector::store::<CertificateSigningRequest>();
+        let index = PendingByNode::default();
+        let mut bootstrap = csr("bootstrap", "system:bootstrap:abcdef");
+        let request = include_str!("../../csrgate-policy/testdata/worker-1-client.csr");
+        bootstrap.spec.request = k8s_openapi::ByteString(request.as_bytes().to_vec());
+        let event = watcher::Event::Apply(bootstrap);
+        writer.apply_watcher_event(&event);
+        index.observe(&event);
+        assert_eq!(names(index.requested_by("worker-1", &store)), ["bootstrap"]);
+        assert!(index.requested_by("abcdef", &store).is_empty());
     }
 
     #[test]

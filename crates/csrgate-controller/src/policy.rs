@@ -37,6 +37,23 @@ pub struct PolicyContext {
     pub changed: mpsc::Sender<()>,
     /// The authorizer's answers on which signers csrgate may approve for.
     pub reviews: SignerReviews,
+    /// Whether Nodes are watched; without, a policy reading `subjectNode` is not Ready.
+    pub watch_nodes: bool,
+}
+
+/// Why a policy reading `subjectNode` is refused when the Node watch is off.
+pub const SUBJECT_NODE_WITHOUT_WATCH: &str = "csrgate controller runs with --no-node-watch, so no Node can be looked up and subjectNode would always be null (every name would look new); run it with the Node watch, or remove subjectNode from the policy";
+
+/// Compiles a policy for this controller: as [`CompiledPolicy::compile`], and, when Nodes
+/// are not watched, a policy reading `subjectNode` is not Ready, with an error naming each
+/// expression that reads it (issue #13: a null `subjectNode` would approve takeovers).
+pub fn compile(policy: &CsrApprovalPolicy, watch_nodes: bool) -> CompiledPolicy {
+    let compiled = CompiledPolicy::compile(policy);
+    if watch_nodes {
+        compiled
+    } else {
+        compiled.without_subject_node(SUBJECT_NODE_WITHOUT_WATCH)
+    }
 }
 
 /// How soon a policy whose signers csrgate may not approve for is checked again, so that
@@ -53,10 +70,10 @@ pub async fn reconcile(policy: Arc<CsrApprovalPolicy>, ctx: Arc<PolicyContext>) 
             // policy): on the blocking pool, not on a runtime worker. Should the task fail,
             // the policy stays not compiled, which holds the CSRs it covers.
             let task_policy = Arc::clone(&policy);
-            let compiled =
-                tokio::task::spawn_blocking(move || CompiledPolicy::compile(&task_policy))
-                    .await
-                    .unwrap_or_else(|_| CompiledPolicy::not_compiled(&policy));
+            let watch_nodes = ctx.watch_nodes;
+            let compiled = tokio::task::spawn_blocking(move || compile(&task_policy, watch_nodes))
+                .await
+                .unwrap_or_else(|_| CompiledPolicy::not_compiled(&policy));
             ctx.cache.insert(&policy, compiled.clone());
             if compiled.is_ready() {
                 info!("compiled");
@@ -254,6 +271,24 @@ mod tests {
         );
         policy.metadata.generation = Some(3);
         policy
+    }
+
+    #[test]
+    fn issue_13_a_policy_reading_subject_node_is_not_ready_without_the_node_watch() {
+        let p = policy("subjectNode == null");
+        assert!(compile(&p, true).is_ready());
+        let status = desired_status(&p, &compile(&p, false), None);
+        let ready = &status.conditions[0];
+        assert_eq!(ready.status, "False");
+        assert_eq!(ready.reason, REASON_INVALID_EXPRESSION);
+        assert!(
+            ready.message.starts_with(
+                "spec.validations[0].expression: subjectNode is not available: csrgate controller runs with --no-node-watch"
+            ),
+            "{}",
+            ready.message
+        );
+        assert!(compile(&policy("node == null"), false).is_ready());
     }
 
     #[test]

@@ -183,7 +183,7 @@ fn benches(c: &mut Criterion) {
         b.iter(|| parse_request(black_box(REQUEST)))
     });
     c.bench_function("csr_scope", |b| {
-        b.iter(|| CsrScope::new(black_box(&csr), &parsed, None, &policies[..10]))
+        b.iter(|| CsrScope::new(black_box(&csr), &parsed, None, None, &policies[..10]))
     });
     // The whole decision for a CSR seen for the first time: parse (with signature
     // verification), scope, then the policies.

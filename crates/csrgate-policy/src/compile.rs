@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use csrgate_api::{CsrApprovalPolicy, ExpressionWarning, FailureAction, PolicyMode};
+use csrgate_api::{CsrApprovalPolicy, DefaultAction, ExpressionWarning, FailureAction, PolicyMode};
 use kube::core::cel::cel;
 use kube::core::cel::cel::common::ast::{EntryExpr, Expr, IdedExpr, LiteralValue, operators};
 
@@ -134,9 +134,12 @@ pub struct CompiledPolicy {
     generation: i64,
     mode: PolicyMode,
     failure_action: FailureAction,
+    default_action: DefaultAction,
     signer_names: Vec<String>,
     rules: Result<Arc<Rules>, NotReady>,
     warnings: Vec<ExpressionWarning>,
+    /// The expression fields that read `subjectNode`, for [`Self::without_subject_node`].
+    subject_node_fields: Vec<String>,
 }
 
 impl CompiledPolicy {
@@ -161,6 +164,7 @@ impl CompiledPolicy {
         Self {
             rules,
             warnings: compiler.warnings,
+            subject_node_fields: compiler.subject_node_fields,
             ..Self::header(policy)
         }
     }
@@ -177,9 +181,11 @@ impl CompiledPolicy {
             generation: policy.metadata.generation.unwrap_or_default(),
             mode: policy.spec.mode,
             failure_action: policy.spec.failure_action,
+            default_action: policy.spec.default_action,
             signer_names: policy.spec.signer_names.clone(),
             rules: Err(NotReady::NotCompiled),
             warnings: Vec::new(),
+            subject_node_fields: Vec::new(),
         }
     }
 
@@ -208,6 +214,11 @@ impl CompiledPolicy {
     /// Deny or Ignore.
     pub fn failure_action(&self) -> FailureAction {
         self.failure_action
+    }
+
+    /// Pending or Deny: what a covered CSR no policy approved or denied becomes.
+    pub fn default_action(&self) -> DefaultAction {
+        self.default_action
     }
 
     /// `spec.signerNames`.
@@ -277,6 +288,33 @@ impl CompiledPolicy {
         })
     }
 
+    /// Whether some expression of this policy reads `subjectNode`, whole or a field of it
+    /// (through a variable too). False when the policy is not Ready.
+    pub fn reads_subject_node(&self) -> bool {
+        self.rules().is_some() && !self.subject_node_fields.is_empty()
+    }
+
+    /// The policy refused, not Ready, when it reads `subjectNode` and no Node can be looked
+    /// up (`csrgate controller` with its Node watch off): `subjectNode` would always be null,
+    /// and "not yet a Node" would hold for every name. Each expression reading it gets one
+    /// error naming its field and `why`. A policy that does not read it is returned as is.
+    #[must_use]
+    pub fn without_subject_node(mut self, why: &str) -> Self {
+        if !self.reads_subject_node() {
+            return self;
+        }
+        let errors = self
+            .subject_node_fields
+            .iter()
+            .map(|field| CompileError {
+                field: field.clone(),
+                message: format!("{} is not available: {why}", env::SUBJECT_NODE),
+            })
+            .collect();
+        self.rules = Err(NotReady::Invalid(errors));
+        self
+    }
+
     /// Every flattened field path this policy's expressions read, for [`crate::CsrScope`].
     pub fn field_paths(&self) -> impl Iterator<Item = &str> {
         self.rules()
@@ -326,6 +364,8 @@ fn signer_matches(pattern: &str, signer_name: &str) -> bool {
 struct Compiler {
     errors: Vec<CompileError>,
     warnings: Vec<ExpressionWarning>,
+    /// Fields of the expressions that read `subjectNode`.
+    subject_node_fields: Vec<String>,
 }
 
 impl Compiler {
@@ -560,6 +600,14 @@ impl Compiler {
         }
         if unresolvable {
             return None;
+        }
+        if reads.roots.contains(env::SUBJECT_NODE)
+            || reads.paths.iter().any(|p| {
+                p.strip_prefix(env::SUBJECT_NODE)
+                    .is_some_and(|rest| rest.starts_with('.'))
+            })
+        {
+            self.subject_node_fields.push(field.to_owned());
         }
         let estimate = estimated_cost(&expression);
         if estimate > budget::PER_CALL_LIMIT {
@@ -901,7 +949,9 @@ fn selection_path(node: &IdedExpr, bound: &[String]) -> Option<String> {
     fields.reverse();
     match root.as_str() {
         env::VARIABLES if fields.len() == 1 => Some(format!("{root}.{}", fields[0])),
-        env::OBJECT | env::X509 | env::NODE => Some(format!("{root}.{}", fields.join("."))),
+        env::OBJECT | env::X509 | env::NODE | env::SUBJECT_NODE => {
+            Some(format!("{root}.{}", fields.join(".")))
+        }
         _ => None,
     }
 }
@@ -1204,12 +1254,13 @@ impl Check<'_> {
                 env::PUBLIC_KEY_FIELDS.join(", ")
             ));
         } else if let Expr::Select(inner) = &operand.expr
-            && matches!(&inner.operand.expr, Expr::Ident(n) if n == env::NODE)
-            && !self.is_bound(env::NODE)
+            && let Expr::Ident(root) = &inner.operand.expr
+            && (root == env::NODE || root == env::SUBJECT_NODE)
+            && !self.is_bound(root)
             && env::UNCACHED_NODE_FIELDS.contains(&(inner.field.as_str(), field))
         {
             self.problem(format!(
-                "node.{}.{field} is not available to policies: csrgate does not keep it of a Node",
+                "{root}.{}.{field} is not available to policies: csrgate does not keep it of a Node",
                 inner.field
             ));
         } else if field == "request"
@@ -1343,6 +1394,39 @@ mod tests {
     }
 
     #[test]
+    fn issue_13_says_which_fields_read_subject_node_and_refuses_them_without_a_node_watch() {
+        let spec = r#"signerNames: [kubernetes.io/kube-apiserver-client-kubelet]
+variables:
+  - {name: taken, expression: 'subjectNode != null'}
+validations:
+  - {name: cn, expression: 'x509.commonName.startsWith("system:node:")'}
+  - {name: new, expression: '!variables.taken'}
+  - {name: ips, expression: 'has(subjectNode.status)'}
+"#;
+        let compiled = ready("p", spec);
+        assert!(compiled.reads_subject_node());
+        assert!(!compiled.reads_node());
+        let refused = compiled.without_subject_node("the Node watch is off");
+        assert!(!refused.is_ready());
+        let refusals: Vec<String> = refused.errors().iter().map(ToString::to_string).collect();
+        assert_eq!(
+            refusals,
+            [
+                "spec.variables[0].expression: subjectNode is not available: the Node watch is off",
+                "spec.validations[2].expression: subjectNode is not available: the Node watch is off",
+            ]
+        );
+        let plain = ready("q", &one_rule("node == null"));
+        assert!(!plain.reads_subject_node());
+        assert!(plain.without_subject_node("off").is_ready());
+        assert!(
+            errors(&one_rule("size(subjectNode.status.images) == 0"))
+                .iter()
+                .any(|e| e.contains("subjectNode.status.images is not available to policies"))
+        );
+    }
+
+    #[test]
     fn compiles_the_design_example() {
         let compiled = ready(
             "kubelet-serving",
@@ -1369,7 +1453,7 @@ validations:
         assert_eq!(
             errors(&one_rule("x509v.commonName == 'a'")),
             [
-                "spec.validations[0].expression: unknown identifier x509v (known: object, x509, node, variables)"
+                "spec.validations[0].expression: unknown identifier x509v (known: object, x509, node, subjectNode, variables)"
             ]
         );
     }

@@ -8,11 +8,11 @@ use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::Node;
 use serde::Serialize;
 
-use csrgate_api::{FailureAction, PolicyMode};
+use csrgate_api::{DefaultAction, FailureAction, PolicyMode};
 
 use crate::compile::CompiledPolicy;
 use crate::env::CsrScope;
-use crate::evaluate::{Failure, Verdict, evaluate};
+use crate::evaluate::{Failure, Verdict, evaluate_with_unmatched};
 use crate::request::{RequestError, parse_request_cached};
 
 /// Condition reasons csrgate writes, and the event reasons it records.
@@ -21,6 +21,9 @@ pub mod reasons {
     pub const POLICY_APPROVED: &str = "PolicyApproved";
     /// An Enforce policy with `failureAction: Deny` failed.
     pub const POLICY_DENIED: &str = "PolicyDenied";
+    /// No policy approved or denied, and a covering Ready Enforce policy has
+    /// `defaultAction: Deny`.
+    pub const NO_POLICY_APPROVED: &str = "NoPolicyApproved";
     /// `spec.request` could not be read exactly.
     pub const INVALID_REQUEST: &str = "InvalidRequest";
     /// Event reason: an Audit policy's verdict, recorded without effect.
@@ -84,8 +87,25 @@ pub struct PolicyReport {
     pub mode: PolicyMode,
     /// Deny or Ignore.
     pub failure_action: FailureAction,
+    /// Pending or Deny.
+    pub default_action: DefaultAction,
     /// What the policy said.
     pub verdict: Verdict,
+    /// The matchCondition that was false, when the verdict is NotApplicable.
+    pub unmatched: Option<String>,
+    /// For an Audit policy with `defaultAction: Deny`: the `NoPolicyApproved` message its
+    /// default would have written were it Enforce, when it would have denied the CSR.
+    pub default_denial: Option<String>,
+}
+
+/// The Nodes a decision can read: the requestor's (`node`) and the one the request's CN
+/// names (`subjectNode`), each when it exists.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Nodes<'a> {
+    /// The Node named by a `system:node:<name>` requestor.
+    pub requestor: Option<&'a Node>,
+    /// The Node named by a `system:node:<name>` CN (see [`crate::subject_node_name`]).
+    pub subject: Option<&'a Node>,
 }
 
 /// The decision for one CSR, with every covering policy's verdict (Audit ones included).
@@ -106,12 +126,29 @@ pub struct Decision {
 /// Decides one pending CSR.
 ///
 /// `policies` may hold any policies (covering or not, Ready or not, Enforce or Audit);
-/// `node` is the Node named by a `system:node:<name>` requestor, if it exists. The request is
-/// parsed and converted once, then offered to each covering policy in name order.
+/// `node` is the Node named by a `system:node:<name>` requestor, if it exists; `subjectNode`
+/// is null (see [`decide_with_nodes`]). The request is parsed and converted once, then
+/// offered to each covering policy in name order.
 pub fn decide(
     policies: &[CompiledPolicy],
     csr: &CertificateSigningRequest,
     node: Option<&Node>,
+) -> Decision {
+    decide_with_nodes(
+        policies,
+        csr,
+        Nodes {
+            requestor: node,
+            subject: None,
+        },
+    )
+}
+
+/// [`decide`] with both Nodes a policy can read: `node` and `subjectNode`.
+pub fn decide_with_nodes(
+    policies: &[CompiledPolicy],
+    csr: &CertificateSigningRequest,
+    nodes: Nodes<'_>,
 ) -> Decision {
     let signer = csr.spec.signer_name.as_str();
     let mut covering: Vec<&CompiledPolicy> = policies.iter().filter(|p| p.covers(signer)).collect();
@@ -127,10 +164,22 @@ pub fn decide(
     let request = parse_request_cached(&csr.spec.request.0);
     let reports: Vec<PolicyReport> = match request.as_ref() {
         Ok(request) => {
-            let scope = CsrScope::new(csr, request, node, covering.iter().copied());
+            let scope = CsrScope::new(
+                csr,
+                request,
+                nodes.requestor,
+                nodes.subject,
+                covering.iter().copied(),
+            );
             covering
                 .iter()
-                .map(|policy| report(policy, evaluate(policy, &scope)))
+                .map(|policy| {
+                    let (verdict, unmatched) = evaluate_with_unmatched(policy, &scope);
+                    PolicyReport {
+                        unmatched,
+                        ..report(policy, verdict)
+                    }
+                })
                 .collect()
         }
         Err(error) => covering
@@ -171,8 +220,9 @@ fn request_failure(error: &RequestError) -> Verdict {
     }])
 }
 
-/// Step 6: deny overrides, then approve, else pending. Audit reports never count.
-fn combine(reports: Vec<PolicyReport>) -> Decision {
+/// Step 6: deny overrides, then approve, then a `defaultAction: Deny`, else pending. Audit
+/// reports never count; an Audit policy's default is recorded on its report.
+fn combine(mut reports: Vec<PolicyReport>) -> Decision {
     let enforced = || reports.iter().filter(|r| r.mode == PolicyMode::Enforce);
     let denials: Vec<String> = enforced()
         .filter(|r| r.failure_action == FailureAction::Deny)
@@ -211,12 +261,102 @@ fn combine(reports: Vec<PolicyReport>) -> Decision {
             reports,
         );
     }
+    if let Some(message) = default_denial(&reports, |r| r.mode == PolicyMode::Enforce) {
+        return decided(
+            Outcome::Denied,
+            reasons::NO_POLICY_APPROVED,
+            message,
+            reports,
+        );
+    }
     let message = if enforced().next().is_none() {
         "csrgate: only Audit policies cover this CSR".to_owned()
     } else {
         "csrgate: no covering Enforce policy approved or denied this CSR".to_owned()
     };
+    record_audit_defaults(&mut reports);
     pending(PendingCause::NoApproval, message, reports)
+}
+
+/// The `NoPolicyApproved` message when a policy counted as Enforce by `is_enforced` has
+/// `defaultAction: Deny` (the caller knows none approved or denied); `None` otherwise.
+///
+/// Every covering policy is named with why it did not approve, so an auditor can tell a
+/// matchCondition that excluded the CSR from a validation that failed under
+/// `failureAction: Ignore`.
+fn default_denial(
+    reports: &[PolicyReport],
+    is_enforced: impl Fn(&PolicyReport) -> bool,
+) -> Option<String> {
+    let defaults: Vec<String> = reports
+        .iter()
+        .filter(|r| is_enforced(r) && r.default_action == DefaultAction::Deny)
+        .map(|r| format!("{:?} (generation {})", r.name, r.generation))
+        .collect();
+    if defaults.is_empty() {
+        return None;
+    }
+    let reasons: Vec<String> = reports
+        .iter()
+        .map(|r| {
+            format!(
+                "CsrApprovalPolicy {:?} (generation {}): {}",
+                r.name,
+                r.generation,
+                why_not_approved(r, is_enforced(r))
+            )
+        })
+        .collect();
+    Some(format!(
+        "csrgate: no CsrApprovalPolicy approved this CSR and defaultAction is Deny in CsrApprovalPolicy {}: {}",
+        defaults.join(", "),
+        reasons.join("; ")
+    ))
+}
+
+/// Why one covering policy did not approve, for [`default_denial`].
+fn why_not_approved(report: &PolicyReport, enforced: bool) -> String {
+    let verdict = match &report.verdict {
+        Verdict::NotApplicable => match &report.unmatched {
+            Some(name) => format!("matchCondition {name:?} is false"),
+            None => "a matchCondition is false".to_owned(),
+        },
+        Verdict::Fail(failures) => format!(
+            "failed with failureAction {}: {}",
+            report.failure_action.as_str(),
+            failure_list(failures)
+        ),
+        Verdict::Approve => "approves".to_owned(),
+        Verdict::NotReady(message) => format!("not Ready: {message}"),
+    };
+    if enforced {
+        verdict
+    } else {
+        format!("Audit, never decides ({verdict})")
+    }
+}
+
+/// For each Ready Audit policy with `defaultAction: Deny` that would neither approve nor deny
+/// on its own, the denial its default would write were it Enforce (the CSR stays pending
+/// under the Enforce policies, or this is not called).
+fn record_audit_defaults(reports: &mut [PolicyReport]) {
+    let would_default: Vec<usize> = (0..reports.len())
+        .filter(|&i| {
+            let r = &reports[i];
+            r.mode == PolicyMode::Audit
+                && r.default_action == DefaultAction::Deny
+                && match &r.verdict {
+                    Verdict::NotApplicable => true,
+                    Verdict::Fail(_) => r.failure_action == FailureAction::Ignore,
+                    Verdict::Approve | Verdict::NotReady(_) => false,
+                }
+        })
+        .collect();
+    for i in would_default {
+        let name = reports[i].name.clone();
+        reports[i].default_denial =
+            default_denial(reports, |r| r.mode == PolicyMode::Enforce || r.name == name);
+    }
 }
 
 /// Step 3: deny when a covering Enforce policy denies on failure, else hold.
@@ -225,9 +365,12 @@ fn invalid_request(
     error: RequestError,
     reports: Vec<PolicyReport>,
 ) -> Decision {
-    let denies = covering
-        .iter()
-        .any(|p| p.mode() == PolicyMode::Enforce && p.failure_action() == FailureAction::Deny);
+    // A `defaultAction: Deny` policy denies too: nothing will ever approve this request.
+    let denies = covering.iter().any(|p| {
+        p.mode() == PolicyMode::Enforce
+            && (p.failure_action() == FailureAction::Deny
+                || p.default_action() == DefaultAction::Deny)
+    });
     if denies {
         decided(
             Outcome::Denied,
@@ -257,7 +400,10 @@ fn report(policy: &CompiledPolicy, verdict: Verdict) -> PolicyReport {
         generation: policy.generation(),
         mode: policy.mode(),
         failure_action: policy.failure_action(),
+        default_action: policy.default_action(),
         verdict,
+        unmatched: None,
+        default_denial: None,
     }
 }
 
@@ -676,6 +822,183 @@ validations:
         assert!(
             message.contains("ips-are-the-nodes") && message.contains("dns-are-the-nodes"),
             "{message}"
+        );
+    }
+
+    /// A kubelet client policy applying only to node requestors, with `extra` in its spec.
+    fn nodes_only(name: &str, extra: &str) -> CompiledPolicy {
+        ready(
+            name,
+            &format!(
+                r#"signerNames: [{CLIENT}]
+{extra}
+matchConditions:
+  - {{name: is-node, expression: 'object.spec.username.startsWith("system:node:")'}}
+validations:
+  - {{name: cn-is-requestor, expression: 'x509.commonName == object.spec.username', message: CN must be the requestor}}
+"#
+            ),
+        )
+    }
+
+    #[test]
+    fn issue_13_default_action_deny_denies_what_no_policy_approved_and_says_why_each_did_not() {
+        let catch_all = nodes_only("a-nodes", "defaultAction: Deny");
+        let ignoring = admins("failureAction: Ignore");
+        let csr = CsrBuilder::new().username("bob").build();
+        let decision = decide(&[catch_all, ignoring], &csr, None);
+        assert_eq!(decision.outcome, Outcome::Denied);
+        assert_eq!(decision.reason, Some(reasons::NO_POLICY_APPROVED));
+        assert_eq!(
+            decision.message.as_deref(),
+            Some(
+                r#"csrgate: no CsrApprovalPolicy approved this CSR and defaultAction is Deny in CsrApprovalPolicy "a-nodes" (generation 1): CsrApprovalPolicy "a-nodes" (generation 1): matchCondition "is-node" is false; CsrApprovalPolicy "admins" (generation 1): failed with failureAction Ignore: cn-is-requestor: CN jane is not bob"#
+            )
+        );
+        assert_eq!(decision.policies[0].unmatched.as_deref(), Some("is-node"));
+    }
+
+    #[test]
+    fn issue_13_default_action_deny_never_overrides_an_approval() {
+        let decision = decide(
+            &[nodes_only("a-nodes", "defaultAction: Deny"), admins("")],
+            &CsrBuilder::new().build(),
+            None,
+        );
+        assert_eq!(decision.outcome, Outcome::Approved);
+        assert_eq!(decision.reason, Some(reasons::POLICY_APPROVED));
+    }
+
+    #[test]
+    fn issue_13_default_action_pending_and_audit_defaults_leave_the_csr_pending() {
+        let csr = CsrBuilder::new().username("bob").build();
+        let pending = decide(&[nodes_only("a-nodes", "")], &csr, None);
+        assert_eq!(pending.outcome, Outcome::Pending);
+        assert_eq!(pending.pending, Some(PendingCause::NoApproval));
+        assert_eq!(pending.policies[0].default_denial, None);
+
+        let audit = decide(
+            &[
+                nodes_only("a-nodes", "defaultAction: Deny\nmode: Audit"),
+                admins("failureAction: Ignore"),
+            ],
+            &csr,
+            None,
+        );
+        assert_eq!(audit.outcome, Outcome::Pending);
+        let recorded = audit.policies[0].default_denial.as_deref().unwrap();
+        assert!(
+            recorded.starts_with(
+                r#"csrgate: no CsrApprovalPolicy approved this CSR and defaultAction is Deny in CsrApprovalPolicy "a-nodes" (generation 1): CsrApprovalPolicy "a-nodes" (generation 1): matchCondition "is-node" is false"#
+            ),
+            "{recorded}"
+        );
+        assert_eq!(audit.policies[1].default_denial, None);
+
+        // An Audit default records nothing when an Enforce policy decided, or when the
+        // Audit policy would approve on its own.
+        let approved = decide(
+            &[
+                nodes_only("a-nodes", "defaultAction: Deny\nmode: Audit"),
+                admins(""),
+            ],
+            &CsrBuilder::new().build(),
+            None,
+        );
+        assert_eq!(approved.outcome, Outcome::Approved);
+        assert_eq!(approved.policies[0].default_denial, None);
+        let node_csr = CsrBuilder::new().username("system:node:worker-1").build();
+        let own = decide(
+            &[nodes_only("a-nodes", "defaultAction: Deny\nmode: Audit")],
+            &node_csr,
+            None,
+        );
+        assert!(matches!(own.policies[0].verdict, Verdict::Fail(_)));
+        assert_eq!(own.policies[0].default_denial, None);
+    }
+
+    #[test]
+    fn issue_13_an_audit_policy_is_named_in_the_default_denial_as_never_deciding() {
+        let decision = decide(
+            &[
+                nodes_only("a-nodes", "defaultAction: Deny"),
+                admins("mode: Audit"),
+            ],
+            &CsrBuilder::new().build(),
+            None,
+        );
+        assert_eq!(decision.outcome, Outcome::Denied);
+        assert!(decision.message.unwrap().ends_with(
+            r#"CsrApprovalPolicy "admins" (generation 1): Audit, never decides (approves)"#
+        ));
+    }
+
+    #[test]
+    fn issue_13_an_unreadable_request_is_denied_when_a_policy_denies_by_default() {
+        let csr = CsrBuilder::new().raw_request(b"junk").build();
+        let decision = decide(
+            &[admins("failureAction: Ignore\ndefaultAction: Deny")],
+            &csr,
+            None,
+        );
+        assert_eq!(decision.outcome, Outcome::Denied);
+        assert_eq!(decision.reason, Some(reasons::INVALID_REQUEST));
+    }
+
+    #[test]
+    fn issue_13_subject_node_is_the_node_the_cn_names_or_null() {
+        let bootstrap = ready(
+            "bootstrap",
+            r#"signerNames: [kubernetes.io/kube-apiserver-client-kubelet]
+validations:
+  - {name: new-node, expression: 'subjectNode == null', message: a Node of this name exists}
+  - {name: same-name, expression: 'node == null || node.metadata.name == subjectNode.metadata.name'}
+"#,
+        );
+        let csr = CsrBuilder::new()
+            .signer("kubernetes.io/kube-apiserver-client-kubelet")
+            .request("worker-1-client.csr")
+            .username("system:bootstrap:abcdef")
+            .build();
+        let worker = node("worker-1", &[("InternalIP", "10.0.0.11")]);
+        let new = decide_with_nodes(std::slice::from_ref(&bootstrap), &csr, Nodes::default());
+        assert_eq!(new.outcome, Outcome::Approved, "{:?}", new.message);
+        let existing = decide_with_nodes(
+            std::slice::from_ref(&bootstrap),
+            &csr,
+            Nodes {
+                requestor: None,
+                subject: Some(&worker),
+            },
+        );
+        assert_eq!(existing.outcome, Outcome::Denied);
+        assert!(
+            existing
+                .message
+                .unwrap()
+                .contains("new-node: a Node of this name exists")
+        );
+        // `node` is the requestor's alone: a bootstrap requestor has none.
+        let fields = ready(
+            "fields",
+            r#"signerNames: [kubernetes.io/kube-apiserver-client-kubelet]
+validations:
+  - {name: ip, expression: 'subjectNode.status.addresses[0].address == "10.0.0.11" && node == null'}
+"#,
+        );
+        let decision = decide_with_nodes(
+            &[fields],
+            &csr,
+            Nodes {
+                requestor: None,
+                subject: Some(&worker),
+            },
+        );
+        assert_eq!(
+            decision.outcome,
+            Outcome::Approved,
+            "{:?}",
+            decision.message
         );
     }
 

@@ -1,4 +1,5 @@
-//! The CEL environment: the variable table (`object`, `x509`, `node`, `variables`) in one place.
+//! The CEL environment: the variable table (`object`, `x509`, `node`, `subjectNode`,
+//! `variables`) in one place.
 //!
 //! Building a CEL context with every standard and Kubernetes function costs tens of
 //! microseconds, more than a whole decision may take, so one root context is built per
@@ -26,10 +27,12 @@ pub const OBJECT: &str = "object";
 pub const X509: &str = "x509";
 /// The Node of a `system:node:<name>` requestor, or null.
 pub const NODE: &str = "node";
+/// The Node named by the request's CN when it is `system:node:<name>`, or null.
+pub const SUBJECT_NODE: &str = "subjectNode";
 /// The policy's `spec.variables`.
 pub const VARIABLES: &str = "variables";
 /// Every top-level identifier an expression may use.
-pub const ROOT_VARIABLES: [&str; 4] = [OBJECT, X509, NODE, VARIABLES];
+pub const ROOT_VARIABLES: [&str; 5] = [OBJECT, X509, NODE, SUBJECT_NODE, VARIABLES];
 
 /// The Node fields policies cannot read, as `(parent, field)` under `node`: what csrgate
 /// does not keep of a Node. Image and volume lists are most of a real Node's bytes and say
@@ -88,7 +91,7 @@ pub(crate) fn check_schema_path(path: &str) -> Result<(), String> {
     let root = fields.next().unwrap_or_default();
     let mut schema = match root {
         OBJECT => OBJECT_SCHEMA.get_or_init(inline::<CertificateSigningRequest>),
-        NODE => NODE_SCHEMA.get_or_init(inline::<Node>),
+        NODE | SUBJECT_NODE => NODE_SCHEMA.get_or_init(inline::<Node>),
         _ => return Ok(()),
     };
     let mut walked = root.to_owned();
@@ -228,6 +231,7 @@ impl Roots {
             OBJECT => 1,
             X509 => 2,
             NODE => 4,
+            SUBJECT_NODE => 8,
             _ => 0,
         }
     }
@@ -311,12 +315,14 @@ impl std::hash::Hasher for Fingerprint {
 }
 
 impl CsrScope {
-    /// Converts what `policies` read of the CSR, its parsed request and the requestor's Node
-    /// into CEL values, and binds every field path they read.
+    /// Converts what `policies` read of the CSR, its parsed request, the requestor's Node
+    /// (`node`) and the Node its CN names (`subjectNode`) into CEL values, and binds every
+    /// field path they read.
     pub fn new<'a>(
         csr: &CertificateSigningRequest,
         request: &ParsedRequest,
         node: Option<&Node>,
+        subject_node: Option<&Node>,
         policies: impl IntoIterator<Item = &'a crate::CompiledPolicy>,
     ) -> Self {
         // Policies mostly read the same few paths: keep each once, by its interning number.
@@ -344,6 +350,7 @@ impl CsrScope {
         bind_root(&mut context, OBJECT, Some(csr), &paths, roots);
         bind_root(&mut context, X509, Some(request), &paths, roots);
         bind_root(&mut context, NODE, node, &paths, roots);
+        bind_root(&mut context, SUBJECT_NODE, subject_node, &paths, roots);
         Self {
             context,
             results: Mutex::default(),
@@ -523,6 +530,16 @@ pub fn node_name(username: &str) -> Option<&str> {
         .filter(|name| !name.is_empty())
 }
 
+/// The Node name a request's subject names (`subjectNode`): its CN when that is
+/// `system:node:<name>`, as bootstrap and kubelet client requests carry it. `None` when the
+/// CN is not a node's, or when the request cannot be read (the decision then denies or holds
+/// it as an invalid request, so no Node is needed).
+pub fn subject_node_name(csr: &CertificateSigningRequest) -> Option<String> {
+    let request = crate::request::parse_request_cached(&csr.spec.request.0);
+    let request = request.as_ref().as_ref().ok()?;
+    node_name(&request.common_name).map(str::to_owned)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -571,6 +588,16 @@ mod tests {
             "Undeclared reference to 'object.spec.username'"
         );
         assert_eq!(describe("no identifiers here"), "no identifiers here");
+    }
+
+    #[test]
+    fn subject_node_name_is_the_node_a_system_node_cn_names() {
+        use crate::fixtures::CsrBuilder;
+        let client = CsrBuilder::new().request("worker-1-client.csr").build();
+        assert_eq!(subject_node_name(&client).as_deref(), Some("worker-1"));
+        assert_eq!(subject_node_name(&CsrBuilder::new().build()), None);
+        let junk = CsrBuilder::new().raw_request(b"junk").build();
+        assert_eq!(subject_node_name(&junk), None);
     }
 
     #[test]

@@ -54,8 +54,21 @@ pub struct Failure {
 
 /// Evaluates `policy` in the scope of one CSR.
 pub fn evaluate(policy: &CompiledPolicy, scope: &CsrScope) -> Verdict {
+    evaluate_with_unmatched(policy, scope).0
+}
+
+/// [`evaluate`], with the name of the matchCondition that was false when the verdict is
+/// [`Verdict::NotApplicable`], so a `defaultAction: Deny` message can say why a policy did
+/// not approve.
+pub(crate) fn evaluate_with_unmatched(
+    policy: &CompiledPolicy,
+    scope: &CsrScope,
+) -> (Verdict, Option<String>) {
     let Some(rules) = policy.rules() else {
-        return Verdict::NotReady(policy.not_ready_message().unwrap_or_default());
+        return (
+            Verdict::NotReady(policy.not_ready_message().unwrap_or_default()),
+            None,
+        );
     };
     let meter = Meter::default();
     let mut context = scope.context().new_inner_scope();
@@ -70,12 +83,13 @@ pub fn evaluate(policy: &CompiledPolicy, scope: &CsrScope) -> Verdict {
     for (name, condition) in &rules.match_conditions {
         match run.evaluate_bool(condition) {
             Ok(true) => {}
-            Ok(false) => return Verdict::NotApplicable,
+            Ok(false) => return (Verdict::NotApplicable, Some(name.clone())),
             Err(error) => {
-                return Verdict::Fail(vec![Failure {
+                let failure = Failure {
                     validation: format!("{MATCH_CONDITION_FAILURE_PREFIX}{name}"),
                     message: format!("match condition could not be evaluated: {error}"),
-                }]);
+                };
+                return (Verdict::Fail(vec![failure]), None);
             }
         }
     }
@@ -98,9 +112,9 @@ pub fn evaluate(policy: &CompiledPolicy, scope: &CsrScope) -> Verdict {
         )
         .collect();
     if failures.is_empty() {
-        Verdict::Approve
+        (Verdict::Approve, None)
     } else {
-        Verdict::Fail(failures)
+        (Verdict::Fail(failures), None)
     }
 }
 
@@ -546,7 +560,7 @@ mod cel_differences {
         (
             "int == int",
             "true",
-            "refused: unknown identifier int (known: object, x509, node, variables)",
+            "refused: unknown identifier int (known: object, x509, node, subjectNode, variables)",
         ),
         // has() on a field the schema lacks is false (Kubernetes refuses it when compiled).
         ("has(object.spec.bogus)", "false", "false"),

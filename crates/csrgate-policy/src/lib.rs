@@ -65,9 +65,13 @@ pub use compile::{
     MAX_EXPRESSION_BYTES,
 };
 pub use decide::{
-    Decision, MAX_MESSAGE_BYTES, Outcome, PendingCause, PolicyReport, decide, reasons,
+    Decision, MAX_MESSAGE_BYTES, Nodes, Outcome, PendingCause, PolicyReport, decide,
+    decide_with_nodes, reasons,
 };
-pub use env::{CsrScope, NODE_USER_PREFIX, UNCACHED_NODE_FIELDS, node_for_policies, node_name};
+pub use env::{
+    CsrScope, NODE_USER_PREFIX, UNCACHED_NODE_FIELDS, node_for_policies, node_name,
+    subject_node_name,
+};
 pub use evaluate::{Failure, Verdict, evaluate};
 pub use request::{
     ParsedRequest, PublicKeyInfo, RequestError, clear_request_cache, parse_request,

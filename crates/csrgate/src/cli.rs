@@ -151,6 +151,15 @@ pub struct ControllerArgs {
     /// How many CSRs are decided at once.
     #[arg(long, value_name = "N", default_value_t = 16)]
     pub concurrency: u16,
+    /// Hold approvals of a signer while it has more than N pending CSRs (no Approved,
+    /// Denied or Failed condition), as OpenShift's cluster-machine-approver does with
+    /// maxPending: a flood (a leaked bootstrap token, a crash-looping kubelet) is not
+    /// approved at the rate it arrives. Held CSRs stay pending, never denied for it; one
+    /// Warning event (reason MaxPendingExceeded) and csrgate_max_pending_exceeded{signer}=1
+    /// say so; they are decided as soon as the count falls to N or fewer. At least 1;
+    /// default: no cap.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub max_pending_per_signer: Option<i64>,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

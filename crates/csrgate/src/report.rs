@@ -29,6 +29,10 @@ pub struct PolicyJson<'a> {
     pub verdict: &'static str,
     /// The failed validations (empty unless `Fail`).
     pub failures: Vec<FailureJson<'a>>,
+    /// For an Audit policy with `defaultAction: Deny`: the `NoPolicyApproved` denial its
+    /// default would have written; absent otherwise.
+    #[serde(rename = "defaultDenial", skip_serializing_if = "Option::is_none")]
+    pub default_denial: Option<&'a str>,
 }
 
 /// One failed validation.
@@ -65,6 +69,7 @@ impl<'a> CsrReport<'a> {
                             .collect(),
                         _ => Vec::new(),
                     },
+                    default_denial: p.default_denial.as_deref(),
                 })
                 .collect(),
         }
@@ -86,10 +91,15 @@ pub fn table(reports: &[CsrReport<'_>]) -> String {
             .iter()
             .map(|p| {
                 format!(
-                    "{}={}{}",
+                    "{}={}{}{}",
                     p.name,
                     p.verdict,
-                    if p.mode == "Audit" { "(audit)" } else { "" }
+                    if p.mode == "Audit" { "(audit)" } else { "" },
+                    if p.default_denial.is_some() {
+                        "(default would deny)"
+                    } else {
+                        ""
+                    }
                 )
             })
             .collect::<Vec<_>>()

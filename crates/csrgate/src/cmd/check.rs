@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 
-use csrgate_policy::{CompiledPolicy, decide, node_name};
+use csrgate_policy::{CompiledPolicy, Nodes, decide_with_nodes, node_name, subject_node_name};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::Node;
 
@@ -53,7 +53,8 @@ pub fn compile_all(
     }
 }
 
-/// Nodes by name, for the `node` variable, trimmed as the controller caches them.
+/// Nodes by name, for the `node` and `subjectNode` variables, trimmed as the controller
+/// caches them.
 pub fn nodes_by_name(nodes: Vec<Loaded<Node>>) -> HashMap<String, Node> {
     nodes
         .into_iter()
@@ -71,6 +72,18 @@ pub fn node_for<'a>(
     nodes: &'a HashMap<String, Node>,
 ) -> Option<&'a Node> {
     nodes.get(node_name(csr.spec.username.as_deref()?)?)
+}
+
+/// The Nodes a CSR's policies can read: its requestor's (`node`) and the one its CN names
+/// (`subjectNode`), from the `--node` files.
+pub fn nodes_for<'a>(
+    csr: &CertificateSigningRequest,
+    nodes: &'a HashMap<String, Node>,
+) -> Nodes<'a> {
+    Nodes {
+        requestor: node_for(csr, nodes),
+        subject: subject_node_name(csr).and_then(|name| nodes.get(&name)),
+    }
 }
 
 /// Runs `csrgate check`.
@@ -104,7 +117,7 @@ pub fn run(args: &CheckArgs) -> Result<Outcome, Error> {
     }
     let decisions: Vec<_> = csrs
         .iter()
-        .map(|csr| decide(&policies, &csr.value, node_for(&csr.value, &nodes)))
+        .map(|csr| decide_with_nodes(&policies, &csr.value, nodes_for(&csr.value, &nodes)))
         .collect();
     let reports: Vec<CsrReport<'_>> = csrs
         .iter()

@@ -2,6 +2,8 @@
 
 use csrgate_controller::telemetry::{self, LogFormat};
 use csrgate_controller::{Config, Error as ControllerError};
+use std::num::NonZeroUsize;
+
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use super::{Error, Outcome};
@@ -10,9 +12,10 @@ use crate::cli::{self, ControllerArgs};
 /// Runs the operator.
 ///
 /// # Errors
-/// The kubeconfig cannot be read, the client cannot be built, the metrics address cannot be
-/// bound, or leader election fails.
+/// A flag is out of range, the kubeconfig cannot be read, the client cannot be built, the
+/// metrics address cannot be bound, or leader election fails.
 pub fn run(args: &ControllerArgs) -> Result<Outcome, Error> {
+    let max_pending_per_signer = max_pending(args.max_pending_per_signer)?;
     telemetry::init(match args.log_format {
         cli::LogFormat::Text => LogFormat::Text,
         cli::LogFormat::Json => LogFormat::Json,
@@ -42,6 +45,7 @@ pub fn run(args: &ControllerArgs) -> Result<Outcome, Error> {
             dry_run: args.dry_run,
             watch_nodes: !args.no_node_watch,
             concurrency: args.concurrency,
+            max_pending_per_signer,
             reporter: "csrgate".into(),
         };
         csrgate_controller::run(client, config, shutdown_signal(), |addr| {
@@ -50,6 +54,24 @@ pub fn run(args: &ControllerArgs) -> Result<Outcome, Error> {
         .await?;
         Ok::<_, Error>(Outcome::Success)
     })
+}
+
+/// `--max-pending-per-signer` as the controller takes it.
+///
+/// # Errors
+/// The value is 0 or below: a cap that holds every approval is a mistake, not a setting.
+fn max_pending(value: Option<i64>) -> Result<Option<NonZeroUsize>, Error> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    usize::try_from(value)
+        .ok()
+        .and_then(NonZeroUsize::new)
+        .map(Some)
+        .ok_or_else(|| {
+            format!("--max-pending-per-signer: must be at least 1, got {value} (leave it out for no cap)")
+                .into()
+        })
 }
 
 async fn client(args: &ControllerArgs) -> Result<kube::Client, ControllerError> {
@@ -90,4 +112,22 @@ async fn shutdown_signal() {
         let _ = interrupt.await;
     }
     tracing::info!("shutting down: finishing in-flight decisions");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cap_of_zero_or_below_is_an_error_naming_the_flag() {
+        for value in [0, -3] {
+            let error = max_pending(Some(value)).unwrap_err().to_string();
+            assert!(
+                error.starts_with("--max-pending-per-signer: must be at least 1"),
+                "{error}"
+            );
+        }
+        assert_eq!(max_pending(Some(5)).unwrap(), NonZeroUsize::new(5));
+        assert_eq!(max_pending(None).unwrap(), None);
+    }
 }

@@ -255,6 +255,7 @@ impl Examples {
             dry_run: false,
             watch_nodes: true,
             concurrency: 8,
+            max_pending_per_signer: None,
             reporter: "csrgate".into(),
         };
         let controller = tokio::spawn(csrgate_controller::run(

@@ -8,7 +8,10 @@
 use std::io::Write;
 
 use csrgate_api::CsrApprovalPolicy;
-use csrgate_policy::{CompiledPolicy, Decision, Verdict, decide, node_name, reasons};
+use csrgate_policy::{
+    CompiledPolicy, Decision, Nodes, Verdict, decide_with_nodes, node_name, reasons,
+    subject_node_name,
+};
 use k8s_openapi::api::certificates::v1::{
     CertificateSigningRequest, CertificateSigningRequestCondition,
 };
@@ -62,7 +65,11 @@ pub fn run(args: &ExplainArgs) -> Result<Outcome, Error> {
         .iter()
         .map(CompiledPolicy::compile)
         .collect();
-    let decision = decide(&compiled, &cluster.csr, cluster.node.as_ref());
+    let nodes = Nodes {
+        requestor: cluster.node.as_ref(),
+        subject: cluster.subject_node.as_ref(),
+    };
+    let decision = decide_with_nodes(&compiled, &cluster.csr, nodes);
     let explanation = Explanation::new(&cluster, &decision);
     let text = match args.output {
         OutputFormat::Json => serde_json::to_string_pretty(&explanation)? + "\n",
@@ -78,6 +85,8 @@ struct Cluster {
     policies: Vec<CsrApprovalPolicy>,
     /// The Node of a `system:node:<name>` requestor, trimmed as the controller caches it.
     node: Option<Node>,
+    /// The Node the request's CN names (`system:node:<name>`), trimmed the same way.
+    subject_node: Option<Node>,
 }
 
 async fn read_cluster(args: &ExplainArgs) -> Result<Cluster, ExplainError> {
@@ -101,25 +110,39 @@ async fn read_cluster(args: &ExplainArgs) -> Result<Cluster, ExplainError> {
     if policies.is_empty() {
         return Err(ExplainError::NoPolicies);
     }
-    let node = match csr.spec.username.as_deref().and_then(node_name) {
-        Some(name) => {
-            let nodes: Api<Node> = Api::all(client);
-            let mut node = nodes
-                .get_opt(name)
-                .await
-                .map_err(api(&format!("Node {name:?}")))?;
-            if let Some(node) = &mut node {
-                csrgate_policy::node_for_policies(node);
-            }
-            node
-        }
-        None => None,
+    let nodes: Api<Node> = Api::all(client);
+    let requestor = csr.spec.username.as_deref().and_then(node_name);
+    let node = read_node(&nodes, requestor).await?;
+    let subject = subject_node_name(&csr);
+    let subject_node = if subject.as_deref() == requestor {
+        node.clone()
+    } else {
+        read_node(&nodes, subject.as_deref()).await?
     };
     Ok(Cluster {
         csr,
         policies,
         node,
+        subject_node,
     })
+}
+
+/// The Node of that name, trimmed as the controller caches it; `None` for no name or no Node.
+async fn read_node(nodes: &Api<Node>, name: Option<&str>) -> Result<Option<Node>, ExplainError> {
+    let Some(name) = name else {
+        return Ok(None);
+    };
+    let mut node = nodes
+        .get_opt(name)
+        .await
+        .map_err(|source| ExplainError::Api {
+            what: format!("Node {name:?}"),
+            source,
+        })?;
+    if let Some(node) = &mut node {
+        csrgate_policy::node_for_policies(node);
+    }
+    Ok(node)
 }
 
 /// A client from `--kubeconfig` (else KUBECONFIG, else ~/.kube/config, else in-cluster)
@@ -151,10 +174,11 @@ async fn client(args: &ExplainArgs) -> Result<kube::Client, ExplainError> {
 }
 
 /// The reasons csrgate writes on a CSR's condition; any other was written by someone else.
-const CSRGATE_REASONS: [&str; 3] = [
+const CSRGATE_REASONS: [&str; 4] = [
     reasons::POLICY_APPROVED,
     reasons::POLICY_DENIED,
     reasons::INVALID_REQUEST,
+    reasons::NO_POLICY_APPROVED,
 ];
 
 /// Everything `explain` shows, and its `-o json` shape.
@@ -216,6 +240,8 @@ struct PolicyExplanation<'a> {
     verdict: &'static str,
     /// False when a matchCondition is false.
     applies: bool,
+    /// The matchCondition that was false, when one was.
+    unmatched: Option<&'a str>,
     /// Why it is not Ready, when it is not.
     not_ready: Option<&'a str>,
     validations: Vec<ValidationResult<'a>>,
@@ -434,6 +460,7 @@ impl<'a> PolicyExplanation<'a> {
             mode: report.mode.as_str(),
             verdict: report.verdict.as_str(),
             applies: report.verdict != Verdict::NotApplicable,
+            unmatched: report.unmatched.as_deref(),
             not_ready: match &report.verdict {
                 Verdict::NotReady(why) => Some(why),
                 _ => None,
@@ -515,7 +542,12 @@ impl Explanation<'_> {
                     .unwrap_or_default()
             ));
             if !policy.applies {
-                out.push_str("    does not apply: a matchCondition is false\n");
+                match policy.unmatched {
+                    Some(name) => out.push_str(&format!(
+                        "    does not apply: matchCondition {name:?} is false\n"
+                    )),
+                    None => out.push_str("    does not apply: a matchCondition is false\n"),
+                }
                 continue;
             }
             for v in &policy.validations {

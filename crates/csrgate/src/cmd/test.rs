@@ -8,12 +8,12 @@ use std::fmt::Write as _;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use csrgate_policy::decide;
+use csrgate_policy::decide_with_nodes;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use serde::Deserialize;
 
-use super::check::{compile_all, node_for, nodes_by_name};
+use super::check::{compile_all, nodes_by_name, nodes_for};
 use super::{Error, Outcome};
 use crate::cli::TestArgs;
 use crate::load::{self, LoadError, Loaded, Source};
@@ -148,7 +148,7 @@ fn run_suite(suite: &Loaded<Suite>) -> Result<Vec<CaseResult>, Error> {
     let mut results = Vec::new();
     for (i, case) in suite.value.cases.iter().enumerate() {
         let csr = case_csr(case, base, &suite.source, i)?;
-        let decision = decide(&policies, &csr, node_for(&csr, &nodes));
+        let decision = decide_with_nodes(&policies, &csr, nodes_for(&csr, &nodes));
         results.push(CaseResult {
             case: case.name.clone(),
             mismatch: compare(&case.expect, &decision),
