@@ -399,13 +399,13 @@ fn with_leader_election_a_standby_takes_over_when_the_leader_dies() {
     let (leader, standby, standby_metrics) = loop {
         let (ra, rb) = (role(&metrics_a), role(&metrics_b));
         assert!(
-            !(ra.contains("leader") && rb.contains("leader")),
+            !(ra.contains("ok: leader") && rb.contains("ok: leader")),
             "two leaders: {ra} / {rb}"
         );
-        if ra.contains("leader") && rb.contains("standby") {
+        if ra.contains("ok: leader") && rb.contains("ok: standby") {
             break (a, b, metrics_b.clone());
         }
-        if rb.contains("leader") && ra.contains("standby") {
+        if rb.contains("ok: leader") && ra.contains("ok: standby") {
             break (b, a, metrics_a.clone());
         }
         assert!(
@@ -420,7 +420,7 @@ fn with_leader_election_a_standby_takes_over_when_the_leader_dies() {
         .wait_for_condition("jane", 30)
         .expect("the standby took over");
     assert_eq!(type_, "Approved");
-    assert!(role(&standby_metrics).contains("leader"));
+    assert!(role(&standby_metrics).contains("ok: leader"));
     let _ = standby;
     assert_eq!(
         cluster
@@ -718,12 +718,12 @@ fn issue_12_an_old_leader_that_cannot_read_the_lease_writes_nothing() {
         }
     };
     let (old, old_metrics) = cluster.start_controller_as("csrgate-old-leader", &args);
-    wait_for(&old_metrics, "leader", 30);
+    wait_for(&old_metrics, "ok: leader", 30);
     let (new, new_metrics) = cluster.start_controller_as("csrgate-new-leader", &args);
-    wait_for(&new_metrics, "standby", 30);
+    wait_for(&new_metrics, "ok: standby", 30);
 
     cluster.pause_controller(old, true);
-    wait_for(&new_metrics, "leader", 30);
+    wait_for(&new_metrics, "ok: leader", 30);
     cluster.pause_controller(new, true);
     cluster.fault(
         "faults/fail",

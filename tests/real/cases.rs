@@ -61,7 +61,7 @@ impl Case<'_> {
             create_node(node);
         }
         let controller = Controller::start(dir, plane().kubeconfig(), &[]);
-        controller.wait_for_role("ok", 30);
+        controller.wait_for_role("leader", 30);
         let created = self
             .csrs
             .iter()

@@ -196,11 +196,12 @@ impl Controller {
         http("GET", &format!("http://{}/readyz", self.metrics), None).1
     }
 
-    /// Waits until `/readyz` mentions `role` (`leader`, `standby`); panics with the log after
-    /// `seconds`.
+    /// Waits until `/readyz` answers `ok: <role>` (`leader`, `standby`); panics with the
+    /// log after `seconds`. ("not ready: ... leader election pending" names no role.)
     pub fn wait_for_role(&self, role: &str, seconds: u64) {
         let deadline = Instant::now() + Duration::from_secs(seconds);
-        while !self.readyz().contains(role) {
+        let expected = format!("ok: {role}");
+        while !self.readyz().starts_with(&expected) {
             assert!(
                 Instant::now() < deadline,
                 "no {role} within {seconds} s:\n{}",
