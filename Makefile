@@ -30,10 +30,11 @@ check-examples: build
 	$(CSRGATE) check --policy examples/policies --node examples/nodes/worker-1.yaml examples/csrs/*.yaml
 	$(CSRGATE) test examples/tests
 
-## crd: regenerate crds/ from the Rust types
+## crd: regenerate crds/ from the Rust types (and its copies in deploy/base and the chart)
 crd: build
 	$(CSRGATE) crd > crds/csrapprovalpolicies.csrgate.dev.yaml
 	cp crds/csrapprovalpolicies.csrgate.dev.yaml deploy/base/crds/
+	cp crds/csrapprovalpolicies.csrgate.dev.yaml charts/csrgate/crds/
 
 ## bench: every benchmark side by side in one run (engine, cel-js and cel-python peers, end to
 ## end with the API floor at N = 1,000/10,000/50,000, scale); writes target/bench/summary.json,

@@ -9,8 +9,10 @@ mod util;
 
 mod check;
 mod controller;
+mod dashboard;
 mod demo;
 mod deploy;
+mod helm;
 mod policy_cases;
 mod request;
 mod test_command;
