@@ -218,3 +218,62 @@ fn renew_replaces_the_certificate_with_one_for_a_new_key() {
     assert_eq!(std::fs::read_to_string(&key).unwrap(), new_key);
     assert_eq!(std::fs::read_to_string(&crt).unwrap(), new_crt);
 }
+
+#[test]
+fn context_and_as_pick_the_cluster_and_the_requestor_as_kubectl_does() {
+    let cluster = cluster_with_administrators();
+    // The admin kubeconfig with a second context, made current, that leads nowhere.
+    let text = std::fs::read_to_string(&cluster.kubeconfig).unwrap();
+    let mut config: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+    let sandbox_context = config["contexts"][0]["name"].as_str().unwrap().to_owned();
+    let user = config["contexts"][0]["context"]["user"].clone();
+    config["clusters"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"name": "nowhere", "cluster": {"server": "http://127.0.0.1:9"}}));
+    config["contexts"].as_array_mut().unwrap().push(
+        serde_json::json!({"name": "nowhere", "context": {"cluster": "nowhere", "user": user}}),
+    );
+    config["current-context"] = "nowhere".into();
+    let kubeconfig = cluster.dir.path().join("two-contexts.kubeconfig");
+    std::fs::write(&kubeconfig, config.to_string()).unwrap();
+    let out = cluster.dir.path().join("out");
+
+    let nowhere = cluster.dir.path().join("nowhere");
+    let (code, _, stderr) = request(&kubeconfig, &nowhere, &["--cn", "jane"]);
+    assert_eq!(code, 2, "the current context leads nowhere: {stderr}");
+    assert!(stderr.contains("Connection refused"), "{stderr}");
+
+    let (code, _, stderr) = request(
+        &kubeconfig,
+        &out,
+        &[
+            "--cn",
+            "jane",
+            "--context",
+            &sandbox_context,
+            "--as",
+            "jane",
+            "--as-group",
+            "platform-admins",
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    // The admin impersonated jane: she is the requestor the policy approved.
+    let csr = cluster.csr("jane");
+    assert_eq!(csr["spec"]["username"], "jane", "{csr:#}");
+    assert!(
+        csr["spec"]["groups"]
+            .as_array()
+            .unwrap()
+            .contains(&"platform-admins".into())
+    );
+    let written: serde_json::Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(out.join("jane.kubeconfig")).unwrap())
+            .unwrap();
+    assert_eq!(written["clusters"][0]["cluster"]["server"], cluster.url);
+
+    let (code, _, stderr) = request(&kubeconfig, &nowhere, &["--cn", "x", "--context", "nosuch"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("no such context"), "{stderr}");
+}

@@ -8,6 +8,7 @@
 mod util;
 
 mod check;
+mod cli;
 mod controller;
 mod dashboard;
 mod demo;

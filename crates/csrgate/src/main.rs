@@ -5,15 +5,13 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 mod cli;
 mod cmd;
 mod load;
 mod report;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = cli::parse();
     match cmd::run(cli) {
         Ok(code) => code.into(),
         Err(error) => {
