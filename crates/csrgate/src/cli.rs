@@ -118,8 +118,19 @@ pub struct DemoArgs {
     #[arg(long, value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
     /// Output format.
-    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Table)]
-    pub output: OutputFormat,
+    #[arg(long, short = 'o', value_enum, default_value_t = DemoOutput::Table)]
+    pub output: DemoOutput,
+}
+
+/// How `csrgate demo` prints its decisions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DemoOutput {
+    /// One row per CSR with the message wrapped beneath it, within 100 columns.
+    Table,
+    /// One row per CSR with every column (requestor, signer) and the message unwrapped.
+    Wide,
+    /// One JSON array, for pipelines.
+    Json,
 }
 
 /// Arguments of `csrgate sandbox`.
