@@ -21,6 +21,7 @@ mod demo;
 mod differential;
 mod failover;
 mod faults;
+mod helm;
 mod lease;
 mod nodes;
 mod rbac;
