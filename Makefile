@@ -59,7 +59,7 @@ bench-sandbox:
 
 ## image: the container image deploy/ runs (Dockerfile: static musl binary on distroless, non-root)
 image:
-	docker build -t csrgate:dev .
+	docker build --build-arg CSRGATE_GIT_COMMIT=$$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown) -t csrgate:dev .
 
 ## deploy-render: render the kustomize install offline (what `kubectl apply -k deploy/` applies)
 deploy-render:
