@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::helm::kube_bin;
-use crate::util::{csrgate, repo, run};
+use crate::util::{
+    Cluster, csrgate, free_port, http, kubeconfig_with_unreachable_current_context, repo, run,
+};
 
 /// `git ARGS` in the repository, or `None` without git or a checkout.
 fn git(args: &[&str]) -> Option<String> {
@@ -260,4 +262,37 @@ fn kubectl_finds_the_plugin_and_runs_it_as_kubectl_csrgate() {
     );
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("Approved"), "{stdout}");
+}
+
+#[test]
+fn the_controller_uses_the_context_it_is_given() {
+    let cluster = Cluster::start();
+    let (kubeconfig, context) = kubeconfig_with_unreachable_current_context(&cluster);
+    cluster.kubectl_ok(&["apply", "-f", "examples/policies/administrators.yaml"]);
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let mut controller = csrgate()
+        .args([
+            "controller",
+            "--metrics-addr",
+            &metrics,
+            "--context",
+            &context,
+            "--kubeconfig",
+        ])
+        .arg(&kubeconfig)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (code, _, stderr) = crate::controller::create_as(&cluster, "examples/csrs/jane.yaml");
+    assert_eq!(code, 0, "{stderr}");
+    let decided = cluster.wait_for_condition("jane", 30);
+    let ready = http("GET", &format!("http://{metrics}/readyz"), None);
+    let _ = controller.kill();
+    let _ = controller.wait();
+    assert_eq!(
+        decided.map(|(type_, _, _)| type_).as_deref(),
+        Some("Approved"),
+        "readyz: {ready:?}"
+    );
 }

@@ -1,6 +1,6 @@
 //! `csrgate demo`: the main job runs from the embedded examples and exits 0.
 
-use crate::util::{csrgate, run};
+use crate::util::{Cluster, csrgate, kubeconfig_with_unreachable_current_context, run};
 
 #[test]
 fn demo_decides_every_example_as_the_story_says() {
@@ -96,4 +96,37 @@ fn the_demo_table_fits_100_columns_and_keeps_every_message_whole() {
         wide.lines().any(|l| l.chars().count() > 100),
         "-o wide is the unwrapped table"
     );
+}
+
+#[test]
+fn demo_with_context_runs_on_that_context_of_the_kubeconfig() {
+    let cluster = Cluster::start();
+    let (kubeconfig, context) = kubeconfig_with_unreachable_current_context(&cluster);
+    let kubeconfig = kubeconfig.to_str().unwrap();
+    let (code, stdout, stderr) =
+        run(csrgate().args(["demo", "-o", "json", "--kubeconfig", kubeconfig]));
+    assert_eq!(
+        code, 2,
+        "the current context leads nowhere:\n{stdout}{stderr}"
+    );
+
+    let (code, stdout, stderr) = run(csrgate().args([
+        "demo",
+        "-o",
+        "json",
+        "--kubeconfig",
+        kubeconfig,
+        "--context",
+        &context,
+    ]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stderr.contains(&format!("context {context}")), "{stderr}");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&stdout).unwrap();
+    let jane = rows.iter().find(|r| r["csr"] == "jane").unwrap();
+    assert_eq!(jane["decision"], "Approved", "{jane:#}");
+
+    let (code, _, stderr) =
+        run(csrgate().args(["demo", "--kubeconfig", kubeconfig, "--context", "nosuch"]));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("no context \"nosuch\""), "{stderr}");
 }

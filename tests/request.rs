@@ -5,7 +5,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::util::{Cluster, csrgate, run};
+use crate::util::{Cluster, csrgate, kubeconfig_with_unreachable_current_context, run};
 
 /// A copy of the sandbox's admin kubeconfig whose user acts as jane in platform-admins
 /// (kube-rs sends the kubeconfig's `as`/`as-groups` as impersonation headers, as kubectl does).
@@ -223,20 +223,7 @@ fn renew_replaces_the_certificate_with_one_for_a_new_key() {
 fn context_and_as_pick_the_cluster_and_the_requestor_as_kubectl_does() {
     let cluster = cluster_with_administrators();
     // The admin kubeconfig with a second context, made current, that leads nowhere.
-    let text = std::fs::read_to_string(&cluster.kubeconfig).unwrap();
-    let mut config: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
-    let sandbox_context = config["contexts"][0]["name"].as_str().unwrap().to_owned();
-    let user = config["contexts"][0]["context"]["user"].clone();
-    config["clusters"]
-        .as_array_mut()
-        .unwrap()
-        .push(serde_json::json!({"name": "nowhere", "cluster": {"server": "http://127.0.0.1:9"}}));
-    config["contexts"].as_array_mut().unwrap().push(
-        serde_json::json!({"name": "nowhere", "context": {"cluster": "nowhere", "user": user}}),
-    );
-    config["current-context"] = "nowhere".into();
-    let kubeconfig = cluster.dir.path().join("two-contexts.kubeconfig");
-    std::fs::write(&kubeconfig, config.to_string()).unwrap();
+    let (kubeconfig, sandbox_context) = kubeconfig_with_unreachable_current_context(&cluster);
     let out = cluster.dir.path().join("out");
 
     let nowhere = cluster.dir.path().join("nowhere");

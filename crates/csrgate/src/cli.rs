@@ -117,6 +117,9 @@ pub struct DemoArgs {
     /// examples/rbac/csr-requesters.yaml`. Without it their requests show as Refused.
     #[arg(long, value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
+    /// With --kubeconfig, the context to use instead of the current one.
+    #[arg(long, value_name = "CONTEXT", requires = "kubeconfig")]
+    pub context: Option<String>,
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value_t = DemoOutput::Table)]
     pub output: DemoOutput,
@@ -160,6 +163,9 @@ pub struct ControllerArgs {
     /// The kubeconfig to use; without it, KUBECONFIG, then the in-cluster service account.
     #[arg(long, value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use instead of the current one.
+    #[arg(long, value_name = "CONTEXT")]
+    pub context: Option<String>,
     /// Where /metrics, /healthz and /readyz are served.
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8080")]
     pub metrics_addr: std::net::SocketAddr,

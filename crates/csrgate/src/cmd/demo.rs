@@ -120,7 +120,10 @@ async fn demo(args: &DemoArgs) -> Result<Outcome, Error> {
     };
     let dir = tempfile::tempdir()?;
     let (sandbox, kubeconfig) = match &args.kubeconfig {
-        Some(path) => (None, path.clone()),
+        Some(path) => (
+            None,
+            with_context(path, args.context.as_deref(), dir.path())?,
+        ),
         None => {
             let kubeconfig = dir.path().join("kubeconfig");
             let sandbox = csrgate_sandbox::Sandbox::start(csrgate_sandbox::SandboxConfig {
@@ -137,7 +140,14 @@ async fn demo(args: &DemoArgs) -> Result<Outcome, Error> {
     let examples = Examples::parse()?;
     if args.kubeconfig.is_some() {
         examples.refuse_existing(&admin).await?;
-        say(format!("cluster of {}", kubeconfig.display()));
+        let source = args.kubeconfig.as_deref().unwrap_or(&kubeconfig);
+        match &args.context {
+            Some(context) => say(format!(
+                "cluster of {}, context {context}",
+                source.display()
+            )),
+            None => say(format!("cluster of {}", source.display())),
+        }
     }
     let rows = examples.run(&admin, &kubeconfig, &say).await;
     if args.kubeconfig.is_some() {
@@ -386,6 +396,30 @@ async fn remove_labelled(client: &kube::Client) -> Result<usize, Error> {
         count += 1;
     }
     Ok(count)
+}
+
+/// `path`, or with `context` a copy of it in `dir` whose current context is `context`, so that
+/// every client the demo makes (the admin, each requestor) uses that context.
+///
+/// # Errors
+/// The kubeconfig cannot be read or written, or has no such context.
+fn with_context(
+    path: &std::path::Path,
+    context: Option<&str>,
+    dir: &std::path::Path,
+) -> Result<std::path::PathBuf, Error> {
+    let Some(context) = context else {
+        return Ok(path.to_owned());
+    };
+    // read_from makes the file paths in it absolute, so the copy works from `dir`.
+    let mut kubeconfig = Kubeconfig::read_from(path)?;
+    if !kubeconfig.contexts.iter().any(|c| c.name == context) {
+        return Err(format!("kubeconfig {}: no context {context:?}", path.display()).into());
+    }
+    kubeconfig.current_context = Some(context.to_owned());
+    let copy = dir.join("kubeconfig");
+    std::fs::write(&copy, serde_json::to_string(&kubeconfig)?)?;
+    Ok(copy)
 }
 
 async fn client_as(
