@@ -3,7 +3,7 @@
 //! controller` really serves on /metrics, read from a running controller, not from a list kept
 //! by hand. A renamed metric or a typo in a query fails here instead of drawing an empty panel.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use promql_parser::parser::{self, Expr, VectorSelector};
 use promql_parser::util::{ExprVisitor, walk_expr};
@@ -38,47 +38,81 @@ fn queries(value: &Value, found: &mut Vec<String>) {
     }
 }
 
-/// Collects the metric name of every selector.
+/// What a query reads: the metric name of every selector, and every label it names (in
+/// matchers and in `by (...)` / `without (...)`).
 #[derive(Default)]
-struct MetricNames(BTreeSet<String>);
+struct Reads {
+    metrics: BTreeSet<String>,
+    labels: BTreeSet<String>,
+}
 
-impl MetricNames {
+impl Reads {
     fn add(&mut self, selector: &VectorSelector) {
-        let name = selector.name.clone().or_else(|| {
-            selector
-                .matchers
-                .matchers
-                .iter()
-                .find(|m| m.name == "__name__")
-                .map(|m| m.value.clone())
-        });
-        self.0
+        let mut name = selector.name.clone();
+        for matcher in &selector.matchers.matchers {
+            if matcher.name == "__name__" {
+                name = Some(matcher.value.clone());
+            } else {
+                self.labels.insert(matcher.name.clone());
+            }
+        }
+        self.metrics
             .insert(name.unwrap_or_else(|| "<selector without a metric name>".to_owned()));
     }
 }
 
-impl ExprVisitor for MetricNames {
+impl ExprVisitor for Reads {
     type Error = String;
 
     fn pre_visit(&mut self, expr: &Expr) -> Result<bool, String> {
         match expr {
             Expr::VectorSelector(selector) => self.add(selector),
             Expr::MatrixSelector(matrix) => self.add(&matrix.vs),
+            Expr::Aggregate(aggregate) => {
+                if let Some(modifier) = &aggregate.modifier {
+                    self.labels.extend(modifier.labels().labels.iter().cloned());
+                }
+            }
             _ => {}
         }
         Ok(true)
     }
 }
 
-/// The metric names a query reads, or the parse error with the query.
-fn metric_names(query: &str) -> Result<BTreeSet<String>, String> {
+/// What a query reads, or the parse error with the query.
+fn reads(query: &str) -> Result<Reads, String> {
     let promql = GRAFANA_INTERVALS
         .iter()
         .fold(query.to_owned(), |q, variable| q.replace(variable, "5m"));
     let expr = parser::parse(&promql).map_err(|e| format!("{query}: {e}"))?;
-    let mut names = MetricNames::default();
-    walk_expr(&mut names, &expr)?;
-    Ok(names.0)
+    let mut reads = Reads::default();
+    walk_expr(&mut reads, &expr)?;
+    Ok(reads)
+}
+
+/// The metric names a query reads.
+fn metric_names(query: &str) -> Result<BTreeSet<String>, String> {
+    reads(query).map(|r| r.metrics)
+}
+
+/// The label names of each series in an OpenMetrics exposition's samples.
+fn series_labels(exposition: &str) -> BTreeMap<String, BTreeSet<String>> {
+    let mut labels: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for line in exposition.lines().filter(|l| !l.starts_with('#')) {
+        let Some((name, rest)) = line.split_once(['{', ' ']) else {
+            continue;
+        };
+        let set = labels.entry(name.to_owned()).or_default();
+        if line.as_bytes().get(name.len()) == Some(&b'{') {
+            let inside = rest.rsplit_once('}').map_or("", |(inside, _)| inside);
+            set.extend(
+                inside
+                    .split("\",")
+                    .filter_map(|pair| pair.split_once('=').map(|(label, _)| label.to_owned())),
+            );
+        }
+    }
+    labels
 }
 
 /// The series names an OpenMetrics exposition offers, from its `# TYPE` lines (which
@@ -105,18 +139,31 @@ fn exported_series(exposition: &str) -> BTreeSet<String> {
     series
 }
 
-/// The queries naming a metric outside `exported`, as `query: metric`.
-fn unknown_metrics(queries: &[String], exported: &BTreeSet<String>) -> Vec<String> {
+/// What is wrong with the queries against an exposition: a query that does not parse, a metric
+/// it does not export, a label that none of the query's metrics carries.
+fn problems(queries: &[String], exposition: &str) -> Vec<String> {
+    let exported = exported_series(exposition);
+    let labels = series_labels(exposition);
     let mut found = Vec::new();
     for query in queries {
-        match metric_names(query) {
-            Ok(names) => found.extend(
-                names
-                    .into_iter()
-                    .filter(|name| !exported.contains(name))
-                    .map(|name| format!("{query}: {name} is not exported")),
-            ),
-            Err(error) => found.push(format!("does not parse: {error}")),
+        let reads = match reads(query) {
+            Ok(reads) => reads,
+            Err(error) => {
+                found.push(format!("does not parse: {error}"));
+                continue;
+            }
+        };
+        for name in reads.metrics.iter().filter(|n| !exported.contains(*n)) {
+            found.push(format!("{query}: {name} is not exported"));
+        }
+        let carried: BTreeSet<&String> = reads
+            .metrics
+            .iter()
+            .filter_map(|m| labels.get(m))
+            .flatten()
+            .collect();
+        for label in reads.labels.iter().filter(|l| !carried.contains(l)) {
+            found.push(format!("{query}: no metric it reads has the label {label}"));
         }
     }
     found
@@ -176,8 +223,7 @@ fn every_dashboard_query_reads_only_metrics_the_controller_serves() {
         .flat_map(|q| metric_names(q).unwrap_or_default())
         .collect();
     let exposition = served_metrics(&read);
-    let exported = exported_series(&exposition);
-    let unknown = unknown_metrics(&found, &exported);
+    let unknown = problems(&found, &exposition);
     assert!(
         unknown.is_empty(),
         "{}\n/metrics served:\n{exposition}",
@@ -201,23 +247,30 @@ fn every_dashboard_query_reads_only_metrics_the_controller_serves() {
 }
 
 #[test]
-fn the_metric_check_refuses_an_unknown_metric_a_missing_suffix_and_a_broken_query() {
-    let exported = exported_series(
-        "# HELP csrgate_decisions Approval conditions written.\n\
+fn the_check_refuses_an_unknown_metric_a_missing_suffix_a_wrong_label_and_a_broken_query() {
+    let exposition = "# HELP csrgate_decisions Approval conditions written.\n\
          # TYPE csrgate_decisions counter\n\
-         # TYPE csrgate_pending_csrs gauge\n",
-    );
-    let good = vec!["sum by (signer) (rate(csrgate_decisions_total[$__rate_interval]))".to_owned()];
-    assert!(unknown_metrics(&good, &exported).is_empty());
+         csrgate_decisions_total{policy=\"a\",signer=\"example.com/x\",decision=\"Approved\"} 1\n\
+         # TYPE csrgate_pending_csrs gauge\n\
+         csrgate_pending_csrs{signer=\"example.com/x\"} 2\n\
+         # EOF\n";
+    let good = [
+        "sum by (signer, decision) (rate(csrgate_decisions_total[$__rate_interval]))",
+        "max by (signer) (csrgate_pending_csrs{signer=~\"example.com/.*\"})",
+    ]
+    .map(str::to_owned);
+    assert_eq!(problems(&good, exposition), Vec::<String>::new());
     for bad in [
         "rate(csrgate_decisions[5m])",
         "csrgate_pending_csr",
         "sum(csrgate_decisions_total) / sum(csrgate_made_up)",
         "{__name__=\"csrgate_nope\"}",
         "sum by (signer (csrgate_pending_csrs)",
+        "sum by (sginer) (csrgate_pending_csrs)",
+        "csrgate_pending_csrs{policy=\"a\"}",
     ] {
         assert!(
-            !unknown_metrics(&[bad.to_owned()], &exported).is_empty(),
+            !problems(&[bad.to_owned()], exposition).is_empty(),
             "the check accepted {bad}"
         );
     }
