@@ -162,6 +162,19 @@ fn helm_lint_passes_on_the_chart() {
     let (code, stdout, stderr) = helm(&["lint", "--strict", "charts/csrgate"]);
     assert_eq!(code, 0, "helm lint:\n{stdout}{stderr}");
     assert!(stdout.contains("0 chart(s) failed"), "{stdout}");
+    // And with every optional object and switch turned the other way.
+    let (code, stdout, stderr) = helm(&[
+        "lint",
+        "--strict",
+        "charts/csrgate",
+        "--set",
+        "serviceMonitor.enabled=true,prometheusRule.enabled=true,grafanaDashboard.enabled=true",
+        "--set",
+        "leaderElection.enabled=false,nodeWatch=false,dryRun=true,podDisruptionBudget.enabled=false",
+        "--set",
+        "image.digest=sha256:0000000000000000000000000000000000000000000000000000000000000000",
+    ]);
+    assert_eq!(code, 0, "helm lint with options:\n{stdout}{stderr}");
 }
 
 #[test]
