@@ -383,3 +383,32 @@ fn helm_install_creates_the_chart_and_its_service_account_may_do_what_the_contro
     }
     kubectl_ok(&["get", "crd", "csrapprovalpolicies.csrgate.dev"]);
 }
+
+#[test]
+fn a_value_of_the_wrong_type_fails_helm_install_with_the_schema_message_and_creates_nothing() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let (code, stdout, stderr) = helm(
+        dir.path(),
+        &[
+            "install",
+            "csrgate-wrong",
+            "charts/csrgate",
+            "--namespace",
+            NAMESPACE,
+            "--create-namespace",
+            "--set",
+            "replicas=two",
+        ],
+    );
+    assert_ne!(code, 0, "{stdout}");
+    assert!(
+        stderr.contains("values don't meet the specifications of the schema")
+            && stderr.contains("at '/replicas': got string, want integer"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = kubectl(&["get", "clusterrole", "csrgate-wrong-controller"]);
+    assert!(code != 0 && stderr.contains("NotFound"), "{stderr}");
+    let (_, releases, _) = helm(dir.path(), &["list", "--all-namespaces", "-q"]);
+    assert!(!releases.contains("csrgate-wrong"), "{releases}");
+}
