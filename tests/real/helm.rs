@@ -273,13 +273,8 @@ fn service_account_kubeconfig(dir: &Path) -> PathBuf {
     path
 }
 
-#[test]
-fn helm_install_creates_the_chart_and_its_service_account_may_do_what_the_controller_needs_only() {
-    let _serial = serial();
-    let release = Release::install();
-    let dir = release.dir.path();
-
-    let objects = release.objects();
+/// Every object of the release's manifest exists in the cluster, labelled as Helm's.
+fn assert_objects_exist(objects: &[Value]) {
     let kinds: Vec<&str> = objects.iter().filter_map(|o| o["kind"].as_str()).collect();
     for kind in [
         "ServiceAccount",
@@ -290,7 +285,7 @@ fn helm_install_creates_the_chart_and_its_service_account_may_do_what_the_contro
     ] {
         assert!(kinds.contains(&kind), "no {kind} in {kinds:?}");
     }
-    for object in &objects {
+    for object in objects {
         let args = get_args(object);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let live: Value = serde_json::from_str(&kubectl_ok(&args)).unwrap();
@@ -299,24 +294,12 @@ fn helm_install_creates_the_chart_and_its_service_account_may_do_what_the_contro
             "{args:?}"
         );
     }
+}
 
-    let wrong: Vec<String> = ACCESS
-        .iter()
-        .filter(|(verb, resource, name, namespace, expected)| {
-            allowed(dir, verb, resource, name, namespace) != *expected
-        })
-        .map(|(verb, resource, name, namespace, expected)| {
-            format!("{verb} {resource} {name:?} in {namespace:?}: expected allowed={expected}")
-        })
-        .collect();
-    assert!(
-        wrong.is_empty(),
-        "the authorizer disagrees:\n{}",
-        wrong.join("\n")
-    );
-
-    // The controller as that ServiceAccount, with the arguments of the installed Deployment
-    // (and the namespace the downward API would give it), decides with no refused write.
+/// Runs the controller as the chart's ServiceAccount, with the arguments of the installed
+/// Deployment (and the namespace the downward API would give it), and checks that it approves
+/// jane's CSR with no refused write.
+fn assert_the_controller_decides_as_the_chart_account(dir: &Path) {
     let deployment: Value = serde_json::from_str(&kubectl_ok(&[
         "get",
         "deployment",
@@ -367,7 +350,32 @@ fn helm_install_creates_the_chart_and_its_service_account_may_do_what_the_contro
             && writes.iter().all(|(_, _, code)| *code != 403),
         "{writes:?}"
     );
-    drop(controller);
+}
+
+#[test]
+fn helm_install_creates_the_chart_and_its_service_account_may_do_what_the_controller_needs_only() {
+    let _serial = serial();
+    let release = Release::install();
+    let dir = release.dir.path();
+    let objects = release.objects();
+    assert_objects_exist(&objects);
+
+    let wrong: Vec<String> = ACCESS
+        .iter()
+        .filter(|(verb, resource, name, namespace, expected)| {
+            allowed(dir, verb, resource, name, namespace) != *expected
+        })
+        .map(|(verb, resource, name, namespace, expected)| {
+            format!("{verb} {resource} {name:?} in {namespace:?}: expected allowed={expected}")
+        })
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "the authorizer disagrees:\n{}",
+        wrong.join("\n")
+    );
+
+    assert_the_controller_decides_as_the_chart_account(dir);
 
     // helm uninstall removes the cluster-scoped RBAC too (the CRD stays: Helm never deletes crds/).
     let (code, stdout, stderr) = release.uninstall();
