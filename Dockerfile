@@ -16,6 +16,9 @@ RUN apt-get update \
 ENV TARGET_CC=musl-gcc
 WORKDIR /src
 COPY . .
+# .git is not in the build context: `make image` passes the commit for `csrgate --version`.
+ARG CSRGATE_GIT_COMMIT=unknown
+ENV CSRGATE_GIT_COMMIT=${CSRGATE_GIT_COMMIT}
 # --locked: the image is built from Cargo.lock exactly, or not at all.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \

@@ -3,11 +3,11 @@ CARGO ?= cargo
 CSRGATE := target/debug/csrgate
 
 .PHONY: test fmt-check clippy unit check-examples crd bench bench-engine build demo bench-sandbox bench-e2e bench-real
-.PHONY: kube cluster-up cluster-down
+.PHONY: kube helm cluster-up cluster-down
 
 ## test: formatting, lints, then every test of the workspace (what .ci/run calls), the
 ## tests against the real control plane among them (built first by `make kube`)
-test: fmt-check clippy kube unit
+test: fmt-check clippy kube helm unit
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
@@ -30,10 +30,11 @@ check-examples: build
 	$(CSRGATE) check --policy examples/policies --node examples/nodes/worker-1.yaml examples/csrs/*.yaml
 	$(CSRGATE) test examples/tests
 
-## crd: regenerate crds/ from the Rust types
+## crd: regenerate crds/ from the Rust types (and its copies in deploy/base and the chart)
 crd: build
 	$(CSRGATE) crd > crds/csrapprovalpolicies.csrgate.dev.yaml
 	cp crds/csrapprovalpolicies.csrgate.dev.yaml deploy/base/crds/
+	cp crds/csrapprovalpolicies.csrgate.dev.yaml charts/csrgate/crds/
 
 ## bench: every benchmark side by side in one run (engine, cel-js and cel-python peers, end to
 ## end with the API floor at N = 1,000/10,000/50,000, scale); writes target/bench/summary.json,
@@ -64,7 +65,7 @@ bench-sandbox:
 
 ## image: the container image deploy/ runs (Dockerfile: static musl binary on distroless, non-root)
 image:
-	docker build -t csrgate:dev .
+	docker build --build-arg CSRGATE_GIT_COMMIT=$$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown) -t csrgate:dev .
 
 ## deploy-render: render the kustomize install offline (what `kubectl apply -k deploy/` applies)
 deploy-render:
@@ -108,3 +109,22 @@ cluster-up: kube
 ## cluster-down: stop what cluster-up started and remove target/cluster
 cluster-down:
 	$(CARGO) run --locked -q -p csrgate-kube -- down --dir target/cluster
+
+# Helm, for the chart's tests only (tools/helm is its Go module, apart from tools/kube because
+# helm pins its own k8s.io client libraries). The ldflags are those of helm's own Makefile: its
+# version, and the Kubernetes version `helm template`/`lint` assume (that of its client-go).
+HELM_VERSION := $(shell sed -n 's/^.*helm\.sh\/helm\/v3 \(v[0-9.]*\)$$/\1/p' tools/helm/go.mod)
+HELM_K8S_MINOR := $(word 2,$(subst ., ,$(shell sed -n 's/^[[:space:]]*k8s.io\/client-go \(v[0-9.]*\).*$$/\1/p' tools/helm/go.mod)))
+HELM_LDFLAGS := -s -w -X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION) \
+	$(foreach pkg,helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil,\
+	-X $(pkg).k8sVersionMajor=1 -X $(pkg).k8sVersionMinor=$(HELM_K8S_MINOR))
+
+## helm: build helm into target/kube/bin from tools/helm (only when its go.mod/go.sum change)
+helm: $(KUBE_BIN)/.helm-built
+
+$(KUBE_BIN)/.helm-built: tools/helm/go.mod tools/helm/go.sum
+	@command -v $(GO) >/dev/null 2>&1 || { echo "make helm: Go 1.26 is needed to build helm, and go is not on PATH" >&2; exit 1; }
+	@test -n "$(HELM_VERSION)" -a -n "$(HELM_K8S_MINOR)" || { echo "make helm: no helm.sh/helm/v3 or k8s.io/client-go version in tools/helm/go.mod" >&2; exit 1; }
+	@mkdir -p $(KUBE_BIN)
+	cd tools/helm && $(GO) build -trimpath -ldflags '$(HELM_LDFLAGS)' -o ../../$(KUBE_BIN)/helm helm.sh/helm/v3/cmd/helm
+	@touch $@

@@ -7,7 +7,7 @@ use crate::util::{Cluster, condition, csrgate, http, run};
 const DEMO_SIGNER: &str = "example.com/demo";
 
 /// The requestor of an example manifest: (username, groups without system:authenticated).
-fn requestor(manifest: &str) -> (String, Vec<String>) {
+pub(crate) fn requestor(manifest: &str) -> (String, Vec<String>) {
     let value: serde_json::Value = serde_saphyr::from_str(manifest).unwrap();
     let user = value["spec"]["username"].as_str().unwrap().to_owned();
     let groups = value["spec"]["groups"]
@@ -22,7 +22,7 @@ fn requestor(manifest: &str) -> (String, Vec<String>) {
 }
 
 /// Creates a CSR from a manifest as its requestor; returns kubectl's (code, stdout, stderr).
-fn create_as(cluster: &Cluster, path: &str) -> (i32, String, String) {
+pub(crate) fn create_as(cluster: &Cluster, path: &str) -> (i32, String, String) {
     let manifest = std::fs::read_to_string(crate::util::repo(path)).unwrap();
     let (user, groups) = requestor(&manifest);
     let mut args = vec![

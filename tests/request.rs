@@ -5,7 +5,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::util::{Cluster, csrgate, run};
+use crate::util::{Cluster, csrgate, kubeconfig_with_unreachable_current_context, run};
 
 /// A copy of the sandbox's admin kubeconfig whose user acts as jane in platform-admins
 /// (kube-rs sends the kubeconfig's `as`/`as-groups` as impersonation headers, as kubectl does).
@@ -217,4 +217,50 @@ fn renew_replaces_the_certificate_with_one_for_a_new_key() {
     assert_eq!(code, 1, "{stderr}");
     assert_eq!(std::fs::read_to_string(&key).unwrap(), new_key);
     assert_eq!(std::fs::read_to_string(&crt).unwrap(), new_crt);
+}
+
+#[test]
+fn context_and_as_pick_the_cluster_and_the_requestor_as_kubectl_does() {
+    let cluster = cluster_with_administrators();
+    // The admin kubeconfig with a second context, made current, that leads nowhere.
+    let (kubeconfig, sandbox_context) = kubeconfig_with_unreachable_current_context(&cluster);
+    let out = cluster.dir.path().join("out");
+
+    let nowhere = cluster.dir.path().join("nowhere");
+    let (code, _, stderr) = request(&kubeconfig, &nowhere, &["--cn", "jane"]);
+    assert_eq!(code, 2, "the current context leads nowhere: {stderr}");
+    assert!(stderr.contains("Connection refused"), "{stderr}");
+
+    let (code, _, stderr) = request(
+        &kubeconfig,
+        &out,
+        &[
+            "--cn",
+            "jane",
+            "--context",
+            &sandbox_context,
+            "--as",
+            "jane",
+            "--as-group",
+            "platform-admins",
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    // The admin impersonated jane: she is the requestor the policy approved.
+    let csr = cluster.csr("jane");
+    assert_eq!(csr["spec"]["username"], "jane", "{csr:#}");
+    assert!(
+        csr["spec"]["groups"]
+            .as_array()
+            .unwrap()
+            .contains(&"platform-admins".into())
+    );
+    let written: serde_json::Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(out.join("jane.kubeconfig")).unwrap())
+            .unwrap();
+    assert_eq!(written["clusters"][0]["cluster"]["server"], cluster.url);
+
+    let (code, _, stderr) = request(&kubeconfig, &nowhere, &["--cn", "x", "--context", "nosuch"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("no such context"), "{stderr}");
 }

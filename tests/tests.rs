@@ -8,10 +8,13 @@
 mod util;
 
 mod check;
+mod cli;
 mod controller;
+mod dashboard;
 mod demo;
 mod deploy;
 mod explain;
+mod helm;
 mod policy_cases;
 mod request;
 mod test_command;

@@ -331,3 +331,24 @@ fn dechunk(body: &str) -> String {
     }
     out
 }
+
+/// A copy of the sandbox's admin kubeconfig with a second context, `nowhere`, made current,
+/// whose cluster refuses connections; returns the file and the name of the sandbox's context.
+/// A command that honours `--context <that name>` reaches the sandbox; one that does not fails.
+pub fn kubeconfig_with_unreachable_current_context(cluster: &Cluster) -> (PathBuf, String) {
+    let text = std::fs::read_to_string(&cluster.kubeconfig).unwrap();
+    let mut config: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+    let context = config["contexts"][0]["name"].as_str().unwrap().to_owned();
+    let user = config["contexts"][0]["context"]["user"].clone();
+    config["clusters"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"name": "nowhere", "cluster": {"server": "http://127.0.0.1:9"}}));
+    config["contexts"].as_array_mut().unwrap().push(
+        serde_json::json!({"name": "nowhere", "context": {"cluster": "nowhere", "user": user}}),
+    );
+    config["current-context"] = "nowhere".into();
+    let path = cluster.dir.path().join("two-contexts.kubeconfig");
+    std::fs::write(&path, config.to_string()).unwrap();
+    (path, context)
+}

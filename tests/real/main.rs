@@ -25,6 +25,7 @@ mod differential;
 mod explain;
 mod failover;
 mod faults;
+mod helm;
 mod lease;
 mod nodes;
 mod pending_cap;

@@ -2,7 +2,35 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+
+/// `csrgate --version`: the release and the git commit it was built from (crates/csrgate/build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("CSRGATE_GIT_COMMIT"),
+    ")"
+);
+
+/// The file name kubectl runs for `kubectl csrgate ...`: a `kubectl-<name>` executable on PATH
+/// is the plugin `kubectl <name>` (kubectl's plugin mechanism; `kubectl plugin list` shows it).
+pub const KUBECTL_PLUGIN: &str = "kubectl-csrgate";
+
+/// Parses the command line. Started as [`KUBECTL_PLUGIN`] (a symlink or a copy of the binary),
+/// usage and help say `kubectl csrgate` instead of `csrgate`.
+#[must_use]
+pub fn parse() -> Cli {
+    let invoked_as = std::env::args_os()
+        .next()
+        .map(std::path::PathBuf::from)
+        .and_then(|path| Some(path.file_stem()?.to_string_lossy().into_owned()));
+    let mut command = Cli::command();
+    if invoked_as.as_deref() == Some(KUBECTL_PLUGIN) {
+        command = command.bin_name("kubectl csrgate");
+    }
+    let matches = command.get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit())
+}
 
 /// Approve or deny Kubernetes CertificateSigningRequests by CsrApprovalPolicy.
 ///
@@ -11,7 +39,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 /// pending CSR and records why. `check` and `test` run the same decision offline, so a
 /// pipeline can test policies before they merge.
 #[derive(Debug, Parser)]
-#[command(name = "csrgate", version, about, long_about)]
+#[command(name = "csrgate", version = VERSION, about, long_about)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -49,7 +77,15 @@ pub enum Command {
     /// 1 when the CSR was Denied or Failed (the reason and message are printed); 2 on any
     /// other error (unreadable kubeconfig, refused create, timeout, a certificate for another
     /// key).
-    Request(RequestArgs),
+    // Boxed: by far the largest variant (clippy::large_enum_variant).
+    Request(Box<RequestArgs>),
+    /// Print a shell completion script, e.g. `source <(csrgate completion bash)`, or
+    /// `csrgate completion zsh > "${fpath[1]}/_csrgate"`, or
+    /// `csrgate completion fish > ~/.config/fish/completions/csrgate.fish`.
+    Completion(CompletionArgs),
+    /// Print the manual page (roff) of csrgate, or with --dir write one page per command
+    /// (csrgate.1, csrgate-check.1, ...) into DIR: `csrgate man | man -l -`.
+    Man(ManArgs),
     /// For an auditor: why a CSR was (or would be) approved or denied.
     ///
     /// Reads the CSR, every CsrApprovalPolicy and the requestor's Node from the cluster and
@@ -59,6 +95,23 @@ pub enum Command {
     /// policy changed since. Exit status: 0 when explained; 2 when the CSR does not exist,
     /// the cluster has no policies, or the cluster cannot be read.
     Explain(ExplainArgs),
+}
+
+/// Arguments of `csrgate completion`.
+#[derive(Debug, clap::Args)]
+pub struct CompletionArgs {
+    /// The shell the script is for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// Arguments of `csrgate man`.
+#[derive(Debug, clap::Args)]
+pub struct ManArgs {
+    /// Write csrgate.1 and a page per command into this directory (created if missing)
+    /// instead of printing csrgate.1.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 /// Arguments of `csrgate explain`.
@@ -90,9 +143,23 @@ pub struct DemoArgs {
     /// examples/rbac/csr-requesters.yaml`. Without it their requests show as Refused.
     #[arg(long, value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
+    /// With --kubeconfig, the context to use instead of the current one.
+    #[arg(long, value_name = "CONTEXT", requires = "kubeconfig")]
+    pub context: Option<String>,
     /// Output format.
-    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Table)]
-    pub output: OutputFormat,
+    #[arg(long, short = 'o', value_enum, default_value_t = DemoOutput::Table)]
+    pub output: DemoOutput,
+}
+
+/// How `csrgate demo` prints its decisions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DemoOutput {
+    /// One row per CSR with the message wrapped beneath it, within 100 columns.
+    Table,
+    /// One row per CSR with every column (requestor, signer) and the message unwrapped.
+    Wide,
+    /// One JSON array, for pipelines.
+    Json,
 }
 
 /// Arguments of `csrgate sandbox`.
@@ -122,6 +189,9 @@ pub struct ControllerArgs {
     /// The kubeconfig to use; without it, KUBECONFIG, then the in-cluster service account.
     #[arg(long, value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use instead of the current one.
+    #[arg(long, value_name = "CONTEXT")]
+    pub context: Option<String>,
     /// Where /metrics, /healthz and /readyz are served.
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8080")]
     pub metrics_addr: std::net::SocketAddr,
@@ -247,6 +317,17 @@ pub struct RequestArgs {
     /// without it, KUBECONFIG, then ~/.kube/config.
     #[arg(long, value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use instead of the current one; its cluster is also the one
+    /// the written kubeconfig names.
+    #[arg(long, value_name = "CONTEXT")]
+    pub context: Option<String>,
+    /// Create the CSR as USER, as `kubectl --as` does (impersonation: the kubeconfig's user
+    /// needs `impersonate` on users); USER is then the CSR's requestor.
+    #[arg(long = "as", value_name = "USER")]
+    pub as_user: Option<String>,
+    /// With --as, a group of the impersonated requestor. Repeat for several.
+    #[arg(long = "as-group", value_name = "GROUP", requires = "as_user")]
+    pub as_groups: Vec<String>,
     /// Kind of key to generate.
     #[arg(long, value_enum, default_value_t = KeyType::EcdsaP256)]
     pub key_type: KeyType,

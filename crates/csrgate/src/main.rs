@@ -5,7 +5,6 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 
 // Why a feature: the allocator is chosen per build by measurement (docs/operations.md,
 // "Memory"), and a default `cargo build` keeps the C library's.
@@ -19,7 +18,7 @@ mod load;
 mod report;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = cli::parse();
     match cmd::run(cli) {
         Ok(code) => code.into(),
         Err(error) => {

@@ -75,15 +75,23 @@ fn max_pending(value: Option<i64>) -> Result<Option<NonZeroUsize>, Error> {
 }
 
 async fn client(args: &ControllerArgs) -> Result<kube::Client, ControllerError> {
-    let config = match &args.kubeconfig {
-        Some(path) => {
+    let options = KubeConfigOptions {
+        context: args.context.clone(),
+        ..KubeConfigOptions::default()
+    };
+    let config = match (&args.kubeconfig, &args.context) {
+        (Some(path), _) => {
             let kubeconfig =
                 Kubeconfig::read_from(path).map_err(ControllerError::KubeconfigFailed)?;
-            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            kube::Config::from_custom_kubeconfig(kubeconfig, &options)
                 .await
                 .map_err(ControllerError::KubeconfigFailed)?
         }
-        None => kube::Config::infer()
+        // A context names a kubeconfig entry: KUBECONFIG or ~/.kube/config, never in-cluster.
+        (None, Some(_)) => kube::Config::from_kubeconfig(&options)
+            .await
+            .map_err(ControllerError::KubeconfigFailed)?,
+        (None, None) => kube::Config::infer()
             .await
             .map_err(|e| ControllerError::ClientFailed(kube::Error::InferConfig(e)))?,
     };

@@ -17,7 +17,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde::Serialize;
 
 use super::{Error, Outcome};
-use crate::cli::{DemoArgs, OutputFormat};
+use crate::cli::{DemoArgs, DemoOutput};
 
 /// The example policies, embedded so the demo runs from anywhere.
 const POLICIES: [&str; 5] = [
@@ -109,7 +109,7 @@ pub fn run(args: &DemoArgs) -> Result<Outcome, Error> {
 }
 
 async fn demo(args: &DemoArgs) -> Result<Outcome, Error> {
-    let json = args.output == OutputFormat::Json;
+    let json = args.output == DemoOutput::Json;
     // Progress goes where it does not mix with JSON.
     let say = |line: String| {
         if json {
@@ -120,7 +120,10 @@ async fn demo(args: &DemoArgs) -> Result<Outcome, Error> {
     };
     let dir = tempfile::tempdir()?;
     let (sandbox, kubeconfig) = match &args.kubeconfig {
-        Some(path) => (None, path.clone()),
+        Some(path) => (
+            None,
+            with_context(path, args.context.as_deref(), dir.path())?,
+        ),
         None => {
             let kubeconfig = dir.path().join("kubeconfig");
             let sandbox = csrgate_sandbox::Sandbox::start(csrgate_sandbox::SandboxConfig {
@@ -137,7 +140,14 @@ async fn demo(args: &DemoArgs) -> Result<Outcome, Error> {
     let examples = Examples::parse()?;
     if args.kubeconfig.is_some() {
         examples.refuse_existing(&admin).await?;
-        say(format!("cluster of {}", kubeconfig.display()));
+        let source = args.kubeconfig.as_deref().unwrap_or(&kubeconfig);
+        match &args.context {
+            Some(context) => say(format!(
+                "cluster of {}, context {context}",
+                source.display()
+            )),
+            None => say(format!("cluster of {}", source.display())),
+        }
     }
     let rows = examples.run(&admin, &kubeconfig, &say).await;
     if args.kubeconfig.is_some() {
@@ -151,10 +161,10 @@ async fn demo(args: &DemoArgs) -> Result<Outcome, Error> {
         sandbox.shutdown().await;
     }
     let rows = rows?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
-    } else {
-        print!("{}", table(&rows));
+    match args.output {
+        DemoOutput::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+        DemoOutput::Wide => print!("{}", wide_table(&rows)),
+        DemoOutput::Table => print!("{}", table(&rows)),
     }
     Ok(Outcome::Success)
 }
@@ -389,6 +399,30 @@ async fn remove_labelled(client: &kube::Client) -> Result<usize, Error> {
     Ok(count)
 }
 
+/// `path`, or with `context` a copy of it in `dir` whose current context is `context`, so that
+/// every client the demo makes (the admin, each requestor) uses that context.
+///
+/// # Errors
+/// The kubeconfig cannot be read or written, or has no such context.
+fn with_context(
+    path: &std::path::Path,
+    context: Option<&str>,
+    dir: &std::path::Path,
+) -> Result<std::path::PathBuf, Error> {
+    let Some(context) = context else {
+        return Ok(path.to_owned());
+    };
+    // read_from makes the file paths in it absolute, so the copy works from `dir`.
+    let mut kubeconfig = Kubeconfig::read_from(path)?;
+    if !kubeconfig.contexts.iter().any(|c| c.name == context) {
+        return Err(format!("kubeconfig {}: no context {context:?}", path.display()).into());
+    }
+    kubeconfig.current_context = Some(context.to_owned());
+    let copy = dir.join("kubeconfig");
+    std::fs::write(&copy, serde_json::to_string(&kubeconfig)?)?;
+    Ok(copy)
+}
+
 async fn client_as(
     kubeconfig: &std::path::Path,
     impersonate: Option<(String, Vec<String>)>,
@@ -423,8 +457,56 @@ fn condition(csr: &CertificateSigningRequest, types: &[&str]) -> Option<(String,
         })
 }
 
-/// Columns padded to their widest cell, the message last and unpadded.
+/// The width `table` keeps within: a terminal of 100 columns.
+const TABLE_WIDTH: usize = 100;
+
+/// Columns padded to their widest cell (requestor and signer left out), each row followed by
+/// its message, indented and wrapped at word boundaries within [`TABLE_WIDTH`] columns.
 fn table(rows: &[Row]) -> String {
+    const HEADER: [&str; 5] = ["CASE", "CSR", "DECISION", "REASON", "CERTIFICATE"];
+    const INDENT: &str = "    ";
+    let cells = |row: &Row| -> [String; 5] {
+        [
+            row.case.clone(),
+            row.csr.clone(),
+            row.decision.clone(),
+            row.reason.clone(),
+            row.certificate.clone(),
+        ]
+    };
+    let widths: Vec<usize> = (0..HEADER.len())
+        .map(|c| {
+            rows.iter()
+                .map(|r| cells(r)[c].chars().count())
+                .chain([HEADER[c].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: &[String]| {
+        let mut text = String::new();
+        for (column, cell) in cells.iter().enumerate() {
+            let _ = write!(text, "{cell:width$}  ", width = widths[column]);
+        }
+        text.trim_end().to_owned()
+    };
+    let wrap = textwrap::Options::new(TABLE_WIDTH)
+        .initial_indent(INDENT)
+        .subsequent_indent(INDENT);
+    let mut out = format!("\n{}\n", line(&HEADER.map(str::to_owned)));
+    for row in rows {
+        out.push_str(&line(&cells(row)));
+        out.push('\n');
+        for wrapped in textwrap::wrap(&row.message, &wrap) {
+            out.push_str(&wrapped);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Every column padded to its widest cell, the message last and unpadded (`-o wide`).
+fn wide_table(rows: &[Row]) -> String {
     const HEADER: [&str; 8] = [
         "CASE",
         "CSR",

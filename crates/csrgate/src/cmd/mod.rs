@@ -5,10 +5,12 @@ use std::process::ExitCode;
 use crate::cli::{Cli, Command};
 
 mod check;
+mod completion;
 mod controller;
 mod crd;
 mod demo;
 mod explain;
+mod man;
 mod request;
 mod sandbox;
 mod test;
@@ -43,6 +45,8 @@ pub type Error = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// Whatever the subcommand could not read or do; `main` prints it and exits 2.
 pub fn run(cli: Cli) -> Result<Outcome, Error> {
     match cli.command {
+        Command::Completion(args) => completion::run(&args),
+        Command::Man(args) => man::run(&args),
         Command::Check(args) => check::run(&args),
         Command::Test(args) => test::run(&args),
         Command::Crd => crd::run(),

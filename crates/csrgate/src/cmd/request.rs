@@ -47,8 +47,11 @@ pub enum RequestError {
     /// The kubeconfig cannot be read.
     #[error("reading kubeconfig {0}")]
     KubeconfigRead(String, #[source] KubeconfigError),
-    /// The kubeconfig has no current context, or it names no cluster.
-    #[error("kubeconfig {0}: the current context names no cluster")]
+    /// The kubeconfig has no such context (`--context`, else its current context), or the
+    /// context names no cluster.
+    #[error(
+        "kubeconfig {0}: no such context (--context, else current-context), or it names no cluster"
+    )]
     NoCluster(String),
     /// The kubeconfig does not make a client configuration.
     #[error("kubeconfig {0}")]
@@ -186,10 +189,19 @@ async fn request(args: &RequestArgs) -> Result<Outcome, RequestError> {
     }
 
     let (kubeconfig, source) = read_kubeconfig(args.kubeconfig.as_deref())?;
-    let (cluster, namespace) = current_cluster(&kubeconfig, &source)?;
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+    let (cluster, namespace) = current_cluster(&kubeconfig, &source, args.context.as_deref())?;
+    let options = KubeConfigOptions {
+        context: args.context.clone(),
+        ..KubeConfigOptions::default()
+    };
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
         .await
         .map_err(|e| RequestError::ClientConfig(source.clone(), e))?;
+    if let Some(user) = &args.as_user {
+        config.auth_info.impersonate = Some(user.clone());
+        config.auth_info.impersonate_groups =
+            (!args.as_groups.is_empty()).then(|| args.as_groups.clone());
+    }
     let client =
         kube::Client::try_from(config).map_err(|e| RequestError::ClientBuild(source.clone(), e))?;
 
@@ -302,17 +314,17 @@ fn read_kubeconfig(path: Option<&Path>) -> Result<(Kubeconfig, String), RequestE
     }
 }
 
-/// The current context's cluster (a certificate-authority file embedded as data, so the
-/// written kubeconfig works from anywhere) and namespace.
+/// The cluster of `context` (else of the current context), with a certificate-authority file
+/// embedded as data so that the written kubeconfig works from anywhere, and its namespace.
 fn current_cluster(
     kubeconfig: &Kubeconfig,
     source: &str,
+    context: Option<&str>,
 ) -> Result<(NamedCluster, Option<String>), RequestError> {
     let no_cluster = || RequestError::NoCluster(source.to_owned());
-    let context = kubeconfig
-        .current_context
-        .as_ref()
-        .and_then(|name| kubeconfig.contexts.iter().find(|c| &c.name == name))
+    let context = context
+        .or(kubeconfig.current_context.as_deref())
+        .and_then(|name| kubeconfig.contexts.iter().find(|c| c.name == name))
         .and_then(|c| c.context.as_ref())
         .ok_or_else(no_cluster)?;
     let mut cluster = kubeconfig
@@ -669,6 +681,9 @@ mod tests {
             expiration: Duration::from_secs(86_400),
             out: PathBuf::from("."),
             kubeconfig: None,
+            context: None,
+            as_user: None,
+            as_groups: Vec::new(),
             key_type,
             dns_names: vec!["jane.example.com".into()],
             ip_addresses: vec!["10.0.0.1".parse().unwrap()],
