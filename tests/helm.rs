@@ -249,6 +249,8 @@ fn the_signers_value_is_the_only_approve_rule_and_its_resource_names() {
         "--set",
         "replicas=1",
         "--set",
+        "maxPendingPerSigner=50",
+        "--set",
         "extraArgs={--concurrency=4}",
     ]);
     let approve: Vec<&Value> = objects
@@ -282,6 +284,7 @@ fn the_signers_value_is_the_only_approve_rule_and_its_resource_names() {
             "--metrics-addr=0.0.0.0:8080",
             "--log-format=json",
             "--no-node-watch",
+            "--max-pending-per-signer=50",
             "--concurrency=4"
         ])
     );
@@ -303,6 +306,10 @@ fn a_value_of_the_wrong_type_fails_with_the_schema_message() {
             "at '/signers/0': 'no-slash' does not match pattern",
         ),
         ("logFormat=xml", "at '/logFormat'"),
+        (
+            "maxPendingPerSigner=0",
+            "at '/maxPendingPerSigner': minimum: got 0, want 1",
+        ),
     ] {
         let (code, stdout, stderr) = helm(&["template", "csrgate", "charts/csrgate", "--set", set]);
         assert_ne!(code, 0, "--set {set} rendered:\n{stdout}");

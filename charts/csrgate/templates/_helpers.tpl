@@ -65,6 +65,9 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- if .Values.dryRun }}
 - --dry-run
 {{- end }}
+{{- with .Values.maxPendingPerSigner }}
+- --max-pending-per-signer={{ . }}
+{{- end }}
 {{- range .Values.extraArgs }}
 - {{ . | quote }}
 {{- end }}

@@ -5,7 +5,6 @@
 
 use std::process::ExitCode;
 
-
 // Why a feature: the allocator is chosen per build by measurement (docs/operations.md,
 // "Memory"), and a default `cargo build` keeps the C library's.
 #[cfg(feature = "mimalloc")]
