@@ -4,12 +4,15 @@
 //! the cluster does. A bad request is a [`Decision`], not an error (as in cert-manager's
 //! approver-policy): the caller never has to guess what an `Err` would mean.
 
+use std::sync::Arc;
+
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::Node;
 use serde::Serialize;
 
 use csrgate_api::{FailureAction, PolicyMode};
 
+use crate::authorizer::{Authorizer, Reviews, Unavailable};
 use crate::compile::CompiledPolicy;
 use crate::env::CsrScope;
 use crate::evaluate::{Failure, Verdict, evaluate};
@@ -108,10 +111,26 @@ pub struct Decision {
 /// `policies` may hold any policies (covering or not, Ready or not, Enforce or Audit);
 /// `node` is the Node named by a `system:node:<name>` requestor, if it exists. The request is
 /// parsed and converted once, then offered to each covering policy in name order.
+///
+/// Checks through the `authorizer` variable error ("no authorizer is configured"); use
+/// [`decide_with_authorizer`] to answer them.
 pub fn decide(
     policies: &[CompiledPolicy],
     csr: &CertificateSigningRequest,
     node: Option<&Node>,
+) -> Decision {
+    decide_with_authorizer(policies, csr, node, None)
+}
+
+/// [`decide`], with `authorizer` answering the `authorizer` variable's checks of the CSR's
+/// requestor (`None`: every check errors). Its answers are cached for this decision only,
+/// and at most [`crate::MAX_AUTHORIZATION_CHECKS`] distinct checks are asked (see
+/// [`crate::Authorizer`]).
+pub fn decide_with_authorizer(
+    policies: &[CompiledPolicy],
+    csr: &CertificateSigningRequest,
+    node: Option<&Node>,
+    authorizer: Option<Arc<dyn Authorizer>>,
 ) -> Decision {
     let signer = csr.spec.signer_name.as_str();
     let mut covering: Vec<&CompiledPolicy> = policies.iter().filter(|p| p.covers(signer)).collect();
@@ -127,7 +146,11 @@ pub fn decide(
     let request = parse_request_cached(&csr.spec.request.0);
     let reports: Vec<PolicyReport> = match request.as_ref() {
         Ok(request) => {
-            let scope = CsrScope::new(csr, request, node, covering.iter().copied());
+            let mut scope = CsrScope::new(csr, request, node, covering.iter().copied());
+            let authorizer = authorizer.unwrap_or_else(|| {
+                Arc::new(Unavailable::new("no authorizer is configured"))
+            });
+            scope.bind_authorizer(&Arc::new(Reviews::new(authorizer, csr)));
             covering
                 .iter()
                 .map(|policy| report(policy, evaluate(policy, &scope)))

@@ -546,7 +546,7 @@ mod cel_differences {
         (
             "int == int",
             "true",
-            "refused: unknown identifier int (known: object, x509, node, variables)",
+            "refused: unknown identifier int (known: object, x509, node, variables, authorizer)",
         ),
         // has() on a field the schema lacks is false (Kubernetes refuses it when compiled).
         ("has(object.spec.bogus)", "false", "false"),
