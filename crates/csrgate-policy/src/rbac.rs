@@ -368,3 +368,216 @@ fn selects(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool 
             }
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::authorization::v1::{NonResourceAttributes, ResourceAttributes};
+
+    use super::*;
+
+    fn objects(yaml: &str) -> RbacAuthorizer {
+        let documents: Vec<serde_json::Value> = serde_saphyr::from_multiple(yaml).unwrap();
+        RbacAuthorizer::new(documents.into_iter().map(|d| {
+            match d["kind"].as_str().unwrap() {
+                "Role" => RbacObject::Role(serde_json::from_value(d).unwrap()),
+                "ClusterRole" => RbacObject::ClusterRole(serde_json::from_value(d).unwrap()),
+                "RoleBinding" => RbacObject::RoleBinding(serde_json::from_value(d).unwrap()),
+                "ClusterRoleBinding" => {
+                    RbacObject::ClusterRoleBinding(serde_json::from_value(d).unwrap())
+                }
+                other => panic!("{other}"),
+            }
+        }))
+    }
+
+    const KUBEADM: &str = r#"
+kind: ClusterRole
+metadata: {name: "system:certificates.k8s.io:certificatesigningrequests:nodeclient"}
+rules:
+  - {apiGroups: [certificates.k8s.io], resources: [certificatesigningrequests/nodeclient], verbs: [create]}
+---
+kind: ClusterRole
+metadata: {name: "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient"}
+rules:
+  - {apiGroups: [certificates.k8s.io], resources: [certificatesigningrequests/selfnodeclient], verbs: [create]}
+---
+kind: ClusterRoleBinding
+metadata: {name: kubeadm:node-autoapprove-bootstrap}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:certificates.k8s.io:certificatesigningrequests:nodeclient"}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: Group, name: "system:bootstrappers"}]
+---
+kind: ClusterRoleBinding
+metadata: {name: kubeadm:node-autoapprove-certificate-rotation}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient"}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: Group, name: "system:nodes"}]
+---
+kind: Role
+metadata: {name: pod-reader, namespace: team-a}
+rules:
+  - {apiGroups: [""], resources: [pods, pods/log], verbs: [get, list]}
+  - {apiGroups: [""], resources: [configmaps], resourceNames: [settings], verbs: ["*"]}
+---
+kind: RoleBinding
+metadata: {name: readers, namespace: team-a}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: pod-reader}
+subjects:
+  - {kind: ServiceAccount, name: builder}
+  - {kind: User, name: jane}
+---
+kind: ClusterRole
+metadata: {name: aggregate-view}
+aggregationRule:
+  clusterRoleSelectors: [{matchLabels: {example.com/aggregate-to-view: "true"}}]
+---
+kind: ClusterRole
+metadata: {name: widgets-view, labels: {example.com/aggregate-to-view: "true"}}
+rules:
+  - {apiGroups: [example.com], resources: ["*/status"], verbs: [get]}
+  - {nonResourceURLs: ["/healthz", "/metrics/*"], verbs: [get]}
+---
+kind: ClusterRoleBinding
+metadata: {name: viewers}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: aggregate-view}
+subjects: [{kind: User, name: viewer}]
+---
+kind: ClusterRoleBinding
+metadata: {name: dangling}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: gone}
+subjects: [{kind: User, name: viewer}]
+"#;
+
+    fn user(name: &str, groups: &[&str]) -> SubjectAccessReviewSpec {
+        SubjectAccessReviewSpec {
+            user: Some(name.to_owned()),
+            groups: Some(groups.iter().map(|g| (*g).to_owned()).collect()),
+            ..SubjectAccessReviewSpec::default()
+        }
+    }
+
+    fn resource(
+        who: SubjectAccessReviewSpec,
+        verb: &str,
+        group: &str,
+        resource: &str,
+        subresource: &str,
+        namespace: &str,
+        name: &str,
+    ) -> SubjectAccessReviewSpec {
+        let some = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        SubjectAccessReviewSpec {
+            resource_attributes: Some(ResourceAttributes {
+                verb: some(verb),
+                group: Some(group.to_owned()),
+                version: Some("*".into()),
+                resource: some(resource),
+                subresource: some(subresource),
+                namespace: some(namespace),
+                name: some(name),
+                ..ResourceAttributes::default()
+            }),
+            ..who
+        }
+    }
+
+    fn csr(who: SubjectAccessReviewSpec, subresource: &str) -> SubjectAccessReviewSpec {
+        resource(
+            who,
+            "create",
+            "certificates.k8s.io",
+            "certificatesigningrequests",
+            subresource,
+            "",
+            "",
+        )
+    }
+
+    #[test]
+    fn kubeadm_bindings_allow_bootstrappers_nodeclient_and_nodes_selfnodeclient_only() {
+        let rbac = objects(KUBEADM);
+        let bootstrap = user("system:bootstrap:abcdef", &["system:bootstrappers"]);
+        let node = user("system:node:worker-1", &["system:nodes"]);
+        let answer = rbac.review(&csr(bootstrap.clone(), "nodeclient"));
+        assert!(answer.allowed);
+        assert_eq!(
+            answer.reason.as_deref(),
+            Some(
+                "RBAC: allowed by ClusterRoleBinding \"kubeadm:node-autoapprove-bootstrap\" of ClusterRole \"system:certificates.k8s.io:certificatesigningrequests:nodeclient\" to Group \"system:bootstrappers\""
+            )
+        );
+        assert!(!rbac.review(&csr(bootstrap, "selfnodeclient")).allowed);
+        assert!(rbac.review(&csr(node.clone(), "selfnodeclient")).allowed);
+        assert!(!rbac.review(&csr(node.clone(), "nodeclient")).allowed);
+        // The subresource is part of the resource: the bare resource is not granted.
+        assert!(!rbac.review(&csr(node, "")).allowed);
+    }
+
+    #[test]
+    fn role_bindings_grant_in_their_namespace_only_with_names_and_default_sa_namespace() {
+        let rbac = objects(KUBEADM);
+        let jane = user("jane", &[]);
+        let get = |who: &SubjectAccessReviewSpec, res: &str, sub: &str, ns: &str, name: &str| {
+            rbac.review(&resource(who.clone(), "get", "", res, sub, ns, name))
+                .allowed
+        };
+        assert!(get(&jane, "pods", "", "team-a", ""));
+        assert!(get(&jane, "pods", "log", "team-a", "web"));
+        assert!(!get(&jane, "pods", "exec", "team-a", "web"));
+        assert!(!get(&jane, "pods", "", "team-b", ""));
+        assert!(!get(&jane, "pods", "", "", ""));
+        assert!(get(&jane, "configmaps", "", "team-a", "settings"));
+        assert!(!get(&jane, "configmaps", "", "team-a", "other"));
+        assert!(!get(&jane, "configmaps", "", "team-a", ""));
+        let builder = user("system:serviceaccount:team-a:builder", &[]);
+        let answer = rbac.review(&resource(builder, "list", "", "pods", "", "team-a", ""));
+        assert_eq!(
+            answer.reason.as_deref(),
+            Some(
+                "RBAC: allowed by RoleBinding \"readers/team-a\" of Role \"pod-reader\" to ServiceAccount \"builder/team-a\""
+            )
+        );
+        let other = user("system:serviceaccount:team-b:builder", &[]);
+        assert!(!get(&other, "pods", "", "team-a", ""));
+    }
+
+    #[test]
+    fn aggregated_roles_wildcard_subresources_and_non_resource_urls() {
+        let rbac = objects(KUBEADM);
+        let viewer = user("viewer", &[]);
+        let get = |res: &str, sub: &str| {
+            rbac.review(&resource(viewer.clone(), "get", "example.com", res, sub, "", ""))
+        };
+        assert!(get("widgets", "status").allowed);
+        assert!(!get("widgets", "").allowed);
+        assert!(!get("widgets", "scale").allowed);
+        let path = |p: &str, verb: &str| {
+            rbac.review(&SubjectAccessReviewSpec {
+                non_resource_attributes: Some(NonResourceAttributes {
+                    path: Some(p.into()),
+                    verb: Some(verb.into()),
+                }),
+                ..viewer.clone()
+            })
+            .allowed
+        };
+        assert!(path("/healthz", "get"));
+        assert!(path("/metrics/cadvisor", "get"));
+        assert!(!path("/healthz/etcd", "get"));
+        assert!(!path("/healthz", "post"));
+        // The binding to a ClusterRole that is not among the manifests is named.
+        let denied = get("widgets", "");
+        assert_eq!(
+            denied.reason.as_deref(),
+            Some("RBAC: clusterrole \"gone\" not found")
+        );
+    }
+
+    #[test]
+    fn system_masters_is_allowed_everything_and_strangers_nothing() {
+        let rbac = RbacAuthorizer::default();
+        assert!(rbac.review(&csr(user("admin", &[PRIVILEGED_GROUP]), "nodeclient")).allowed);
+        let answer = rbac.review(&csr(user("mallory", &["system:authenticated"]), "nodeclient"));
+        assert!(!answer.allowed);
+        assert_eq!(answer.reason, None);
+        assert_eq!(answer.evaluation_error, None);
+    }
+}
