@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use csrgate_api::{CsrApprovalPolicy, PolicyMode};
-use csrgate_policy::{Decision, Outcome, PendingCause, Verdict, decide, node_name, reasons};
+use csrgate_policy::{
+    Decision, Outcome, PendingCause, Verdict, decide_with_authorizer, node_name, reasons,
+};
 use k8s_openapi::api::certificates::v1::{
     CertificateSigningRequest, CertificateSigningRequestCondition,
 };
@@ -23,6 +25,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use tracing::{Span, debug, info, instrument, warn};
 
+use crate::access_reviews::AccessReviews;
 use crate::cache::PolicyCache;
 use crate::evaluations::EvaluationSlots;
 use crate::events::{EventType, Publisher};
@@ -240,10 +243,11 @@ async fn read_node(
 }
 
 /// Decides one CSR with `node` on the blocking pool, in one of [`CsrContext::evaluations`]'
-/// slots (see `crate::evaluations` for why).
+/// slots (see `crate::evaluations` for why), the `authorizer` variable answered by
+/// SubjectAccessReviews.
 ///
 /// # Errors
-/// The evaluation task panicked or was cancelled.
+/// The evaluation task panicked or was cancelled, or a SubjectAccessReview failed.
 async fn evaluate_with(
     ctx: &CsrContext,
     csr: &CertificateSigningRequest,
@@ -253,12 +257,27 @@ async fn evaluate_with(
     let name = csr.name_any();
     let slot = ctx.evaluations.acquire(&csr.spec.signer_name).await;
     let csr = csr.clone();
-    tokio::task::spawn_blocking(move || {
+    let reviews = Arc::new(AccessReviews::new(
+        ctx.client.clone(),
+        tokio::runtime::Handle::current(),
+        Arc::clone(&ctx.metrics),
+    ));
+    let authorizer: Arc<dyn csrgate_policy::Authorizer> = reviews.clone();
+    let decision = tokio::task::spawn_blocking(move || {
         let _slot = slot;
-        decide(&policies, &csr, node.as_deref())
+        decide_with_authorizer(&policies, &csr, node.as_deref(), Some(authorizer))
     })
     .await
-    .map_err(|source| Error::EvaluationFailed { csr: name, source })
+    .map_err(|source| Error::EvaluationFailed {
+        csr: name.clone(),
+        source,
+    })?;
+    // A decision resting on a failed review is neither written nor final (see
+    // `crate::access_reviews`).
+    match reviews.failure() {
+        Some(message) => Err(Error::AccessReviewFailed { csr: name, message }),
+        None => Ok(decision),
+    }
 }
 
 /// The condition to write, or `None` to leave the CSR pending.

@@ -9,6 +9,7 @@
 //! approval write), and the metrics and health endpoints (`/readyz` also says whether the
 //! watches work).
 
+mod access_reviews;
 mod authorization;
 mod cache;
 mod controller;
@@ -145,6 +146,15 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    /// A SubjectAccessReview for the `authorizer` variable failed while deciding; nothing is
+    /// written for that decision.
+    #[error("a SubjectAccessReview for CSR {csr} failed: {message}")]
+    AccessReviewFailed {
+        /// The CSR.
+        csr: String,
+        /// The first failure.
+        message: String,
+    },
 }
 
 impl Error {
@@ -166,6 +176,7 @@ impl Error {
             Error::LeaseReadFailed { .. } => "LeaseReadFailed",
             Error::LeaseUnconfirmed { .. } => "LeaseUnconfirmed",
             Error::NodeReadFailed { .. } => "NodeReadFailed",
+            Error::AccessReviewFailed { .. } => "AccessReviewFailed",
         }
     }
 }

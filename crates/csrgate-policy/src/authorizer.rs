@@ -377,7 +377,11 @@ fn path(ftx: &FunctionContext, This(this): This<Value>, path: Arc<String>) -> Re
     })
 }
 
-fn resource(ftx: &FunctionContext, This(this): This<Value>, resource: Arc<String>) -> ResolveResult {
+fn resource(
+    ftx: &FunctionContext,
+    This(this): This<Value>,
+    resource: Arc<String>,
+) -> ResolveResult {
     let GroupCheck { session, group } = receiver(ftx, &this)?;
     if resource.trim().is_empty() {
         return Err(ftx.error("resource must not be empty"));
@@ -392,7 +396,11 @@ fn resource(ftx: &FunctionContext, This(this): This<Value>, resource: Arc<String
     })
 }
 
-fn subresource(ftx: &FunctionContext, This(this): This<Value>, value: Arc<String>) -> ResolveResult {
+fn subresource(
+    ftx: &FunctionContext,
+    This(this): This<Value>,
+    value: Arc<String>,
+) -> ResolveResult {
     let mut check: ResourceCheck = receiver(ftx, &this)?;
     check.subresource = value.to_string();
     opaque(check)
@@ -469,14 +477,18 @@ fn error(ftx: &FunctionContext, This(this): This<Value>) -> ResolveResult {
 pub(crate) fn check_call_problems(call: &CallExpr, is_bound: impl Fn(&str) -> bool) -> Vec<String> {
     let mut problems = Vec::new();
     match call.args.as_slice() {
-        [IdedExpr {
-            expr: Expr::Literal(LiteralValue::String(verb)),
-            ..
-        }] if !verb.inner().trim().is_empty() => {}
-        [IdedExpr {
-            expr: Expr::Literal(LiteralValue::String(_)),
-            ..
-        }] => problems.push("authorizer check(): the verb must not be empty".to_owned()),
+        [
+            IdedExpr {
+                expr: Expr::Literal(LiteralValue::String(verb)),
+                ..
+            },
+        ] if !verb.inner().trim().is_empty() => {}
+        [
+            IdedExpr {
+                expr: Expr::Literal(LiteralValue::String(_)),
+                ..
+            },
+        ] => problems.push("authorizer check(): the verb must not be empty".to_owned()),
         [_] => problems.push(
             "authorizer check(): the verb must be a constant string, e.g. check('create')"
                 .to_owned(),
@@ -658,7 +670,9 @@ mod tests {
             &fake,
             &[
                 &format!("!{NODECLIENT}.allowed()"),
-                &format!("{NODECLIENT}.errored() && {NODECLIENT}.error() == 'the API server is down'"),
+                &format!(
+                    "{NODECLIENT}.errored() && {NODECLIENT}.error() == 'the API server is down'"
+                ),
             ],
         );
         assert_eq!(decision.outcome, Outcome::Denied, "{decision:?}");
@@ -718,7 +732,9 @@ mod tests {
         let fake = Arc::new(Fake::default());
         let decision = decide_one(
             &fake,
-            &["authorizer.group('').resource(object.spec.username.substring(4)).check('get').errored()"],
+            &[
+                "authorizer.group('').resource(object.spec.username.substring(4)).check('get').errored()",
+            ],
         );
         assert!(
             decision
@@ -762,7 +778,8 @@ mod tests {
 
     #[test]
     fn checks_cost_as_in_kubernetes_so_three_in_one_expression_are_refused() {
-        let three = format!("{NODECLIENT}.allowed() && {NODECLIENT}.allowed() && {NODECLIENT}.allowed()");
+        let three =
+            format!("{NODECLIENT}.allowed() && {NODECLIENT}.allowed() && {NODECLIENT}.allowed()");
         let errors = errors(&format!(
             "signerNames: [{CLIENT}]\nvalidations:\n  - {{name: v, expression: \"{three}\"}}\n"
         ));
@@ -786,7 +803,9 @@ mod tests {
             compile_errors(
                 "authorizer.group('').resource('nodes').check(object.spec.username).allowed()"
             ),
-            ["spec.validations[0].expression: authorizer check(): the verb must be a constant string, e.g. check('create')"]
+            [
+                "spec.validations[0].expression: authorizer check(): the verb must be a constant string, e.g. check('create')"
+            ]
         );
         assert_eq!(
             compile_errors("authorizer.group('').resource('nodes').check(' ').allowed()"),
@@ -798,7 +817,9 @@ mod tests {
     fn a_check_without_a_resource_is_refused_naming_the_field() {
         assert_eq!(
             compile_errors("authorizer.group('certificates.k8s.io').check('create').allowed()"),
-            ["spec.validations[0].expression: authorizer.group(...).check(): a check needs group(...).resource(...) (then optionally subresource, namespace, name) or path(...)"]
+            [
+                "spec.validations[0].expression: authorizer.group(...).check(): a check needs group(...).resource(...) (then optionally subresource, namespace, name) or path(...)"
+            ]
         );
         assert_eq!(
             compile_errors("authorizer.group('').resource('').check('get').allowed()"),
@@ -806,7 +827,9 @@ mod tests {
         );
         assert_eq!(
             compile_errors("object.spec.groups.check('get')"),
-            ["spec.validations[0].expression: check() must end a chain that starts at authorizer in the same expression, e.g. authorizer.group('').resource('nodes').check('get')"]
+            [
+                "spec.validations[0].expression: check() must end a chain that starts at authorizer in the same expression, e.g. authorizer.group('').resource('nodes').check('get')"
+            ]
         );
     }
 
@@ -814,7 +837,19 @@ mod tests {
     fn the_library_functions_do_not_replace_existing_ones() {
         let originals = Context::default();
         let originals = kube::core::cel::KubeCelExt::with_all(originals);
-        for name in ["group", "path", "resource", "subresource", "namespace", "name", CHECK, "allowed", "reason", "errored", "error"] {
+        for name in [
+            "group",
+            "path",
+            "resource",
+            "subresource",
+            "namespace",
+            "name",
+            CHECK,
+            "allowed",
+            "reason",
+            "errored",
+            "error",
+        ] {
             let call = IdedExpr {
                 id: 1,
                 expr: Expr::Call(CallExpr {
@@ -824,7 +859,10 @@ mod tests {
                 }),
             };
             assert!(
-                matches!(originals.resolve(&call), Err(ExecutionError::UndeclaredReference(_))),
+                matches!(
+                    originals.resolve(&call),
+                    Err(ExecutionError::UndeclaredReference(_))
+                ),
                 "{name} already exists"
             );
         }

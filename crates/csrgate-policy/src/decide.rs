@@ -147,9 +147,8 @@ pub fn decide_with_authorizer(
     let reports: Vec<PolicyReport> = match request.as_ref() {
         Ok(request) => {
             let mut scope = CsrScope::new(csr, request, node, covering.iter().copied());
-            let authorizer = authorizer.unwrap_or_else(|| {
-                Arc::new(Unavailable::new("no authorizer is configured"))
-            });
+            let authorizer = authorizer
+                .unwrap_or_else(|| Arc::new(Unavailable::new("no authorizer is configured")));
             scope.bind_authorizer(&Arc::new(Reviews::new(authorizer, csr)));
             covering
                 .iter()

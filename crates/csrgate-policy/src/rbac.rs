@@ -235,20 +235,22 @@ fn applying_subject<'a>(
     groups: &[String],
     namespace: &str,
 ) -> Option<&'a Subject> {
-    subjects?.iter().find(|subject| match subject.kind.as_str() {
-        "User" => subject.name == user,
-        "Group" => groups.contains(&subject.name),
-        "ServiceAccount" => {
-            let namespace = subject
-                .namespace
-                .as_deref()
-                .filter(|n| !n.is_empty())
-                .unwrap_or(namespace);
-            !namespace.is_empty()
-                && user == format!("system:serviceaccount:{namespace}:{}", subject.name)
-        }
-        _ => false,
-    })
+    subjects?
+        .iter()
+        .find(|subject| match subject.kind.as_str() {
+            "User" => subject.name == user,
+            "Group" => groups.contains(&subject.name),
+            "ServiceAccount" => {
+                let namespace = subject
+                    .namespace
+                    .as_deref()
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or(namespace);
+                !namespace.is_empty()
+                    && user == format!("system:serviceaccount:{namespace}:{}", subject.name)
+            }
+            _ => false,
+        })
 }
 
 /// What a review asks, flattened.
@@ -377,17 +379,19 @@ mod tests {
 
     fn objects(yaml: &str) -> RbacAuthorizer {
         let documents: Vec<serde_json::Value> = serde_saphyr::from_multiple(yaml).unwrap();
-        RbacAuthorizer::new(documents.into_iter().map(|d| {
-            match d["kind"].as_str().unwrap() {
-                "Role" => RbacObject::Role(serde_json::from_value(d).unwrap()),
-                "ClusterRole" => RbacObject::ClusterRole(serde_json::from_value(d).unwrap()),
-                "RoleBinding" => RbacObject::RoleBinding(serde_json::from_value(d).unwrap()),
-                "ClusterRoleBinding" => {
-                    RbacObject::ClusterRoleBinding(serde_json::from_value(d).unwrap())
-                }
-                other => panic!("{other}"),
-            }
-        }))
+        RbacAuthorizer::new(
+            documents
+                .into_iter()
+                .map(|d| match d["kind"].as_str().unwrap() {
+                    "Role" => RbacObject::Role(serde_json::from_value(d).unwrap()),
+                    "ClusterRole" => RbacObject::ClusterRole(serde_json::from_value(d).unwrap()),
+                    "RoleBinding" => RbacObject::RoleBinding(serde_json::from_value(d).unwrap()),
+                    "ClusterRoleBinding" => {
+                        RbacObject::ClusterRoleBinding(serde_json::from_value(d).unwrap())
+                    }
+                    other => panic!("{other}"),
+                }),
+        )
     }
 
     const KUBEADM: &str = r#"
@@ -544,7 +548,15 @@ subjects: [{kind: User, name: viewer}]
         let rbac = objects(KUBEADM);
         let viewer = user("viewer", &[]);
         let get = |res: &str, sub: &str| {
-            rbac.review(&resource(viewer.clone(), "get", "example.com", res, sub, "", ""))
+            rbac.review(&resource(
+                viewer.clone(),
+                "get",
+                "example.com",
+                res,
+                sub,
+                "",
+                "",
+            ))
         };
         assert!(get("widgets", "status").allowed);
         assert!(!get("widgets", "").allowed);
@@ -574,8 +586,14 @@ subjects: [{kind: User, name: viewer}]
     #[test]
     fn system_masters_is_allowed_everything_and_strangers_nothing() {
         let rbac = RbacAuthorizer::default();
-        assert!(rbac.review(&csr(user("admin", &[PRIVILEGED_GROUP]), "nodeclient")).allowed);
-        let answer = rbac.review(&csr(user("mallory", &["system:authenticated"]), "nodeclient"));
+        assert!(
+            rbac.review(&csr(user("admin", &[PRIVILEGED_GROUP]), "nodeclient"))
+                .allowed
+        );
+        let answer = rbac.review(&csr(
+            user("mallory", &["system:authenticated"]),
+            "nodeclient",
+        ));
         assert!(!answer.allowed);
         assert_eq!(answer.reason, None);
         assert_eq!(answer.evaluation_error, None);

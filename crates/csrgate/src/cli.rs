@@ -176,6 +176,13 @@ pub struct CheckArgs {
     /// requestors. Repeat for several.
     #[arg(long = "node", value_name = "FILE")]
     pub nodes: Vec<PathBuf>,
+    /// RBAC manifests (Role, ClusterRole, RoleBinding, ClusterRoleBinding; a file or
+    /// directory, multi-document YAML and `kubectl get -o yaml` lists are fine) answering the
+    /// `authorizer` variable's checks of each CSR's requestor, as kube-apiserver's RBAC
+    /// authorizer would. Without it every such check errors ("no RBAC given (--rbac)"), which
+    /// never approves. Repeat for several.
+    #[arg(long = "rbac", value_name = "PATH")]
+    pub rbac: Vec<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
