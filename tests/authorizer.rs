@@ -132,7 +132,9 @@ fn a_check_with_a_computed_verb_makes_the_policy_invalid_naming_the_field() {
     ]));
     assert_eq!(code, 2);
     assert!(
-        stderr.contains("spec.validations[0].expression: authorizer check(): the verb must be a constant string"),
+        stderr.contains(
+            "spec.validations[0].expression: authorizer check(): the verb must be a constant string"
+        ),
         "{stderr}"
     );
 }
