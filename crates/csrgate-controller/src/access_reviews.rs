@@ -74,6 +74,10 @@ impl AccessReviews {
 
 impl Authorizer for AccessReviews {
     fn review(&self, spec: &SubjectAccessReviewSpec) -> SubjectAccessReviewStatus {
+        // After one failure this decision is not written anyway: do not wait on more.
+        if let Some(first) = self.failure() {
+            return review_error(&format!("not asked after an earlier failure: {first}"));
+        }
         let review = SubjectAccessReview {
             spec: spec.clone(),
             ..SubjectAccessReview::default()
@@ -103,12 +107,15 @@ impl Authorizer for AccessReviews {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// An API server answering SubjectAccessReviews with `status` (and `allowed` in the body
     /// when 201); returns the client and the bodies it received.
-    async fn api_server(status: u16, allowed: bool) -> (kube::Client, Arc<Mutex<Vec<String>>>) {
+    pub(crate) async fn api_server(
+        status: u16,
+        allowed: bool,
+    ) -> (kube::Client, Arc<Mutex<Vec<String>>>) {
         let bodies = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::clone(&bodies);
         let app = axum::Router::new().route(
@@ -185,7 +192,13 @@ mod tests {
         assert!(!answer.allowed);
         let error = answer.evaluation_error.unwrap();
         assert!(error.starts_with("SubjectAccessReview failed"), "{error}");
-        assert_eq!(reviews.failure(), Some(error));
+        assert_eq!(reviews.failure(), Some(error.clone()));
+        // The next check of the same decision is not asked.
+        let next = ask(Arc::clone(&reviews)).await;
+        assert_eq!(
+            next.evaluation_error,
+            Some(format!("not asked after an earlier failure: {error}"))
+        );
         assert!(
             metrics
                 .encode()

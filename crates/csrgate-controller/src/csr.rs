@@ -733,6 +733,38 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 0);
     }
 
+    const KUBELET_CLIENT_RULE: &str = "authorizer.group('certificates.k8s.io').resource('certificatesigningrequests').subresource('selfnodeclient').check('create').allowed()";
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn issue_13_a_decision_on_an_allowed_subject_access_review_is_made() {
+        let (client, bodies) = crate::access_reviews::tests::api_server(201, true).await;
+        let ctx = context(client, &policy(KUBELET_CLIENT_RULE), node(true)).await;
+        let decision = evaluate(&ctx, &worker_1_serving()).await.unwrap();
+        assert_eq!(
+            decision.outcome,
+            Outcome::Approved,
+            "{:?}",
+            decision.message
+        );
+        assert_eq!(bodies.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn issue_13_a_failed_subject_access_review_decides_nothing() {
+        let (client, bodies) = crate::access_reviews::tests::api_server(500, true).await;
+        // failureAction Deny: without the guard the failed review would deny for good.
+        let mut denying = policy(KUBELET_CLIENT_RULE);
+        denying.spec.failure_action = csrgate_api::FailureAction::Deny;
+        let ctx = context(client, &denying, node(true)).await;
+        let error = evaluate(&ctx, &worker_1_serving()).await.unwrap_err();
+        assert!(
+            matches!(&error, Error::AccessReviewFailed { message, .. } if message.starts_with("SubjectAccessReview failed")),
+            "{error}"
+        );
+        assert_eq!(error.metric_label(), "AccessReviewFailed");
+        assert!(!bodies.lock().unwrap().is_empty());
+    }
+
     fn with_condition(type_: &str, status: &str) -> CertificateSigningRequest {
         CertificateSigningRequest {
             status: Some(
