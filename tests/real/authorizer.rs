@@ -3,7 +3,7 @@
 //! answered by SubjectAccessReviews against the cluster's real default RBAC plus kubeadm's
 //! bindings, decides as kube-controller-manager's own `csrapproving` decides; and
 //! `csrgate check --rbac` over the same RBAC objects, read back with `kubectl get -o yaml`,
-//! decides the same offline.
+//! decides the same offline, and `csrgate explain` (asking the same reviews) agrees.
 //!
 //! kube-controller-manager's approver also watches this cluster, so the two are run apart:
 //! the built-in one decides CSRs of the kubelet client signer with no csrgate running; csrgate
@@ -163,6 +163,18 @@ fn issue_13_the_kcm_rule_policy_decides_as_kube_controller_manager_online_and_of
         "{metrics}"
     );
     drop(controller);
+
+    // `csrgate explain` asks the same SubjectAccessReviews and agrees with what was decided.
+    for (case, .., expected) in CASES {
+        let name = format!("csrgate-{case}");
+        let (code, stdout, stderr) = run(csrgate()
+            .args(["explain", &name, "-o", "json", "--kubeconfig"])
+            .arg(plane().kubeconfig()));
+        assert_eq!(code, 0, "{stderr}");
+        let explained: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(explained["now"]["decision"], expected, "{explained:#}");
+        assert!(!stdout.contains("errored"), "{explained:#}");
+    }
 
     // Offline: the same RBAC objects as the cluster serves them.
     let roles = kubectl_ok(&[

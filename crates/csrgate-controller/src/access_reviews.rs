@@ -1,9 +1,10 @@
 //! The `authorizer` variable online: each check of a CSR's requestor is a SubjectAccessReview.
 //!
 //! One [`AccessReviews`] serves one decision. The engine calls it from the evaluating thread
-//! (tokio's blocking pool, in an evaluation slot), never from an async task, so it waits for
-//! the API server there with [`tokio::runtime::Handle::block_on`] and no runtime worker is
-//! held. The engine caches answers within the decision and asks at most
+//! (tokio's blocking pool, in an evaluation slot; `csrgate explain` calls it from its main
+//! thread), never from an async task, so it waits for the API server there with
+//! [`tokio::runtime::Handle::block_on`] and no runtime worker is held. The runtime must be a
+//! multi-thread one, whose workers drive the I/O meanwhile. The engine caches answers within the decision and asks at most
 //! `csrgate_policy::MAX_AUTHORIZATION_CHECKS` distinct checks; each review here is bounded
 //! by [`REVIEW_TIMEOUT`].
 //!
@@ -83,10 +84,11 @@ impl Authorizer for AccessReviews {
             ..SubjectAccessReview::default()
         };
         let api: Api<SubjectAccessReview> = Api::all(self.client.clone());
-        let created = self.runtime.block_on(tokio::time::timeout(
-            REVIEW_TIMEOUT,
-            api.create(&PostParams::default(), &review),
-        ));
+        // The timer is made inside the runtime's context: a thread outside it (`csrgate
+        // explain`'s main thread) has none of its own.
+        let created = self.runtime.block_on(async {
+            tokio::time::timeout(REVIEW_TIMEOUT, api.create(&PostParams::default(), &review)).await
+        });
         match created {
             Ok(Ok(answer)) => match answer.status {
                 // An authorizer of the API server failed (a webhook, say): also worth a retry.
@@ -155,6 +157,23 @@ pub(crate) mod tests {
         tokio::task::spawn_blocking(move || reviews.review(&spec()))
             .await
             .unwrap()
+    }
+
+    #[test]
+    fn a_thread_outside_the_runtime_can_ask_as_csrgate_explain_does() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (client, _) = runtime.block_on(api_server(201, true));
+        let reviews = AccessReviews::new(
+            client,
+            runtime.handle().clone(),
+            Arc::new(Metrics::default()),
+        );
+        let answer = reviews.review(&spec());
+        assert!(answer.allowed, "{answer:?}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]

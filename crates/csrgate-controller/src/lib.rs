@@ -24,6 +24,7 @@ mod policy;
 pub mod telemetry;
 mod watches;
 
+pub use access_reviews::AccessReviews;
 pub use controller::{Config, LeaseSettings, run};
 pub use metrics::Metrics;
 

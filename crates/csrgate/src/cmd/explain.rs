@@ -1,14 +1,17 @@
 //! `csrgate explain CSR_NAME`: for an auditor, why a certificate was (or would be) issued.
 //!
 //! It reads the CSR, every CsrApprovalPolicy and the requestor's Node from the cluster and
-//! decides with the engine the controller uses ([`csrgate_policy::decide`]), so what it says
-//! csrgate would decide now is what the controller decides; beside that it shows the
+//! decides with the engine the controller uses ([`csrgate_policy::decide_with_authorizer`],
+//! the `authorizer` variable answered by SubjectAccessReviews as the controller answers
+//! it), so what it says csrgate would decide now is what the controller decides; beside that it shows the
 //! decision recorded on the CSR and names what changed when the two differ.
 
 use std::io::Write;
 
 use csrgate_api::CsrApprovalPolicy;
-use csrgate_policy::{CompiledPolicy, Decision, Verdict, decide, node_name, reasons};
+use csrgate_policy::{
+    CompiledPolicy, Decision, Verdict, decide_with_authorizer, node_name, reasons,
+};
 use k8s_openapi::api::certificates::v1::{
     CertificateSigningRequest, CertificateSigningRequestCondition,
 };
@@ -52,17 +55,30 @@ pub enum ExplainError {
 /// # Errors
 /// [`ExplainError`]: unreadable kubeconfig, unknown CSR, no policies, an API failure.
 pub fn run(args: &ExplainArgs) -> Result<Outcome, Error> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    // Multi-thread: the `authorizer` variable's SubjectAccessReviews wait from this thread
+    // while a worker drives the I/O (see `csrgate_controller::AccessReviews`).
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
         .map_err(ExplainError::Runtime)?;
-    let cluster = runtime.block_on(read_cluster(args))?;
+    let (cluster, client) = runtime.block_on(read_cluster(args))?;
     let compiled: Vec<CompiledPolicy> = cluster
         .policies
         .iter()
         .map(CompiledPolicy::compile)
         .collect();
-    let decision = decide(&compiled, &cluster.csr, cluster.node.as_ref());
+    let reviews = csrgate_controller::AccessReviews::new(
+        client,
+        runtime.handle().clone(),
+        std::sync::Arc::new(csrgate_controller::Metrics::default()),
+    );
+    let decision = decide_with_authorizer(
+        &compiled,
+        &cluster.csr,
+        cluster.node.as_ref(),
+        Some(std::sync::Arc::new(reviews)),
+    );
     let explanation = Explanation::new(&cluster, &decision);
     let text = match args.output {
         OutputFormat::Json => serde_json::to_string_pretty(&explanation)? + "\n",
@@ -80,7 +96,8 @@ struct Cluster {
     node: Option<Node>,
 }
 
-async fn read_cluster(args: &ExplainArgs) -> Result<Cluster, ExplainError> {
+/// The cluster's CSR, policies and Node, and the client that read them.
+async fn read_cluster(args: &ExplainArgs) -> Result<(Cluster, kube::Client), ExplainError> {
     let client = client(args).await?;
     let api = |what: &str| {
         let what = what.to_owned();
@@ -103,7 +120,7 @@ async fn read_cluster(args: &ExplainArgs) -> Result<Cluster, ExplainError> {
     }
     let node = match csr.spec.username.as_deref().and_then(node_name) {
         Some(name) => {
-            let nodes: Api<Node> = Api::all(client);
+            let nodes: Api<Node> = Api::all(client.clone());
             let mut node = nodes
                 .get_opt(name)
                 .await
@@ -115,11 +132,12 @@ async fn read_cluster(args: &ExplainArgs) -> Result<Cluster, ExplainError> {
         }
         None => None,
     };
-    Ok(Cluster {
+    let cluster = Cluster {
         csr,
         policies,
         node,
-    })
+    };
+    Ok((cluster, client))
 }
 
 /// A client from `--kubeconfig` (else KUBECONFIG, else ~/.kube/config, else in-cluster)
