@@ -56,8 +56,10 @@ pub enum Command {
     /// shows the policies that cover the CSR, whether each applies, each validation's result
     /// and message, the decision csrgate would make now (with the controller's engine) and
     /// the decision recorded on the CSR, with a line saying whether they differ and which
-    /// policy changed since. Exit status: 0 when explained; 2 when the CSR does not exist,
-    /// the cluster has no policies, or the cluster cannot be read.
+    /// policy changed since. Policies reading `authorizer` are answered with
+    /// SubjectAccessReviews of the requestor, as the controller answers them (your identity
+    /// needs `create` on subjectaccessreviews). Exit status: 0 when explained; 2 when the CSR
+    /// does not exist, the cluster has no policies, or the cluster cannot be read.
     Explain(ExplainArgs),
 }
 
