@@ -1,7 +1,9 @@
-//! Issue 13 part 3, offline: the `authorizer` variable answered from RBAC manifests by
-//! `csrgate check --rbac`, and what happens without them.
+//! Issue 13 part 3: the `authorizer` variable answered from RBAC manifests by
+//! `csrgate check --rbac`, and what happens without them; and online on the sandbox, a
+//! SubjectAccessReview that fails decides nothing until it works again. (On kube-apiserver:
+//! `tests/real/authorizer.rs`.)
 
-use crate::util::{csrgate, run, write};
+use crate::util::{Cluster, csrgate, http, run, write};
 
 const KCM: &str = "examples/cookbook/kubelet-client-kcm.yaml";
 const KUBEADM: &str = "examples/rbac/kubeadm-node-csr.yaml";
@@ -136,5 +138,53 @@ fn a_check_with_a_computed_verb_makes_the_policy_invalid_naming_the_field() {
             "spec.validations[0].expression: authorizer check(): the verb must be a constant string"
         ),
         "{stderr}"
+    );
+}
+
+#[test]
+fn a_failed_subject_access_review_writes_nothing_and_the_csr_is_decided_once_it_works() {
+    let mut cluster = Cluster::start_with(&[
+        "--sar-rule",
+        "allow,group=system:bootstrappers,verb=create,apiGroup=certificates.k8s.io,resource=certificatesigningrequests/nodeclient",
+    ]);
+    cluster.kubectl_ok(&["apply", "-f", KCM]);
+    let (_, metrics) = cluster.start_controller(&[]);
+    cluster.fault(
+        "faults/fail",
+        Some(r#"{"method":"POST","path_prefix":"/apis/authorization.k8s.io/v1/subjectaccessreviews","status":500,"count":2}"#),
+    );
+    cluster.kubectl_ok(&[
+        "create",
+        "-f",
+        RENEWAL,
+        "--as",
+        "system:bootstrap:abcdef",
+        "--as-group",
+        "system:bootstrappers",
+    ]);
+    let (type_, reason, _) = cluster
+        .wait_for_condition("worker-1-client", 60)
+        .expect("decided once the reviews work");
+    assert_eq!(
+        (type_.as_str(), reason.as_str()),
+        ("Approved", "PolicyApproved")
+    );
+    let writes = cluster.writes();
+    assert_eq!(
+        writes
+            .iter()
+            .filter(|w| w["csr"] == "worker-1-client")
+            .count(),
+        1,
+        "{writes:?}"
+    );
+    let (_, text) = http("GET", &format!("http://{metrics}/metrics"), None);
+    assert!(
+        text.contains(r#"csrgate_reconcile_errors_total{error="AccessReviewFailed"} 2"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"csrgate_api_errors_total{verb="create_subjectaccessreview"} 2"#),
+        "{text}"
     );
 }
