@@ -94,7 +94,7 @@ fn an_invalid_policy_exits_2_naming_file_field_and_error() {
     assert_eq!(
         stderr.trim(),
         format!(
-            "error: {}: spec.validations[0].expression: unknown identifier x509v (known: object, x509, node, subjectNode, variables)",
+            "error: {}: spec.validations[0].expression: unknown identifier x509v (known: object, x509, node, subjectNode, variables, authorizer)",
             policy.display()
         )
     );

@@ -497,6 +497,19 @@ fn leases_are_granted_only_in_csrgate_system_and_events_only_in_default() {
 }
 
 #[test]
+fn subject_access_reviews_may_be_created_for_the_authorizer_variable_and_nothing_more() {
+    let Some(objects) = render("deploy") else {
+        return;
+    };
+    let verbs: Vec<&str> = rules(&objects)
+        .iter()
+        .filter(|r| r.mentions_resource("subjectaccessreviews"))
+        .flat_map(|r| r.list("verbs"))
+        .collect();
+    assert_eq!(verbs, ["create"]);
+}
+
+#[test]
 fn every_binding_gives_csrgate_roles_to_the_csrgate_service_account_only() {
     let Some(objects) = render("deploy") else {
         return;

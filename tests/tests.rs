@@ -7,6 +7,7 @@
 
 mod util;
 
+mod authorizer;
 mod check;
 mod cli;
 mod controller;

@@ -72,6 +72,11 @@ pub struct Cluster {
 impl Cluster {
     /// Starts a sandbox on a free loopback port and waits for its kubeconfig.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// [`Cluster::start`] with extra `csrgate sandbox` arguments (`--sar-rule ...`).
+    pub fn start_with(extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("kubeconfig");
         let sandbox = csrgate()
@@ -81,8 +86,9 @@ impl Cluster {
                 "127.0.0.1:0",
                 "--sign",
                 "csrgate.dev/workload-client",
-                "--kubeconfig-out",
             ])
+            .args(extra)
+            .arg("--kubeconfig-out")
             .arg(&kubeconfig)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())

@@ -151,7 +151,7 @@ fn allowed(dir: &Path, verb: &str, resource: &str, name: &str, namespace: &str) 
 }
 
 /// (verb, `group/resource[:subresource]`, name, namespace, allowed?)
-const ACCESS: [(&str, &str, &str, &str, bool); 22] = [
+const ACCESS: [(&str, &str, &str, &str, bool); 23] = [
     // What the controller does.
     (
         "watch",
@@ -197,6 +197,13 @@ const ACCESS: [(&str, &str, &str, &str, bool); 22] = [
         true,
     ),
     ("list", "/nodes", "", "", true),
+    (
+        "create",
+        "authorization.k8s.io/subjectaccessreviews",
+        "",
+        "",
+        true,
+    ),
     ("create", "coordination.k8s.io/leases", "", NAMESPACE, true),
     (
         "patch",

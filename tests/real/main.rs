@@ -16,6 +16,7 @@ mod util;
 mod burst;
 mod harness;
 
+mod authorizer;
 mod bootstrap;
 mod builtin;
 mod cases;

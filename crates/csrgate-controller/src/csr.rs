@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use csrgate_api::{CsrApprovalPolicy, PolicyMode};
 use csrgate_policy::{
-    CompiledPolicy, Decision, Nodes, Outcome, PendingCause, Verdict, decide_with_nodes, node_name,
+    CompiledPolicy, Decision, Nodes, Outcome, PendingCause, Verdict, decide_with, node_name,
     reasons, subject_node_name,
 };
 use k8s_openapi::api::certificates::v1::{
@@ -26,6 +26,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use tracing::{Span, debug, info, instrument, warn};
 
+use crate::access_reviews::AccessReviews;
 use crate::cache::PolicyCache;
 use crate::evaluations::EvaluationSlots;
 use crate::events::{EventType, Publisher};
@@ -267,10 +268,11 @@ async fn read_node(
 }
 
 /// Decides one CSR with the requestor's Node and the Node its CN names on the blocking pool,
-/// in one of [`CsrContext::evaluations`]' slots (see `crate::evaluations` for why).
+/// in one of [`CsrContext::evaluations`]' slots (see `crate::evaluations` for why), the
+/// `authorizer` variable answered by SubjectAccessReviews.
 ///
 /// # Errors
-/// The evaluation task panicked or was cancelled.
+/// The evaluation task panicked or was cancelled, or a SubjectAccessReview failed.
 async fn evaluate_with(
     ctx: &CsrContext,
     csr: &CertificateSigningRequest,
@@ -280,16 +282,31 @@ async fn evaluate_with(
     let name = csr.name_any();
     let slot = ctx.evaluations.acquire(&csr.spec.signer_name).await;
     let csr = csr.clone();
-    tokio::task::spawn_blocking(move || {
+    let reviews = Arc::new(AccessReviews::new(
+        ctx.client.clone(),
+        tokio::runtime::Handle::current(),
+        Arc::clone(&ctx.metrics),
+    ));
+    let authorizer: Arc<dyn csrgate_policy::Authorizer> = reviews.clone();
+    let decision = tokio::task::spawn_blocking(move || {
         let _slot = slot;
         let nodes = Nodes {
             requestor: node.as_deref(),
             subject: subject_node.as_deref(),
         };
-        decide_with_nodes(&policies, &csr, nodes)
+        decide_with(&policies, &csr, nodes, Some(authorizer))
     })
     .await
-    .map_err(|source| Error::EvaluationFailed { csr: name, source })
+    .map_err(|source| Error::EvaluationFailed {
+        csr: name.clone(),
+        source,
+    })?;
+    // A decision resting on a failed review is neither written nor final (see
+    // `crate::access_reviews`).
+    match reviews.failure() {
+        Some(message) => Err(Error::AccessReviewFailed { csr: name, message }),
+        None => Ok(decision),
+    }
 }
 
 /// The condition to write, or `None` to leave the CSR pending.
@@ -846,6 +863,38 @@ mod tests {
         let decision = evaluate(&ctx, &worker_1_serving()).await.unwrap();
         assert_eq!(decision.outcome, Outcome::Pending, "{:?}", decision.message);
         assert_eq!(calls.load(Ordering::SeqCst), 0);
+    }
+
+    const KUBELET_CLIENT_RULE: &str = "authorizer.group('certificates.k8s.io').resource('certificatesigningrequests').subresource('selfnodeclient').check('create').allowed()";
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn issue_13_a_decision_on_an_allowed_subject_access_review_is_made() {
+        let (client, bodies) = crate::access_reviews::tests::api_server(201, true).await;
+        let ctx = context(client, &policy(KUBELET_CLIENT_RULE), node(true)).await;
+        let decision = evaluate(&ctx, &worker_1_serving()).await.unwrap();
+        assert_eq!(
+            decision.outcome,
+            Outcome::Approved,
+            "{:?}",
+            decision.message
+        );
+        assert_eq!(bodies.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn issue_13_a_failed_subject_access_review_decides_nothing() {
+        let (client, bodies) = crate::access_reviews::tests::api_server(500, true).await;
+        // failureAction Deny: without the guard the failed review would deny for good.
+        let mut denying = policy(KUBELET_CLIENT_RULE);
+        denying.spec.failure_action = csrgate_api::FailureAction::Deny;
+        let ctx = context(client, &denying, node(true)).await;
+        let error = evaluate(&ctx, &worker_1_serving()).await.unwrap_err();
+        assert!(
+            matches!(&error, Error::AccessReviewFailed { message, .. } if message.starts_with("SubjectAccessReview failed")),
+            "{error}"
+        );
+        assert_eq!(error.metric_label(), "AccessReviewFailed");
+        assert!(!bodies.lock().unwrap().is_empty());
     }
 
     fn with_condition(type_: &str, status: &str) -> CertificateSigningRequest {

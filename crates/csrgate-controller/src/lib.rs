@@ -9,6 +9,7 @@
 //! approval write), and the metrics and health endpoints (`/readyz` also says whether the
 //! watches work).
 
+mod access_reviews;
 mod authorization;
 mod cache;
 mod controller;
@@ -24,6 +25,7 @@ mod policy;
 pub mod telemetry;
 mod watches;
 
+pub use access_reviews::AccessReviews;
 pub use controller::{Config, LeaseSettings, run};
 pub use metrics::Metrics;
 
@@ -146,6 +148,15 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    /// A SubjectAccessReview for the `authorizer` variable failed while deciding; nothing is
+    /// written for that decision.
+    #[error("a SubjectAccessReview for CSR {csr} failed: {message}")]
+    AccessReviewFailed {
+        /// The CSR.
+        csr: String,
+        /// The first failure.
+        message: String,
+    },
 }
 
 impl Error {
@@ -167,6 +178,7 @@ impl Error {
             Error::LeaseReadFailed { .. } => "LeaseReadFailed",
             Error::LeaseUnconfirmed { .. } => "LeaseUnconfirmed",
             Error::NodeReadFailed { .. } => "NodeReadFailed",
+            Error::AccessReviewFailed { .. } => "AccessReviewFailed",
         }
     }
 }

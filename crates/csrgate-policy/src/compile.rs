@@ -859,7 +859,11 @@ fn estimated_cost(node: &IdedExpr) -> u64 {
         Expr::Unspecified | Expr::Literal(_) | Expr::Ident(_) => 1,
         Expr::Select(select) => 1u64.saturating_add(estimated_cost(&select.operand)),
         Expr::Call(call) => {
-            let own = constant_range(node).unwrap_or(1);
+            let own = if call.func_name == crate::authorizer::CHECK {
+                crate::authorizer::CHECK_COST
+            } else {
+                constant_range(node).unwrap_or(1)
+            };
             call.args
                 .iter()
                 .chain(call.target.as_deref())
@@ -1145,6 +1149,11 @@ impl Check<'_> {
                 }
                 if call.func_name == "matches" {
                     self.pattern(call.args.last());
+                }
+                if call.func_name == crate::authorizer::CHECK {
+                    let problems =
+                        crate::authorizer::check_call_problems(call, |n| self.is_bound(n));
+                    problems.into_iter().for_each(|p| self.problem(p));
                 }
                 // In `sets.contains(a, b)` the target `sets` names a function namespace, not
                 // a variable.
@@ -1453,7 +1462,7 @@ validations:
         assert_eq!(
             errors(&one_rule("x509v.commonName == 'a'")),
             [
-                "spec.validations[0].expression: unknown identifier x509v (known: object, x509, node, subjectNode, variables)"
+                "spec.validations[0].expression: unknown identifier x509v (known: object, x509, node, subjectNode, variables, authorizer)"
             ]
         );
     }

@@ -4,12 +4,15 @@
 //! the cluster does. A bad request is a [`Decision`], not an error (as in cert-manager's
 //! approver-policy): the caller never has to guess what an `Err` would mean.
 
+use std::sync::Arc;
+
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::Node;
 use serde::Serialize;
 
 use csrgate_api::{DefaultAction, FailureAction, PolicyMode};
 
+use crate::authorizer::{Authorizer, Reviews, Unavailable};
 use crate::compile::CompiledPolicy;
 use crate::env::CsrScope;
 use crate::evaluate::{Failure, Verdict, evaluate_with_unmatched};
@@ -127,28 +130,34 @@ pub struct Decision {
 ///
 /// `policies` may hold any policies (covering or not, Ready or not, Enforce or Audit);
 /// `node` is the Node named by a `system:node:<name>` requestor, if it exists; `subjectNode`
-/// is null (see [`decide_with_nodes`]). The request is parsed and converted once, then
-/// offered to each covering policy in name order.
+/// is null and checks through the `authorizer` variable error ("no authorizer is
+/// configured"): see [`decide_with`]. The request is parsed and converted once, then offered
+/// to each covering policy in name order.
 pub fn decide(
     policies: &[CompiledPolicy],
     csr: &CertificateSigningRequest,
     node: Option<&Node>,
 ) -> Decision {
-    decide_with_nodes(
+    decide_with(
         policies,
         csr,
         Nodes {
             requestor: node,
             subject: None,
         },
+        None,
     )
 }
 
-/// [`decide`] with both Nodes a policy can read: `node` and `subjectNode`.
-pub fn decide_with_nodes(
+/// [`decide`] with both Nodes a policy can read (`node` and `subjectNode`) and `authorizer`
+/// answering the `authorizer` variable's checks of the CSR's requestor (`None`: every check
+/// errors). Its answers are cached for this decision only, and at most
+/// [`crate::MAX_AUTHORIZATION_CHECKS`] distinct checks are asked (see [`crate::Authorizer`]).
+pub fn decide_with(
     policies: &[CompiledPolicy],
     csr: &CertificateSigningRequest,
     nodes: Nodes<'_>,
+    authorizer: Option<Arc<dyn Authorizer>>,
 ) -> Decision {
     let signer = csr.spec.signer_name.as_str();
     let mut covering: Vec<&CompiledPolicy> = policies.iter().filter(|p| p.covers(signer)).collect();
@@ -164,13 +173,16 @@ pub fn decide_with_nodes(
     let request = parse_request_cached(&csr.spec.request.0);
     let reports: Vec<PolicyReport> = match request.as_ref() {
         Ok(request) => {
-            let scope = CsrScope::new(
+            let mut scope = CsrScope::new(
                 csr,
                 request,
                 nodes.requestor,
                 nodes.subject,
                 covering.iter().copied(),
             );
+            let authorizer = authorizer
+                .unwrap_or_else(|| Arc::new(Unavailable::new("no authorizer is configured")));
+            scope.bind_authorizer(&Arc::new(Reviews::new(authorizer, csr)));
             covering
                 .iter()
                 .map(|policy| {
@@ -961,15 +973,16 @@ validations:
             .username("system:bootstrap:abcdef")
             .build();
         let worker = node("worker-1", &[("InternalIP", "10.0.0.11")]);
-        let new = decide_with_nodes(std::slice::from_ref(&bootstrap), &csr, Nodes::default());
+        let new = decide_with(std::slice::from_ref(&bootstrap), &csr, Nodes::default(), None);
         assert_eq!(new.outcome, Outcome::Approved, "{:?}", new.message);
-        let existing = decide_with_nodes(
+        let existing = decide_with(
             std::slice::from_ref(&bootstrap),
             &csr,
             Nodes {
                 requestor: None,
                 subject: Some(&worker),
             },
+            None,
         );
         assert_eq!(existing.outcome, Outcome::Denied);
         assert!(
@@ -986,13 +999,14 @@ validations:
   - {name: ip, expression: 'subjectNode.status.addresses[0].address == "10.0.0.11" && node == null'}
 "#,
         );
-        let decision = decide_with_nodes(
+        let decision = decide_with(
             &[fields],
             &csr,
             Nodes {
                 requestor: None,
                 subject: Some(&worker),
             },
+            None,
         );
         assert_eq!(
             decision.outcome,

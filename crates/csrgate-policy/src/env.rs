@@ -32,7 +32,8 @@ pub const SUBJECT_NODE: &str = "subjectNode";
 /// The policy's `spec.variables`.
 pub const VARIABLES: &str = "variables";
 /// Every top-level identifier an expression may use.
-pub const ROOT_VARIABLES: [&str; 5] = [OBJECT, X509, NODE, SUBJECT_NODE, VARIABLES];
+pub const ROOT_VARIABLES: [&str; 6] = [OBJECT, X509, NODE, SUBJECT_NODE, VARIABLES, AUTHORIZER];
+pub use crate::authorizer::AUTHORIZER;
 
 /// The Node fields policies cannot read, as `(parent, field)` under `node`: what csrgate
 /// does not keep of a Node. Image and volume lists are most of a real Node's bytes and say
@@ -139,6 +140,7 @@ pub(crate) fn root_context() -> &'static Context<'static> {
     ROOT.get_or_init(|| {
         let mut context = Context::default().with_all();
         crate::functions::register(&mut context);
+        crate::authorizer::register(&mut context);
         context.add_function("matches", cached_matches);
         context
     })
@@ -380,6 +382,12 @@ impl CsrScope {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .entry(key)
             .or_insert_with(|| (Arc::clone(source), result.clone()));
+    }
+
+    /// Binds the `authorizer` variable, whose checks go to `reviews`.
+    pub(crate) fn bind_authorizer(&mut self, reviews: &Arc<crate::authorizer::Reviews>) {
+        self.context
+            .add_variable_from_value(AUTHORIZER, reviews.variable());
     }
 
     /// The child of the root context holding the bound paths and whichever of `object`,

@@ -560,7 +560,7 @@ mod cel_differences {
         (
             "int == int",
             "true",
-            "refused: unknown identifier int (known: object, x509, node, subjectNode, variables)",
+            "refused: unknown identifier int (known: object, x509, node, subjectNode, variables, authorizer)",
         ),
         // has() on a field the schema lacks is false (Kubernetes refuses it when compiled).
         ("has(object.spec.bogus)", "false", "false"),

@@ -47,6 +47,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod authorizer;
 mod budget;
 mod compile;
 mod decide;
@@ -54,19 +55,23 @@ mod env;
 mod evaluate;
 mod functions;
 mod pick;
+pub mod rbac;
 pub mod request;
 
 #[cfg(test)]
 mod fixtures;
 
+pub use authorizer::{
+    AUTHORIZER, Authorizer, CHECK_COST, MAX_AUTHORIZATION_CHECKS, Unavailable, review_error,
+};
 pub use budget::{EXPRESSION_DEADLINE, MAX_STRING_BYTES, PER_CALL_LIMIT, RUNTIME_COST_BUDGET};
 pub use compile::{
     CompileError, CompiledPolicy, MAX_AST_DEPTH, MAX_AST_NODES, MAX_COMPREHENSION_NESTING,
     MAX_EXPRESSION_BYTES,
 };
 pub use decide::{
-    Decision, MAX_MESSAGE_BYTES, Nodes, Outcome, PendingCause, PolicyReport, decide,
-    decide_with_nodes, reasons,
+    Decision, MAX_MESSAGE_BYTES, Nodes, Outcome, PendingCause, PolicyReport, decide, decide_with,
+    reasons,
 };
 pub use env::{
     CsrScope, NODE_USER_PREFIX, UNCACHED_NODE_FIELDS, node_for_policies, node_name,

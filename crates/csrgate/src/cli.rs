@@ -92,8 +92,10 @@ pub enum Command {
     /// shows the policies that cover the CSR, whether each applies, each validation's result
     /// and message, the decision csrgate would make now (with the controller's engine) and
     /// the decision recorded on the CSR, with a line saying whether they differ and which
-    /// policy changed since. Exit status: 0 when explained; 2 when the CSR does not exist,
-    /// the cluster has no policies, or the cluster cannot be read.
+    /// policy changed since. Policies reading `authorizer` are answered with
+    /// SubjectAccessReviews of the requestor, as the controller answers them (your identity
+    /// needs `create` on subjectaccessreviews). Exit status: 0 when explained; 2 when the CSR
+    /// does not exist, the cluster has no policies, or the cluster cannot be read.
     Explain(ExplainArgs),
 }
 
@@ -255,6 +257,13 @@ pub struct CheckArgs {
     /// requestors. Repeat for several.
     #[arg(long = "node", value_name = "FILE")]
     pub nodes: Vec<PathBuf>,
+    /// RBAC manifests (Role, ClusterRole, RoleBinding, ClusterRoleBinding; a file or
+    /// directory, multi-document YAML and `kubectl get -o yaml` lists are fine) answering the
+    /// `authorizer` variable's checks of each CSR's requestor, as kube-apiserver's RBAC
+    /// authorizer would. Without it every such check errors ("no RBAC given (--rbac)"), which
+    /// never approves. Repeat for several.
+    #[arg(long = "rbac", value_name = "PATH")]
+    pub rbac: Vec<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,

@@ -5,6 +5,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use csrgate_api::CsrApprovalPolicy;
+use csrgate_policy::rbac::RbacObject;
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::Node;
 use serde::de::DeserializeOwned;
@@ -298,6 +299,68 @@ pub fn nodes(paths: &[PathBuf]) -> Result<Vec<Loaded<Node>>, LoadError> {
         return Ok(Vec::new());
     }
     of_kind(paths, "Node", "v1")
+}
+
+/// The kinds `--rbac` reads.
+pub const RBAC_KINDS: &str = "Role, ClusterRole, RoleBinding or ClusterRoleBinding";
+
+/// Loads RBAC manifests (`rbac.authorization.k8s.io/v1` Role, ClusterRole, RoleBinding,
+/// ClusterRoleBinding) for the `authorizer` variable offline.
+///
+/// # Errors
+/// Unreadable files, other kinds or API versions, malformed fields.
+pub fn rbac(paths: &[PathBuf]) -> Result<Vec<RbacObject>, LoadError> {
+    const API_VERSION: &str = "rbac.authorization.k8s.io/v1";
+    let mut objects = Vec::new();
+    for file in yaml_files(paths)? {
+        for document in documents(&file)? {
+            let kind = kind_of(&document.value).to_owned();
+            if !matches!(
+                kind.as_str(),
+                "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding"
+            ) {
+                return Err(LoadError::WrongKind {
+                    document: document.source,
+                    found: kind,
+                    expected: RBAC_KINDS,
+                });
+            }
+            let version = document.value.get("apiVersion").and_then(|v| v.as_str());
+            if version != Some(API_VERSION) {
+                return Err(LoadError::Field {
+                    document: document.source,
+                    field: "apiVersion".into(),
+                    message: format!("is {:?}, expected {API_VERSION}", version.unwrap_or("")),
+                });
+            }
+            objects.push(match kind.as_str() {
+                "Role" => RbacObject::Role(typed(document)?.value),
+                "ClusterRole" => RbacObject::ClusterRole(typed(document)?.value),
+                "RoleBinding" => RbacObject::RoleBinding(typed(document)?.value),
+                _ => RbacObject::ClusterRoleBinding(typed(document)?.value),
+            });
+        }
+    }
+    Ok(objects)
+}
+
+/// The authorizer for the `authorizer` variable offline: RBAC from `paths`, or, when none
+/// are given, one whose every check errors with `missing` (never an approval).
+///
+/// # Errors
+/// As [`rbac`].
+pub fn authorizer(
+    paths: &[PathBuf],
+    missing: &str,
+) -> Result<std::sync::Arc<dyn csrgate_policy::Authorizer>, LoadError> {
+    if paths.is_empty() {
+        return Ok(std::sync::Arc::new(csrgate_policy::Unavailable::new(
+            missing,
+        )));
+    }
+    Ok(std::sync::Arc::new(
+        csrgate_policy::rbac::RbacAuthorizer::new(rbac(paths)?),
+    ))
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 
-use csrgate_policy::{CompiledPolicy, Nodes, decide_with_nodes, node_name, subject_node_name};
+use csrgate_policy::{CompiledPolicy, Nodes, decide_with, node_name, subject_node_name};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::Node;
 
@@ -106,6 +106,7 @@ pub fn run(args: &CheckArgs) -> Result<Outcome, Error> {
     }
     drop(stderr);
     let nodes = nodes_by_name(load::nodes(&args.nodes)?);
+    let authorizer = load::authorizer(&args.rbac, "no RBAC given (--rbac)")?;
     let mut csrs = load::csrs(&args.csrs)?;
     for csr in &mut csrs {
         if let Some(user) = &args.as_user {
@@ -117,7 +118,10 @@ pub fn run(args: &CheckArgs) -> Result<Outcome, Error> {
     }
     let decisions: Vec<_> = csrs
         .iter()
-        .map(|csr| decide_with_nodes(&policies, &csr.value, nodes_for(&csr.value, &nodes)))
+        .map(|csr| {
+            let nodes = nodes_for(&csr.value, &nodes);
+            decide_with(&policies, &csr.value, nodes, Some(authorizer.clone()))
+        })
         .collect();
     let reports: Vec<CsrReport<'_>> = csrs
         .iter()

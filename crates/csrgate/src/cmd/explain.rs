@@ -1,15 +1,17 @@
 //! `csrgate explain CSR_NAME`: for an auditor, why a certificate was (or would be) issued.
 //!
-//! It reads the CSR, every CsrApprovalPolicy and the requestor's Node from the cluster and
-//! decides with the engine the controller uses ([`csrgate_policy::decide`]), so what it says
-//! csrgate would decide now is what the controller decides; beside that it shows the
-//! decision recorded on the CSR and names what changed when the two differ.
+//! It reads the CSR, every CsrApprovalPolicy, the requestor's Node and the Node the CN names
+//! from the cluster and decides with the engine the controller uses
+//! ([`csrgate_policy::decide_with`], the `authorizer` variable answered by
+//! SubjectAccessReviews as the controller answers it), so what it says csrgate would decide
+//! now is what the controller decides; beside that it shows the decision recorded on the CSR
+//! and names what changed when the two differ.
 
 use std::io::Write;
 
 use csrgate_api::CsrApprovalPolicy;
 use csrgate_policy::{
-    CompiledPolicy, Decision, Nodes, Verdict, decide_with_nodes, node_name, reasons,
+    CompiledPolicy, Decision, Nodes, Verdict, decide_with, node_name, reasons,
     subject_node_name,
 };
 use k8s_openapi::api::certificates::v1::{
@@ -55,21 +57,34 @@ pub enum ExplainError {
 /// # Errors
 /// [`ExplainError`]: unreadable kubeconfig, unknown CSR, no policies, an API failure.
 pub fn run(args: &ExplainArgs) -> Result<Outcome, Error> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    // Multi-thread: the `authorizer` variable's SubjectAccessReviews wait from this thread
+    // while a worker drives the I/O (see `csrgate_controller::AccessReviews`).
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
         .map_err(ExplainError::Runtime)?;
-    let cluster = runtime.block_on(read_cluster(args))?;
+    let (cluster, client) = runtime.block_on(read_cluster(args))?;
     let compiled: Vec<CompiledPolicy> = cluster
         .policies
         .iter()
         .map(CompiledPolicy::compile)
         .collect();
+    let reviews = csrgate_controller::AccessReviews::new(
+        client,
+        runtime.handle().clone(),
+        std::sync::Arc::new(csrgate_controller::Metrics::default()),
+    );
     let nodes = Nodes {
         requestor: cluster.node.as_ref(),
         subject: cluster.subject_node.as_ref(),
     };
-    let decision = decide_with_nodes(&compiled, &cluster.csr, nodes);
+    let decision = decide_with(
+        &compiled,
+        &cluster.csr,
+        nodes,
+        Some(std::sync::Arc::new(reviews)),
+    );
     let explanation = Explanation::new(&cluster, &decision);
     let text = match args.output {
         OutputFormat::Json => serde_json::to_string_pretty(&explanation)? + "\n",
@@ -89,7 +104,8 @@ struct Cluster {
     subject_node: Option<Node>,
 }
 
-async fn read_cluster(args: &ExplainArgs) -> Result<Cluster, ExplainError> {
+/// The cluster's CSR, policies and Node, and the client that read them.
+async fn read_cluster(args: &ExplainArgs) -> Result<(Cluster, kube::Client), ExplainError> {
     let client = client(args).await?;
     let api = |what: &str| {
         let what = what.to_owned();
@@ -110,7 +126,7 @@ async fn read_cluster(args: &ExplainArgs) -> Result<Cluster, ExplainError> {
     if policies.is_empty() {
         return Err(ExplainError::NoPolicies);
     }
-    let nodes: Api<Node> = Api::all(client);
+    let nodes: Api<Node> = Api::all(client.clone());
     let requestor = csr.spec.username.as_deref().and_then(node_name);
     let node = read_node(&nodes, requestor).await?;
     let subject = subject_node_name(&csr);
@@ -119,12 +135,13 @@ async fn read_cluster(args: &ExplainArgs) -> Result<Cluster, ExplainError> {
     } else {
         read_node(&nodes, subject.as_deref()).await?
     };
-    Ok(Cluster {
+    let cluster = Cluster {
         csr,
         policies,
         node,
         subject_node,
-    })
+    };
+    Ok((cluster, client))
 }
 
 /// The Node of that name, trimmed as the controller caches it; `None` for no name or no Node.

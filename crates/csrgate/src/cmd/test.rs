@@ -2,13 +2,14 @@
 //!
 //! A suite is a YAML document of kind `CsrPolicyTest` naming policy files, optional Node
 //! files, and cases: a CSR (a manifest, or a PEM request plus the fields the API server would
-//! fill in) and the decision and reason expected. Paths are relative to the suite file.
+//! fill in) and the decision and reason expected, and optionally RBAC manifests (`rbac:`)
+//! answering the `authorizer` variable. Paths are relative to the suite file.
 
 use std::fmt::Write as _;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use csrgate_policy::decide_with_nodes;
+use csrgate_policy::decide_with;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use serde::Deserialize;
@@ -35,6 +36,10 @@ struct Suite {
     /// Node manifest files, relative to the suite.
     #[serde(default)]
     nodes: Vec<PathBuf>,
+    /// RBAC manifest files or directories, relative to the suite, answering the
+    /// `authorizer` variable (as `csrgate check --rbac`).
+    #[serde(default)]
+    rbac: Vec<PathBuf>,
     cases: Vec<Case>,
 }
 
@@ -145,10 +150,15 @@ fn run_suite(suite: &Loaded<Suite>) -> Result<Vec<CaseResult>, Error> {
     let relative = |paths: &[PathBuf]| paths.iter().map(|p| base.join(p)).collect::<Vec<_>>();
     let policies = compile_all(&load::policies(&relative(&suite.value.policies))?)?;
     let nodes = nodes_by_name(load::nodes(&relative(&suite.value.nodes))?);
+    let authorizer = load::authorizer(
+        &relative(&suite.value.rbac),
+        "no RBAC given (rbac: in the suite)",
+    )?;
     let mut results = Vec::new();
     for (i, case) in suite.value.cases.iter().enumerate() {
         let csr = case_csr(case, base, &suite.source, i)?;
-        let decision = decide_with_nodes(&policies, &csr, nodes_for(&csr, &nodes));
+        let nodes = nodes_for(&csr, &nodes);
+        let decision = decide_with(&policies, &csr, nodes, Some(authorizer.clone()));
         results.push(CaseResult {
             case: case.name.clone(),
             mismatch: compare(&case.expect, &decision),
