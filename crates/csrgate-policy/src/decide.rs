@@ -973,7 +973,12 @@ validations:
             .username("system:bootstrap:abcdef")
             .build();
         let worker = node("worker-1", &[("InternalIP", "10.0.0.11")]);
-        let new = decide_with(std::slice::from_ref(&bootstrap), &csr, Nodes::default(), None);
+        let new = decide_with(
+            std::slice::from_ref(&bootstrap),
+            &csr,
+            Nodes::default(),
+            None,
+        );
         assert_eq!(new.outcome, Outcome::Approved, "{:?}", new.message);
         let existing = decide_with(
             std::slice::from_ref(&bootstrap),

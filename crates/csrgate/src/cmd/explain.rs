@@ -11,8 +11,7 @@ use std::io::Write;
 
 use csrgate_api::CsrApprovalPolicy;
 use csrgate_policy::{
-    CompiledPolicy, Decision, Nodes, Verdict, decide_with, node_name, reasons,
-    subject_node_name,
+    CompiledPolicy, Decision, Nodes, Verdict, decide_with, node_name, reasons, subject_node_name,
 };
 use k8s_openapi::api::certificates::v1::{
     CertificateSigningRequest, CertificateSigningRequestCondition,
