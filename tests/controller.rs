@@ -920,3 +920,34 @@ fn issue_13_a_pending_cap_of_zero_or_below_is_a_start_up_error() {
         );
     }
 }
+
+/// A policy that is not Ready holds the CSRs it covers; deleting it must release them at
+/// once (a deletion reaches no policy reconciler, so it wakes the CSRs itself), not at the
+/// next restart or resync.
+#[test]
+fn deleting_a_policy_that_is_not_ready_decides_the_csrs_it_held() {
+    let mut cluster = Cluster::start();
+    cluster.kubectl_ok(&["apply", "-f", "examples/policies/administrators.yaml"]);
+    let broken = cluster.dir.path().join("broken.yaml");
+    std::fs::write(
+        &broken,
+        "apiVersion: csrgate.dev/v1alpha1\nkind: CsrApprovalPolicy\nmetadata: {name: broken}\nspec:\n  signerNames: [kubernetes.io/kube-apiserver-client]\n  validations:\n    - {name: v, expression: 'x509v.commonName == \"\"'}\n",
+    )
+    .unwrap();
+    cluster.kubectl_ok(&["apply", "-f", broken.to_str().unwrap()]);
+    let (index, _) = cluster.start_controller(&[]);
+    assert_eq!(create_as(&cluster, "examples/csrs/jane.yaml").0, 0);
+    assert!(
+        cluster.wait_for_condition("jane", 3).is_none(),
+        "held while `broken` is not Ready:\n{}",
+        cluster.controller_log(index)
+    );
+    cluster.kubectl_ok(&["delete", "csrapprovalpolicy", "broken"]);
+    let decided = cluster.wait_for_condition("jane", 10);
+    assert_eq!(
+        decided.as_ref().map(|(t, r, _)| (t.as_str(), r.as_str())),
+        Some(("Approved", "PolicyApproved")),
+        "{}",
+        cluster.controller_log(index)
+    );
+}

@@ -182,10 +182,19 @@ async fn run_controllers(
     let policy_events = {
         let api = Api::<CsrApprovalPolicy>::all(client.clone());
         let health = Arc::clone(&policy_health);
+        let deleted = changed_tx.clone();
         policy_health
             .restartable(move || watcher(api.clone(), watcher::Config::default()).default_backoff())
             .inspect(move |item| health.observe(item))
             .reflect(policy_writer)
+            // After the store dropped it: a deleted policy reaches no reconciler (only applied
+            // objects do), yet the CSRs it held (not Ready) must be decided again without it.
+            .inspect(move |item| {
+                if let Ok(watcher::Event::Delete(_)) = item {
+                    // Ignore a full channel: a wake-up is already queued.
+                    let _ = deleted.try_send(());
+                }
+            })
             .applied_objects()
     };
     let policy_controller = Controller::for_stream(policy_events, policies.clone())
