@@ -60,6 +60,18 @@ fn explain_shows_the_recorded_decision_each_validation_and_what_changed_since() 
     assert_eq!(validations[0]["result"], "true", "{first:#}");
     assert_eq!(validations[1]["result"], "true", "{first:#}");
 
+    // A new generation that approves all the same: the same decision, only the message
+    // (which names the generation) differs.
+    apply_policy(&cluster, 86_401);
+    let (_, same, _) = explain(&cluster, "jane");
+    assert_eq!(same["agrees"], true, "{same:#}");
+    let verdict = same["verdict"].as_str().unwrap();
+    assert!(
+        verdict.contains("only its message differs")
+            && verdict.contains("\"jane-only\" changed since (generation 1 then, 2 now)"),
+        "{verdict}"
+    );
+
     // jane's CSR asks for 24 h; the policy now allows an hour: the recorded approval stays,
     // csrgate would deny it now, and explain names the policy and both generations.
     apply_policy(&cluster, 3_600);
@@ -69,14 +81,14 @@ fn explain_shows_the_recorded_decision_each_validation_and_what_changed_since() 
     assert_eq!(now["now"]["decision"], "Denied", "{now:#}");
     assert_eq!(now["recorded"]["policies"][0]["name"], "jane-only");
     assert_eq!(now["recorded"]["policies"][0]["generation"], 1);
-    assert_eq!(now["recorded"]["policies"][0]["currentGeneration"], 2);
+    assert_eq!(now["recorded"]["policies"][0]["currentGeneration"], 3);
     let failed = &now["policies"][0]["validations"][1];
     assert_eq!(failed["result"], "false", "{now:#}");
     assert_eq!(failed["message"], "at most 3600 seconds", "{now:#}");
     let verdict = now["verdict"].as_str().unwrap();
     assert!(
         verdict.starts_with("DIFFERS")
-            && verdict.contains("\"jane-only\" changed since (generation 1 then, 2 now)"),
+            && verdict.contains("\"jane-only\" changed since (generation 1 then, 3 now)"),
         "{verdict}"
     );
 

@@ -128,9 +128,9 @@ pub struct ExplainArgs {
     /// The kubeconfig context to use instead of the current one.
     #[arg(long, value_name = "NAME")]
     pub context: Option<String>,
-    /// Output format: a one-screen text (`table`) or JSON.
-    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Table)]
-    pub output: OutputFormat,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t = ExplainOutput::Text)]
+    pub output: ExplainOutput,
 }
 
 /// Arguments of `csrgate demo`.
@@ -217,7 +217,8 @@ pub struct ControllerArgs {
     /// Treat every policy as Audit: decide and record (events, metrics, logs), never write.
     #[arg(long)]
     pub dry_run: bool,
-    /// Do not watch Nodes; the `node` variable is then always null.
+    /// Do not watch Nodes: the `node` variable is then always null, and policies that read
+    /// `subjectNode` are not Ready (every name would look new).
     #[arg(long)]
     pub no_node_watch: bool,
     /// How many CSRs are decided at once.
@@ -253,8 +254,10 @@ pub struct CheckArgs {
     /// YAML is fine). Repeat for several.
     #[arg(long = "policy", value_name = "PATH", required = true)]
     pub policies: Vec<PathBuf>,
-    /// A file of Node manifests, used for the `node` variable of `system:node:<name>`
-    /// requestors. Repeat for several.
+    /// A file of Node manifests, used for the `node` variable (the Node of a
+    /// `system:node:<name>` requestor) and `subjectNode` (the Node a `system:node:<name>` CN
+    /// names). Without it both are null, so a rule that a Node must not exist yet passes.
+    /// Repeat for several.
     #[arg(long = "node", value_name = "FILE")]
     pub nodes: Vec<PathBuf>,
     /// RBAC manifests (Role, ClusterRole, RoleBinding, ClusterRoleBinding; a file or
@@ -293,6 +296,15 @@ pub enum OutputFormat {
     /// One row per CSR, for people.
     Table,
     /// One JSON array, for pipelines.
+    Json,
+}
+
+/// How `explain` prints its result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExplainOutput {
+    /// One screen of text, for an auditor.
+    Text,
+    /// One JSON object (`recorded`, `now`, `policies`, `verdict`, `agrees`, ...).
     Json,
 }
 

@@ -22,7 +22,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde::Serialize;
 
 use super::{Error, Outcome};
-use crate::cli::{ExplainArgs, OutputFormat};
+use crate::cli::{ExplainArgs, ExplainOutput};
 use crate::report::CsrReport;
 
 /// What `explain` could not do; each is one line, and the command exits 2.
@@ -86,8 +86,8 @@ pub fn run(args: &ExplainArgs) -> Result<Outcome, Error> {
     );
     let explanation = Explanation::new(&cluster, &decision);
     let text = match args.output {
-        OutputFormat::Json => serde_json::to_string_pretty(&explanation)? + "\n",
-        OutputFormat::Table => explanation.text(),
+        ExplainOutput::Json => serde_json::to_string_pretty(&explanation)? + "\n",
+        ExplainOutput::Text => explanation.text(),
     };
     std::io::stdout().lock().write_all(text.as_bytes())?;
     Ok(Outcome::Success)
@@ -406,15 +406,41 @@ fn compare(recorded: Option<&Recorded<'_>>, now: &CsrReport<'_>) -> (String, boo
         );
         return (text, recorded.type_ == now.decision);
     }
-    let same = recorded.type_ == now.decision
-        && recorded.reason == now.reason
-        && recorded.message == now.message;
-    if same {
-        return (
-            "The decision csrgate makes now is the one recorded.".to_owned(),
-            true,
-        );
+    let changed = changed_policies(recorded);
+    // The decision is its condition type and reason; the message names policy generations,
+    // so an edit of any policy it names (an Audit one too) changes it without changing what
+    // was decided.
+    if recorded.type_ == now.decision && recorded.reason == now.reason {
+        let text = if recorded.message == now.message {
+            "The decision csrgate makes now is the one recorded.".to_owned()
+        } else {
+            format!(
+                "The decision csrgate makes now is the one recorded ({}, {}); only its message differs: {}.",
+                recorded.type_,
+                recorded.reason.unwrap_or("-"),
+                changed.unwrap_or_else(|| "an input changed since".to_owned())
+            )
+        };
+        return (text, true);
     }
+    let why = changed.unwrap_or_else(|| {
+        "no policy it names changed; an input did: a Node the policies read (the requestor's, or \
+         the one the CN names, which may have been created since), or the requestor's RBAC"
+            .to_owned()
+    });
+    let text = format!(
+        "DIFFERS: recorded {} ({}), csrgate would decide {} ({}) now: {why}.",
+        recorded.type_,
+        recorded.reason.unwrap_or("-"),
+        now.decision,
+        now.reason.unwrap_or("-")
+    );
+    (text, false)
+}
+
+/// The policies the recorded message names that changed or were deleted since, as one
+/// sentence; `None` when none did.
+fn changed_policies(recorded: &Recorded<'_>) -> Option<String> {
     let changed: Vec<String> = recorded
         .policies
         .iter()
@@ -427,19 +453,7 @@ fn compare(recorded: Option<&Recorded<'_>>, now: &CsrReport<'_>) -> (String, boo
             None => format!("CsrApprovalPolicy {:?} was deleted since", p.name),
         })
         .collect();
-    let why = if changed.is_empty() {
-        "the policies, the Node or the cluster changed since".to_owned()
-    } else {
-        changed.join("; ")
-    };
-    let text = format!(
-        "DIFFERS: recorded {} ({}), csrgate would decide {} ({}) now: {why}.",
-        recorded.type_,
-        recorded.reason.unwrap_or("-"),
-        now.decision,
-        now.reason.unwrap_or("-")
-    );
-    (text, false)
+    (!changed.is_empty()).then(|| changed.join("; "))
 }
 
 impl<'a> PolicyExplanation<'a> {
@@ -519,9 +533,12 @@ impl Explanation<'_> {
             None => out.push_str("Recorded:   nothing yet (pending)\n"),
         }
         out.push_str(&format!(
-            "Now:        {} ({})\n            {}\nCertificate: {}\n\n",
+            "Now:        {}{}\n            {}\nCertificate: {}\n\n",
             self.now.decision,
-            self.now.reason.unwrap_or("-"),
+            self.now
+                .reason
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default(),
             self.now.message.unwrap_or("-"),
             if self.certificate_issued {
                 "issued"
