@@ -441,3 +441,40 @@ fn issue_13_node_files_serve_subject_node_for_bootstrap_requests() {
     let (decision, _, _) = check_case(policy, None, "examples/tests/csrs/worker-7-bootstrap.yaml");
     assert_eq!(decision, "Approved");
 }
+
+/// Without `--node` or `--rbac`, a policy reading Nodes or asking the authorizer decides on
+/// null Nodes and errored checks: `check` says so on stderr, naming the policies, so that an
+/// offline "Approved" for a takeover of an existing Node is not taken at face value.
+#[test]
+fn check_warns_when_a_policy_reads_an_input_that_was_not_given() {
+    let (code, _, stderr) = run(csrgate().args([
+        "check",
+        "--output",
+        "json",
+        "--policy",
+        "examples/cookbook/kubelet-bootstrap-new-nodes-only.yaml",
+        "--policy",
+        "examples/cookbook/kubelet-client-kcm.yaml",
+        "examples/tests/csrs/worker-7-bootstrap.yaml",
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("warning: no --node given: `node` and `subjectNode` are null for every CSR, as if no Node existed (policies \"kubelet-bootstrap-new-nodes-only\")"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "warning: no --rbac given: every `authorizer` check errors (policies \"kubelet-client-kcm\")"
+        ),
+        "{stderr}"
+    );
+    let (_, _, quiet) = run(csrgate().args([
+        "check",
+        "--policy",
+        "examples/cookbook/kubelet-bootstrap-new-nodes-only.yaml",
+        "--node",
+        "examples/nodes/worker-1.yaml",
+        "examples/tests/csrs/worker-7-bootstrap.yaml",
+    ]));
+    assert!(!quiet.contains("warning"), "{quiet}");
+}

@@ -288,6 +288,14 @@ impl CompiledPolicy {
         })
     }
 
+    /// Whether some expression of this policy asks the `authorizer` variable (so that an
+    /// offline `csrgate check` without `--rbac` can warn that every check errors). False when
+    /// the policy is not Ready.
+    pub fn reads_authorizer(&self) -> bool {
+        self.rules()
+            .is_some_and(|rules| rules.roots.contains(env::AUTHORIZER))
+    }
+
     /// Whether some expression of this policy reads `subjectNode`, whole or a field of it
     /// (through a variable too). False when the policy is not Ready.
     pub fn reads_subject_node(&self) -> bool {
@@ -1400,6 +1408,16 @@ mod tests {
             );
         }
         assert!(!CompiledPolicy::compile(&policy("p", &one_rule("node ==="))).reads_node());
+    }
+
+    #[test]
+    fn says_whether_a_policy_asks_the_authorizer() {
+        let asks = ready(
+            "p",
+            &one_rule("authorizer.group('').resource('nodes').check('get').allowed()"),
+        );
+        assert!(asks.reads_authorizer());
+        assert!(!ready("q", &one_rule("node == null")).reads_authorizer());
     }
 
     #[test]

@@ -234,6 +234,9 @@ impl Roots {
             X509 => 2,
             NODE => 4,
             SUBJECT_NODE => 8,
+            // Never converted (its functions are bound instead); recorded so that
+            // `CompiledPolicy::reads_authorizer` can say a policy asks it.
+            AUTHORIZER => 16,
             _ => 0,
         }
     }

@@ -86,6 +86,34 @@ pub fn nodes_for<'a>(
     }
 }
 
+/// What the decisions will lack because an input was not given: without `--node`, `node`
+/// and `subjectNode` are null (so "no such Node yet" holds for every name); without
+/// `--rbac`, every `authorizer` check errors. One line each, naming the policies concerned.
+fn missing_inputs(args: &CheckArgs, policies: &[CompiledPolicy]) -> Vec<String> {
+    let names = |reads: fn(&CompiledPolicy) -> bool| {
+        policies
+            .iter()
+            .filter(|p| reads(p))
+            .map(|p| format!("{:?}", p.name()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut lines = Vec::new();
+    let nodes = names(|p| p.reads_node() || p.reads_subject_node());
+    if args.nodes.is_empty() && !nodes.is_empty() {
+        lines.push(format!(
+            "no --node given: `node` and `subjectNode` are null for every CSR, as if no Node existed (policies {nodes})"
+        ));
+    }
+    let rbac = names(CompiledPolicy::reads_authorizer);
+    if args.rbac.is_empty() && !rbac.is_empty() {
+        lines.push(format!(
+            "no --rbac given: every `authorizer` check errors (policies {rbac})"
+        ));
+    }
+    lines
+}
+
 /// Runs `csrgate check`.
 ///
 /// # Errors
@@ -103,6 +131,9 @@ pub fn run(args: &CheckArgs) -> Result<Outcome, Error> {
                 policy.source, warning.field_ref, warning.warning
             )?;
         }
+    }
+    for line in missing_inputs(args, &policies) {
+        writeln!(stderr, "warning: {line}")?;
     }
     drop(stderr);
     let nodes = nodes_by_name(load::nodes(&args.nodes)?);
