@@ -170,7 +170,7 @@ fn helm_lint_passes_on_the_chart() {
         "--set",
         "serviceMonitor.enabled=true,prometheusRule.enabled=true,grafanaDashboard.enabled=true",
         "--set",
-        "leaderElection.enabled=false,nodeWatch=false,dryRun=true,podDisruptionBudget.enabled=false",
+        "leaderElection.enabled=false,replicas=1,nodeWatch=false,dryRun=true,podDisruptionBudget.enabled=false",
         "--set",
         "image.digest=sha256:0000000000000000000000000000000000000000000000000000000000000000",
     ]);
@@ -289,6 +289,34 @@ fn the_signers_value_is_the_only_approve_rule_and_its_resource_names() {
         ])
     );
     assert_eq!(one(&objects, "Deployment")["spec"]["replicas"], 1);
+}
+
+/// Two combinations the schema cannot refuse alone: several replicas without leader election
+/// (every replica would write) fails to render; one replica renders no PodDisruptionBudget
+/// (minAvailable 1 of 1 would block every drain).
+#[test]
+fn unsafe_combinations_of_values_fail_or_drop_the_budget() {
+    let (code, stdout, stderr) = helm(&[
+        "template",
+        "csrgate",
+        "charts/csrgate",
+        "--set",
+        "leaderElection.enabled=false",
+    ]);
+    assert_ne!(code, 0, "rendered:\n{stdout}");
+    assert!(
+        stderr.contains("replicas > 1 needs leaderElection.enabled"),
+        "{stderr}"
+    );
+    let single = template(&["--set", "replicas=1"]);
+    assert!(
+        !single.iter().any(|o| o["kind"] == "PodDisruptionBudget"),
+        "a budget for one replica"
+    );
+    assert_eq!(
+        one(&template(&[]), "PodDisruptionBudget")["spec"]["minAvailable"],
+        1
+    );
 }
 
 #[test]

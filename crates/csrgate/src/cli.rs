@@ -176,8 +176,11 @@ pub struct SandboxArgs {
     /// Also sign approved CSRs of this signer (besides kubernetes.io/*). Repeat for several.
     #[arg(long = "sign", value_name = "SIGNER")]
     pub sign: Vec<String>,
-    /// A SubjectAccessReview rule, e.g. `allow,user=jane,verb=approve,resource=signers`.
-    /// Repeat for several; the first match wins; system:masters is always allowed.
+    /// A SubjectAccessReview rule, e.g. `allow,user=jane,verb=approve,resource=signers`;
+    /// items: user=, group= (one of the subject's groups), verb=, apiGroup=, resource= (with
+    /// `/subresource`, e.g. `certificatesigningrequests/selfnodeclient`), name=. Repeat for
+    /// several; the first match wins; system:masters is always allowed, anything else that
+    /// no rule allows is denied.
     #[arg(long = "sar-rule", value_name = "RULE")]
     pub sar_rules: Vec<String>,
     /// Watch events kept; a watch from an older resourceVersion gets 410 Gone.
