@@ -23,8 +23,9 @@ fn kubectl(plane: &ControlPlane, args: &[&str]) {
     );
 }
 
-#[test]
-fn e2e_with_a_kubeconfig_decides_a_burst_on_the_real_control_plane_both_ways() {
+/// The shared control plane with the CRD established and CSR creation granted to every
+/// authenticated user (what the benchmarks' requestors need).
+fn prepared_plane() -> &'static ControlPlane {
     let plane = ControlPlane::shared();
     kubectl(
         plane,
@@ -40,6 +41,12 @@ fn e2e_with_a_kubeconfig_decides_a_burst_on_the_real_control_plane_both_ways() {
             "crd/csrapprovalpolicies.csrgate.dev",
         ],
     );
+    plane
+}
+
+#[test]
+fn e2e_with_a_kubeconfig_decides_a_burst_on_the_real_control_plane_both_ways() {
+    let plane = prepared_plane();
     let bench = Path::new(env!("CARGO_BIN_EXE_csrgate-bench"));
     let csrgate = bench.with_file_name("csrgate");
     assert!(
@@ -134,21 +141,7 @@ fn real_compares_csrgate_with_the_built_in_approver_on_kubelet_client_csrs() {
 /// caches the pending CSRs and Nodes, and every policy becomes Ready.
 #[test]
 fn scale_with_a_kubeconfig_runs_on_the_real_control_plane() {
-    let plane = ControlPlane::shared();
-    kubectl(
-        plane,
-        &["apply", "-f", "crds/csrapprovalpolicies.csrgate.dev.yaml"],
-    );
-    kubectl(plane, &["apply", "-f", "examples/rbac/csr-requesters.yaml"]);
-    kubectl(
-        plane,
-        &[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/csrapprovalpolicies.csrgate.dev",
-        ],
-    );
+    let plane = prepared_plane();
     let bench = Path::new(env!("CARGO_BIN_EXE_csrgate-bench"));
     let out = tempfile::tempdir().unwrap();
     let output = Command::new(bench)

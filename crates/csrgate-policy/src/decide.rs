@@ -344,7 +344,7 @@ fn why_not_approved(report: &PolicyReport, enforced: bool) -> String {
     if enforced {
         verdict
     } else {
-        format!("Audit, never decides ({verdict})")
+        format!("Audit, so it does not count; its verdict: {verdict}")
     }
 }
 
@@ -941,7 +941,7 @@ validations:
         );
         assert_eq!(decision.outcome, Outcome::Denied);
         assert!(decision.message.unwrap().ends_with(
-            r#"CsrApprovalPolicy "admins" (generation 1): Audit, never decides (approves)"#
+            r#"CsrApprovalPolicy "admins" (generation 1): Audit, so it does not count; its verdict: approves"#
         ));
     }
 
