@@ -25,23 +25,23 @@ pub struct RealResults {
 /// # Errors
 /// A missing or unreadable file, named.
 pub fn read(results: &Path, real_csrs: &[usize], kcm_csrs: &[usize]) -> Result<RealResults> {
-    let pair = |n: usize, first: &str, second: &str| -> Result<(usize, Value, Value)> {
-        Ok((
-            n,
-            super::report::read_json(&results.join(first.replace("{n}", &n.to_string())))?,
-            super::report::read_json(&results.join(second.replace("{n}", &n.to_string())))?,
-        ))
+    let json = |name: String| super::report::read_json(&results.join(name));
+    let pairs = |sizes: &[usize], first: &str, second: &str| {
+        sizes
+            .iter()
+            .map(|&n| {
+                Ok((
+                    n,
+                    json(format!("{first}-{n}.json"))?,
+                    json(format!("{second}-{n}.json"))?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()
     };
     Ok(RealResults {
-        e2e: real_csrs
-            .iter()
-            .map(|&n| pair(n, "real-e2e-controller-{n}.json", "real-e2e-floor-{n}.json"))
-            .collect::<Result<_>>()?,
-        kcm: kcm_csrs
-            .iter()
-            .map(|&n| pair(n, "kcm-csrgate-{n}.json", "kcm-kcm-{n}.json"))
-            .collect::<Result<_>>()?,
-        scale: super::report::read_json(&results.join("scale-real.json"))?,
+        e2e: pairs(real_csrs, "real-e2e-controller", "real-e2e-floor")?,
+        kcm: pairs(kcm_csrs, "kcm-csrgate", "kcm-kcm")?,
+        scale: json("scale-real.json".to_owned())?,
     })
 }
 
@@ -136,7 +136,24 @@ fn row(md: &mut String, n: usize, name: &str, run: &Value, ratio: &str) {
     );
 }
 
-const HEADER: &str = "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |";
+/// A table of (N, first decider, second decider) runs: per N the second (the reference),
+/// then the first with its throughput ratio to the second.
+fn table(
+    md: &mut String,
+    runs: &[(usize, Value, Value)],
+    (first, second): (&str, &str),
+    ratio: &str,
+) {
+    let _ = writeln!(
+        md,
+        "| N | decider | decisions/s | p50 ms | p99 ms | max ms | peak RSS MiB | CPU s | {ratio} |\n\
+         | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
+    for (n, a, b) in runs {
+        row(md, *n, second, b, "");
+        row(md, *n, first, a, &format!("{:.2}", rate_ratio(a, b)));
+    }
+}
 
 /// The two sections of the report.
 pub fn markdown(md: &mut String, results: &RealResults) {
@@ -150,20 +167,12 @@ pub fn markdown(md: &mut String, results: &RealResults) {
          from `make kube`, on this machine's loopback, sharing its cores with the decider); \
          jane's client CSRs, otherwise as the sandbox table below.\n"
     );
-    let _ = writeln!(
+    table(
         md,
-        "| N | decider | decisions/s | p50 ms | p99 ms | max ms | peak RSS MiB | CPU s | controller / floor |\n{HEADER}"
+        &results.e2e,
+        ("controller", "floor"),
+        "controller / floor",
     );
-    for (n, controller, floor) in &results.e2e {
-        row(md, *n, "floor", floor, "");
-        row(
-            md,
-            *n,
-            "controller",
-            controller,
-            &format!("{:.2}", rate_ratio(controller, floor)),
-        );
-    }
     let _ = writeln!(
         md,
         "\n## Kubelet client CSRs: csrgate against kube-controller-manager's approver\n"
@@ -182,20 +191,12 @@ pub fn markdown(md: &mut String, results: &RealResults) {
             .first()
             .map_or("-".to_owned(), |(_, _, k)| k["kcm_api_qps"].to_string())
     );
-    let _ = writeln!(
+    table(
         md,
-        "| N | decider | decisions/s | p50 ms | p99 ms | max ms | peak RSS MiB | CPU s | csrgate / KCM |\n{HEADER}"
+        &results.kcm,
+        ("csrgate", "kube-controller-manager"),
+        "csrgate / KCM",
     );
-    for (n, csrgate, kcm) in &results.kcm {
-        row(md, *n, "kube-controller-manager", kcm, "");
-        row(
-            md,
-            *n,
-            "csrgate",
-            csrgate,
-            &format!("{:.2}", rate_ratio(csrgate, kcm)),
-        );
-    }
     let scale = &results.scale;
     let _ = writeln!(
         md,

@@ -23,6 +23,38 @@ fn kubectl(plane: &ControlPlane, args: &[&str]) {
     );
 }
 
+/// Runs `csrgate-bench ARGS [--kubeconfig K] --csrgate <the csrgate built beside it> --out OUT`
+/// from the repository root and asserts it succeeded, with its output as the message.
+fn bench_ok(args: &[&str], kubeconfig: Option<&Path>, out: &Path) {
+    let bench = Path::new(env!("CARGO_BIN_EXE_csrgate-bench"));
+    let csrgate = bench.with_file_name("csrgate");
+    assert!(
+        csrgate.is_file(),
+        "{} is not built: run `cargo build -p csrgate` first",
+        csrgate.display()
+    );
+    let mut command = Command::new(bench);
+    command
+        .current_dir(csrgate_kube::repository_root())
+        .args(args);
+    if let Some(kubeconfig) = kubeconfig {
+        command.arg("--kubeconfig").arg(kubeconfig);
+    }
+    let output = command
+        .arg("--csrgate")
+        .arg(&csrgate)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// The shared control plane with the CRD established and CSR creation granted to every
 /// authenticated user (what the benchmarks' requestors need).
 fn prepared_plane() -> &'static ControlPlane {
@@ -47,35 +79,11 @@ fn prepared_plane() -> &'static ControlPlane {
 #[test]
 fn e2e_with_a_kubeconfig_decides_a_burst_on_the_real_control_plane_both_ways() {
     let plane = prepared_plane();
-    let bench = Path::new(env!("CARGO_BIN_EXE_csrgate-bench"));
-    let csrgate = bench.with_file_name("csrgate");
-    assert!(
-        csrgate.is_file(),
-        "{} is not built: run `cargo build -p csrgate` first",
-        csrgate.display()
-    );
     let out = tempfile::tempdir().unwrap();
-    let output = Command::new(bench)
-        .args([
-            "e2e",
-            "--csrs",
-            "200",
-            "--deciders",
-            "floor,controller",
-            "--kubeconfig",
-        ])
-        .arg(plane.kubeconfig())
-        .arg("--csrgate")
-        .arg(&csrgate)
-        .arg("--out")
-        .arg(out.path())
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+    bench_ok(
+        &["e2e", "--csrs", "200", "--deciders", "floor,controller"],
+        Some(plane.kubeconfig()),
+        out.path(),
     );
     for decider in ["floor", "controller"] {
         let result: serde_json::Value = serde_json::from_str(
@@ -98,11 +106,9 @@ fn e2e_with_a_kubeconfig_decides_a_burst_on_the_real_control_plane_both_ways() {
 /// decider alone on a fresh control plane decides every kubelet client CSR.
 #[test]
 fn real_compares_csrgate_with_the_built_in_approver_on_kubelet_client_csrs() {
-    let bench = Path::new(env!("CARGO_BIN_EXE_csrgate-bench"));
     let out = tempfile::tempdir().unwrap();
-    let output = Command::new(bench)
-        .current_dir(csrgate_kube::repository_root())
-        .args([
+    bench_ok(
+        &[
             "real",
             "--csrs",
             "--kcm-csrs",
@@ -110,18 +116,9 @@ fn real_compares_csrgate_with_the_built_in_approver_on_kubelet_client_csrs() {
             "--kcm-qps",
             "200",
             "--no-scale",
-            "--out",
-        ])
-        .arg(out.path())
-        .arg("--csrgate")
-        .arg(bench.with_file_name("csrgate"))
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+        ],
+        None,
+        out.path(),
     );
     assert!(!out.path().join("real-e2e-floor-100.json").exists());
     for decider in ["kcm", "csrgate"] {
@@ -142,10 +139,9 @@ fn real_compares_csrgate_with_the_built_in_approver_on_kubelet_client_csrs() {
 #[test]
 fn scale_with_a_kubeconfig_runs_on_the_real_control_plane() {
     let plane = prepared_plane();
-    let bench = Path::new(env!("CARGO_BIN_EXE_csrgate-bench"));
     let out = tempfile::tempdir().unwrap();
-    let output = Command::new(bench)
-        .args([
+    bench_ok(
+        &[
             "scale",
             "--csrs",
             "30",
@@ -155,20 +151,9 @@ fn scale_with_a_kubeconfig_runs_on_the_real_control_plane() {
             "25",
             "--result",
             "s.json",
-        ])
-        .arg("--kubeconfig")
-        .arg(plane.kubeconfig())
-        .arg("--csrgate")
-        .arg(bench.with_file_name("csrgate"))
-        .arg("--out")
-        .arg(out.path())
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+        ],
+        Some(plane.kubeconfig()),
+        out.path(),
     );
     let result: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.path().join("s.json")).unwrap()).unwrap();

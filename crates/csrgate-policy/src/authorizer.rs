@@ -592,16 +592,7 @@ mod tests {
     }
 
     fn decide_one(fake: &Arc<Fake>, validations: &[&str]) -> Outcome_ {
-        let validations: String = validations
-            .iter()
-            .enumerate()
-            .map(|(i, e)| {
-                format!(
-                    "  - {{name: v{i}, expression: {}}}\n",
-                    serde_json::to_string(e).unwrap()
-                )
-            })
-            .collect();
+        let validations = crate::fixtures::validations(validations);
         let policy = ready(
             "p",
             &format!("signerNames: [{CLIENT}]\nvalidations:\n{validations}"),

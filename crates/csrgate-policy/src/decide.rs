@@ -33,6 +33,15 @@ pub mod reasons {
     pub const AUDIT_DECISION: &str = "AuditDecision";
     /// Event reason: a covering Enforce policy is not Ready, so the CSR is held.
     pub const POLICY_NOT_READY: &str = "PolicyNotReady";
+    /// Every reason csrgate writes on a CSR's Approved or Denied condition; a condition with
+    /// another reason was written by someone else (`kubectl certificate approve`, another
+    /// approver).
+    pub const CONDITIONS: [&str; 4] = [
+        POLICY_APPROVED,
+        POLICY_DENIED,
+        NO_POLICY_APPROVED,
+        INVALID_REQUEST,
+    ];
 }
 
 /// Longest condition message written; longer ones are cut at a character boundary with a

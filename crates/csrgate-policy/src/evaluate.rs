@@ -271,16 +271,7 @@ mod tests {
     /// Decides jane's CSR with one policy of the given validations (`name: expression`
     /// lines as YAML flow entries), with the given variables.
     fn decide_with(variables: &str, validations: &[&str]) -> Decision {
-        let validations: String = validations
-            .iter()
-            .enumerate()
-            .map(|(i, e)| {
-                format!(
-                    "  - {{name: v{i}, expression: {}}}\n",
-                    serde_json::to_string(e).unwrap()
-                )
-            })
-            .collect();
+        let validations = crate::fixtures::validations(validations);
         let policy = ready(
             "p",
             &format!("signerNames: [{CLIENT}]\n{variables}validations:\n{validations}"),

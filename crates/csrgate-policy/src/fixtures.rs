@@ -31,6 +31,21 @@ pub fn errors(spec_yaml: &str) -> Vec<String> {
         .collect()
 }
 
+/// `validations:` list entries for `expressions`, named `v0`, `v1`, ... in order (YAML flow
+/// entries, each expression quoted as a JSON string).
+pub fn validations(expressions: &[&str]) -> String {
+    expressions
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            format!(
+                "  - {{name: v{i}, expression: {}}}\n",
+                serde_json::to_string(e).unwrap()
+            )
+        })
+        .collect()
+}
+
 pub fn testdata(name: &str) -> Vec<u8> {
     let path = format!("{}/testdata/{name}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))

@@ -189,14 +189,6 @@ async fn client(args: &ExplainArgs) -> Result<kube::Client, ExplainError> {
     kube::Client::try_from(config).map_err(|e| fail(e.into()))
 }
 
-/// The reasons csrgate writes on a CSR's condition; any other was written by someone else.
-const CSRGATE_REASONS: [&str; 4] = [
-    reasons::POLICY_APPROVED,
-    reasons::POLICY_DENIED,
-    reasons::INVALID_REQUEST,
-    reasons::NO_POLICY_APPROVED,
-];
-
 /// Everything `explain` shows, and its `-o json` shape.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -328,7 +320,7 @@ impl<'a> Recorded<'a> {
     ) -> Self {
         let reason = condition.reason.as_deref();
         let message = condition.message.as_deref();
-        let by_csrgate = reason.is_some_and(|r| CSRGATE_REASONS.contains(&r))
+        let by_csrgate = reason.is_some_and(|r| reasons::CONDITIONS.contains(&r))
             && message.is_some_and(|m| m.starts_with("csrgate: "));
         let named = message.map(named_generations).unwrap_or_default();
         Self {
