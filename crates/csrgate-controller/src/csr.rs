@@ -73,17 +73,9 @@ pub struct Seen {
     failures: u32,
 }
 
-/// Whether a CSR already has a terminal condition (Approved, Denied or Failed).
-pub fn is_terminal(csr: &CertificateSigningRequest) -> bool {
-    csr.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|conditions| {
-            conditions.iter().any(|c| {
-                matches!(c.type_.as_str(), "Approved" | "Denied" | "Failed") && c.status == "True"
-            })
-        })
-}
+/// Whether a CSR already has a terminal condition (Approved, Denied or Failed, status True):
+/// [`csrgate_api::csr::is_decided`], the one rule every crate uses.
+pub use csrgate_api::csr::is_decided as is_terminal;
 
 /// Decides one CSR and writes the outcome.
 #[instrument(skip(csr, ctx), fields(

@@ -268,7 +268,8 @@ impl<'a> Explanation<'a> {
     fn new(cluster: &'a Cluster, decision: &'a Decision) -> Self {
         let csr = &cluster.csr;
         let name = csr.metadata.name.as_deref().unwrap_or("");
-        let recorded = recorded_condition(csr).map(|c| Recorded::new(c, &cluster.policies));
+        let recorded =
+            csrgate_api::csr::final_condition(csr).map(|c| Recorded::new(c, &cluster.policies));
         let now = CsrReport::new(name, decision);
         let (verdict, agrees) = compare(recorded.as_ref(), &now);
         let policies = decision
@@ -299,18 +300,6 @@ impl<'a> Explanation<'a> {
             agrees,
         }
     }
-}
-
-/// The first Approved, Denied or Failed condition: the one that ended the CSR's review.
-fn recorded_condition(
-    csr: &CertificateSigningRequest,
-) -> Option<&CertificateSigningRequestCondition> {
-    csr.status
-        .as_ref()?
-        .conditions
-        .as_ref()?
-        .iter()
-        .find(|c| matches!(c.type_.as_str(), "Approved" | "Denied" | "Failed"))
 }
 
 impl<'a> Recorded<'a> {

@@ -10,12 +10,17 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use csrgate_api::client::{
+    ClientError, Impersonate, client_certificate_kubeconfig, client_from, conditions,
+};
+use csrgate_api::csr::{self, ConditionType};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::certificates::v1::{
     CertificateSigningRequest, CertificateSigningRequestSpec,
 };
 use kube::api::{Api, ObjectMeta, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError, NamedCluster};
+use kube::runtime::wait::{Condition as _, await_condition};
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, PublicKeyData as _, SanType};
 use x509_parser::prelude::{FromDer as _, X509Certificate};
 
@@ -24,7 +29,7 @@ use crate::cli::{KeyType, RequestArgs};
 
 /// The shortest lifetime the API server accepts in `spec.expirationSeconds`.
 const MIN_EXPIRATION: Duration = Duration::from_secs(600);
-/// How often the CSR is read while waiting.
+/// How often the progress line is refreshed while waiting.
 const POLL: Duration = Duration::from_millis(500);
 
 /// Why `csrgate request` could not get a certificate (a Denied CSR is an outcome, not an error).
@@ -53,12 +58,9 @@ pub enum RequestError {
         "kubeconfig {0}: no such context (--context, else current-context), or it names no cluster"
     )]
     NoCluster(String),
-    /// The kubeconfig does not make a client configuration.
-    #[error("kubeconfig {0}")]
-    ClientConfig(String, #[source] KubeconfigError),
-    /// The client cannot be built from the configuration.
-    #[error("building a client from kubeconfig {0}")]
-    ClientBuild(String, #[source] kube::Error),
+    /// The kubeconfig does not make a client.
+    #[error(transparent)]
+    Client(ClientError),
     /// The key could not be generated.
     #[error("generating a {0:?} key")]
     KeyGeneration(
@@ -77,9 +79,9 @@ pub enum RequestError {
     /// The API server refused to create the CertificateSigningRequest.
     #[error("creating CertificateSigningRequest {0}")]
     Create(String, #[source] kube::Error),
-    /// The CertificateSigningRequest could not be read while waiting.
-    #[error("reading CertificateSigningRequest {0}")]
-    Read(String, #[source] kube::Error),
+    /// The CertificateSigningRequest could not be watched while waiting.
+    #[error("watching CertificateSigningRequest {0}")]
+    Read(String, #[source] kube::runtime::wait::Error),
     /// No decision before the timeout.
     #[error(
         "CertificateSigningRequest {name}: no decision within {seconds}s; the key is kept in {} (`kubectl describe csr {name}` says why)",
@@ -124,7 +126,8 @@ pub enum RequestError {
 
 /// Makes a key and CSR, submits it, waits for the decision and the certificate, writes the files.
 ///
-/// Needs `create` and `get` on `certificatesigningrequests` for the kubeconfig's user.
+/// Needs `create`, `list` and `watch` on `certificatesigningrequests` for the kubeconfig's
+/// user (the wait watches the one CSR, as `kubectl wait` does).
 ///
 /// # Errors
 /// See [`RequestError`]; a Denied or Failed CSR is `Ok(Outcome::Mismatch)` (exit 1).
@@ -194,16 +197,13 @@ async fn request(args: &RequestArgs) -> Result<Outcome, RequestError> {
         context: args.context.clone(),
         ..KubeConfigOptions::default()
     };
-    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+    let acting = args
+        .as_user
+        .as_deref()
+        .map(|user| Impersonate::new(user, &args.as_groups));
+    let client = client_from(kubeconfig, &options, acting, Path::new(&source))
         .await
-        .map_err(|e| RequestError::ClientConfig(source.clone(), e))?;
-    if let Some(user) = &args.as_user {
-        config.auth_info.impersonate = Some(user.clone());
-        config.auth_info.impersonate_groups =
-            (!args.as_groups.is_empty()).then(|| args.as_groups.clone());
-    }
-    let client =
-        kube::Client::try_from(config).map_err(|e| RequestError::ClientBuild(source.clone(), e))?;
+        .map_err(RequestError::Client)?;
 
     let key = generate_key(args.key_type)?;
     let request_pem = build_request(args, &key)?;
@@ -270,13 +270,17 @@ async fn request(args: &RequestArgs) -> Result<Outcome, RequestError> {
 
     std::fs::write(&files.pending_crt, &certificate)
         .map_err(|e| RequestError::WriteFile(files.pending_crt.clone(), e))?;
-    let user_kubeconfig = render_kubeconfig(
+    let user_kubeconfig = client_certificate_kubeconfig(
+        cluster,
         &args.name,
-        &cluster,
         namespace.as_deref(),
         &certificate,
         key.serialize_pem().as_bytes(),
     );
+    // YAML, as kubectl writes kubeconfigs; the cluster and user are kube's own types.
+    let user_kubeconfig = serde_saphyr::to_string(&user_kubeconfig).map_err(|e| {
+        RequestError::WriteFile(files.pending_kubeconfig.clone(), std::io::Error::other(e))
+    })?;
     write_private(&files.pending_kubeconfig, user_kubeconfig.as_bytes())?;
     files.commit()?;
     println!(
@@ -439,7 +443,7 @@ enum Waited {
     },
 }
 
-/// Reads the CSR until it is Denied or Failed, or Approved with a certificate, printing a
+/// Watches the CSR until it is Denied or Failed, or Approved with a certificate, printing a
 /// progress line on stderr. The sandbox and real signers write the certificate in a second
 /// write after the approval, so `Approved` alone is not the end.
 async fn wait(
@@ -448,64 +452,58 @@ async fn wait(
     timeout: Duration,
     key: &Path,
 ) -> Result<Waited, RequestError> {
-    let start = Instant::now();
-    let mut progress = Progress::new(name);
-    let mut approved = false;
-    loop {
-        match api.get(name).await {
-            Ok(csr) => {
-                let status = csr.status.unwrap_or_default();
-                let conditions = status.conditions.unwrap_or_default();
-                let holds = |type_: &str| {
-                    conditions
-                        .iter()
-                        .find(|c| c.type_ == type_ && c.status == "True")
-                };
-                if let Some(refused) = holds("Denied").or_else(|| holds("Failed")) {
-                    progress.done();
-                    return Ok(Waited::Refused {
-                        type_: refused.type_.clone(),
-                        reason: refused.reason.clone().unwrap_or_default(),
-                        message: refused.message.clone().unwrap_or_default(),
-                    });
-                }
-                if let Some(approval) = holds("Approved") {
-                    if !approved {
-                        progress.note(&format!(
-                            "approved ({}: {})",
-                            approval.reason.as_deref().unwrap_or(""),
-                            approval.message.as_deref().unwrap_or("")
-                        ));
-                    }
-                    approved = true;
-                    if let Some(certificate) = status.certificate.filter(|c| !c.0.is_empty()) {
-                        progress.done();
-                        return Ok(Waited::Issued(certificate.0));
-                    }
-                }
-            }
-            Err(error) if start.elapsed() >= timeout => {
-                progress.done();
-                return Err(RequestError::Read(name.to_owned(), error));
-            }
-            Err(_) => {}
+    let mut progress = Progress::new(name, tokio::time::Instant::now() + timeout);
+    let failed = |approved, error| {
+        let (name, seconds, key) = (name.to_owned(), timeout.as_secs(), key.to_owned());
+        match error {
+            Some(error) => RequestError::Read(name, error),
+            None if approved => RequestError::NotIssued { name, seconds, key },
+            None => RequestError::NoDecision { name, seconds, key },
         }
-        if start.elapsed() >= timeout {
-            progress.done();
-            let (name, seconds, key) = (name.to_owned(), timeout.as_secs(), key.to_owned());
-            return Err(if approved {
-                RequestError::NotIssued { name, seconds, key }
-            } else {
-                RequestError::NoDecision { name, seconds, key }
-            });
-        }
-        let state = if approved {
-            "approved, waiting for the certificate"
-        } else {
-            "pending"
-        };
-        progress.tick(state, start.elapsed());
-        tokio::time::sleep(POLL).await;
+    };
+    let decided = await_condition(api.clone(), name, conditions::is_csr_decided());
+    let csr = match progress.during("pending", decided).await {
+        Some(Ok(Some(csr))) => csr,
+        Some(Ok(None)) | None => return Err(failed(false, None)),
+        Some(Err(error)) => return Err(failed(false, Some(error))),
+    };
+    if let Some(refused) = Waited::refused(&csr) {
+        return Ok(refused);
+    }
+    if let Some(approval) = csr::true_condition(&csr, &[ConditionType::Approved]) {
+        progress.note(&format!(
+            "approved ({}: {})",
+            approval.reason.as_deref().unwrap_or(""),
+            approval.message.as_deref().unwrap_or("")
+        ));
+    }
+    let issued =
+        conditions::is_csr_issued().or(conditions::has_csr_condition(ConditionType::Failed));
+    let issued = await_condition(api.clone(), name, issued);
+    let csr = match progress
+        .during("approved, waiting for the certificate", issued)
+        .await
+    {
+        Some(Ok(Some(csr))) => csr,
+        Some(Ok(None)) | None => return Err(failed(true, None)),
+        Some(Err(error)) => return Err(failed(true, Some(error))),
+    };
+    match csr::certificate(&csr) {
+        Some(certificate) => Ok(Waited::Issued(certificate.to_vec())),
+        None => Waited::refused(&csr).ok_or_else(|| failed(true, None)),
+    }
+}
+
+impl Waited {
+    /// The CSR's true `Denied` condition, else its true `Failed` one.
+    fn refused(csr: &CertificateSigningRequest) -> Option<Self> {
+        let refused = csr::true_condition(csr, &[ConditionType::Denied])
+            .or_else(|| csr::true_condition(csr, &[ConditionType::Failed]))?;
+        Some(Self::Refused {
+            type_: refused.type_.clone(),
+            reason: refused.reason.clone().unwrap_or_default(),
+            message: refused.message.clone().unwrap_or_default(),
+        })
     }
 }
 
@@ -515,19 +513,42 @@ struct Progress {
     terminal: bool,
     last: String,
     open: bool,
+    start: Instant,
+    deadline: tokio::time::Instant,
 }
 
 impl Progress {
-    fn new(name: &str) -> Self {
+    fn new(name: &str, deadline: tokio::time::Instant) -> Self {
         Self {
             name: name.to_owned(),
             terminal: std::io::stderr().is_terminal(),
             last: String::new(),
             open: false,
+            start: Instant::now(),
+            deadline,
         }
     }
 
-    fn tick(&mut self, state: &str, elapsed: Duration) {
+    /// Shows `state` every [`POLL`] until `wait` ends (its output) or the deadline passes
+    /// (`None`); the line is closed either way.
+    async fn during<F: std::future::Future>(&mut self, state: &str, wait: F) -> Option<F::Output> {
+        let mut wait = std::pin::pin!(wait);
+        let expired = tokio::time::sleep_until(self.deadline);
+        let mut expired = std::pin::pin!(expired);
+        let mut ticks = tokio::time::interval(POLL);
+        let output = loop {
+            tokio::select! {
+                output = &mut wait => break Some(output),
+                () = &mut expired => break None,
+                _ = ticks.tick() => self.tick(state),
+            }
+        };
+        self.done();
+        output
+    }
+
+    fn tick(&mut self, state: &str) {
+        let elapsed = self.start.elapsed();
         let mut stderr = std::io::stderr().lock();
         if self.terminal {
             let _ = write!(
@@ -575,78 +596,6 @@ fn verify(name: &str, pem: &[u8], spki: &[u8]) -> Result<String, RequestError> {
         return Err(RequestError::KeyMismatch(name.to_owned()));
     }
     Ok(certificate.validity().not_after.to_string())
-}
-
-/// A kubeconfig with the cluster used and a user authenticating with the new certificate.
-fn render_kubeconfig(
-    name: &str,
-    cluster: &NamedCluster,
-    namespace: Option<&str>,
-    certificate: &[u8],
-    key: &[u8],
-) -> String {
-    #[derive(serde::Serialize)]
-    struct Config<'a> {
-        #[serde(rename = "apiVersion")]
-        api_version: &'static str,
-        kind: &'static str,
-        clusters: [&'a NamedCluster; 1],
-        contexts: [NamedContext<'a>; 1],
-        #[serde(rename = "current-context")]
-        current_context: String,
-        users: [NamedUser<'a>; 1],
-    }
-    #[derive(serde::Serialize)]
-    struct NamedContext<'a> {
-        name: String,
-        context: Context<'a>,
-    }
-    #[derive(serde::Serialize)]
-    struct Context<'a> {
-        cluster: &'a str,
-        user: &'a str,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        namespace: Option<&'a str>,
-    }
-    #[derive(serde::Serialize)]
-    struct NamedUser<'a> {
-        name: &'a str,
-        user: User,
-    }
-    #[derive(serde::Serialize)]
-    struct User {
-        #[serde(rename = "client-certificate-data")]
-        certificate: String,
-        #[serde(rename = "client-key-data")]
-        key: String,
-    }
-    let base64 = &base64::engine::general_purpose::STANDARD;
-    let context = format!("{name}@{}", cluster.name);
-    let config = Config {
-        api_version: "v1",
-        kind: "Config",
-        clusters: [cluster],
-        contexts: [NamedContext {
-            name: context.clone(),
-            context: Context {
-                cluster: &cluster.name,
-                user: name,
-                namespace,
-            },
-        }],
-        current_context: context,
-        users: [NamedUser {
-            name,
-            user: User {
-                certificate: base64.encode(certificate),
-                key: base64.encode(key),
-            },
-        }],
-    };
-    // Serializing plain strings and the kubeconfig's own cluster type cannot fail; JSON is
-    // valid YAML should it ever.
-    serde_saphyr::to_string(&config)
-        .unwrap_or_else(|_| serde_json::to_string_pretty(&config).unwrap_or_default())
 }
 
 /// Writes a file only its owner can read (mode 0600), replacing any earlier one.
