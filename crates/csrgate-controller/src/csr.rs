@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use csrgate_api::{CsrApprovalPolicy, PolicyMode};
 use csrgate_policy::{
-    CompiledPolicy, Decision, Nodes, Outcome, PendingCause, Verdict, decide_with, node_name,
-    reasons, subject_node_name,
+    CompiledPolicy, Decision, NodeNames, Nodes, Outcome, PendingCause, Verdict, decide_with,
+    reasons,
 };
 use k8s_openapi::api::certificates::v1::{
     CertificateSigningRequest, CertificateSigningRequestCondition,
@@ -182,11 +182,13 @@ pub async fn reconcile(
 /// stays pending and is retried).
 async fn evaluate(ctx: &CsrContext, csr: &CertificateSigningRequest) -> Result<Decision> {
     let policies = ctx.cache.snapshot(&ctx.policies, ctx.dry_run);
-    let requesting_node = ctx
+    let names = ctx
         .nodes
         .as_ref()
-        .and_then(|_| node_name(csr.spec.username.as_deref()?));
-    let subject_node = ctx.nodes.as_ref().and_then(|_| subject_node_name(csr));
+        .map(|_| NodeNames::of(csr))
+        .unwrap_or_default();
+    let requesting_node = names.requestor.as_deref();
+    let subject_node = names.subject;
     let cached_node = |name: Option<&str>| {
         ctx.nodes
             .as_ref()

@@ -21,11 +21,12 @@ use k8s_openapi::api::certificates::v1::{
 use kube::api::{Api, ObjectMeta, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError, NamedCluster};
 use kube::runtime::wait::{Condition as _, await_condition};
-use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, PublicKeyData as _, SanType};
+use rcgen::PublicKeyData as _;
 use x509_parser::prelude::{FromDer as _, X509Certificate};
 
 use super::Outcome;
-use crate::cli::{KeyType, RequestArgs};
+use crate::cli::RequestArgs;
+use crate::keygen::{KeygenError, build_request, generate_key};
 
 /// The shortest lifetime the API server accepts in `spec.expirationSeconds`.
 const MIN_EXPIRATION: Duration = Duration::from_secs(600);
@@ -61,15 +62,9 @@ pub enum RequestError {
     /// The kubeconfig does not make a client.
     #[error(transparent)]
     Client(ClientError),
-    /// The key could not be generated.
-    #[error("generating a {0:?} key")]
-    KeyGeneration(
-        KeyType,
-        #[source] Box<dyn std::error::Error + Send + Sync + 'static>,
-    ),
-    /// The PKCS#10 request could not be built (e.g. a SAN that is not ASCII).
-    #[error("building the certificate request")]
-    BuildRequest(#[source] rcgen::Error),
+    /// The key or the certificate request could not be made.
+    #[error(transparent)]
+    Keygen(#[from] KeygenError),
     /// A file could not be read.
     #[error("reading {}", .0.display())]
     ReadFile(PathBuf, #[source] std::io::Error),
@@ -348,89 +343,6 @@ fn current_cluster(
     Ok((cluster, context.namespace.clone()))
 }
 
-/// A fresh key pair of the requested kind. RSA keys come from the `rsa` crate (ring, rcgen's
-/// backend, cannot generate them) and are handed to rcgen as PKCS#8, so ring signs the request.
-fn generate_key(key_type: KeyType) -> Result<KeyPair, RequestError> {
-    let failed =
-        |e: Box<dyn std::error::Error + Send + Sync>| RequestError::KeyGeneration(key_type, e);
-    let algorithm = match key_type {
-        KeyType::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
-        KeyType::EcdsaP384 => &rcgen::PKCS_ECDSA_P384_SHA384,
-        KeyType::Ed25519 => &rcgen::PKCS_ED25519,
-        KeyType::Rsa2048 | KeyType::Rsa4096 => {
-            use rsa::pkcs8::EncodePrivateKey as _;
-            let bits = if key_type == KeyType::Rsa2048 {
-                2048
-            } else {
-                4096
-            };
-            let private = rsa::PrivateKey::new(&mut getrandom::SysRng, bits)
-                .map_err(|e| failed(Box::new(e)))?;
-            let der = private.to_pkcs8_der().map_err(|e| failed(Box::new(e)))?;
-            return KeyPair::try_from(der.as_bytes()).map_err(|e| failed(Box::new(e)));
-        }
-    };
-    let key = KeyPair::generate_for(algorithm).map_err(|e| failed(Box::new(e)))?;
-    if key_type == KeyType::Ed25519 {
-        return ed25519_pkcs8_v1(&key)
-            .ok_or_else(|| failed("unexpected Ed25519 key encoding".into()));
-    }
-    Ok(key)
-}
-
-/// The PKCS#8 header of an Ed25519 key as ring writes it (version 2, public key included),
-/// up to the 32-byte seed.
-const ED25519_PKCS8_V2_PREFIX: [u8; 16] = [
-    0x30, 0x51, 0x02, 0x01, 0x01, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
-];
-/// The same for version 1 (RFC 8410 section 7), which OpenSSL 3.0 and Go read.
-const ED25519_PKCS8_V1_PREFIX: [u8; 16] = [
-    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
-];
-
-/// ring writes Ed25519 keys as PKCS#8 version 2, which `openssl pkey` (3.0) refuses to read;
-/// re-encode the same seed as version 1 so every tool can use the key file.
-fn ed25519_pkcs8_v1(key: &KeyPair) -> Option<KeyPair> {
-    let der = key.serialized_der();
-    let seed = der.strip_prefix(&ED25519_PKCS8_V2_PREFIX)?.get(..32)?;
-    let mut v1 = ED25519_PKCS8_V1_PREFIX.to_vec();
-    v1.extend_from_slice(seed);
-    let reencoded = KeyPair::try_from(v1.as_slice()).ok()?;
-    (reencoded.public_key_raw() == key.public_key_raw()).then_some(reencoded)
-}
-
-/// The PKCS#10 request, PEM: subject CN (and O), the SANs given, signed with `key`.
-fn build_request(args: &RequestArgs, key: &KeyPair) -> Result<String, RequestError> {
-    let mut params = CertificateParams::default();
-    let mut subject = DistinguishedName::new();
-    subject.push(DnType::CommonName, args.cn.as_str());
-    if let Some(org) = &args.org {
-        subject.push(DnType::OrganizationName, org.as_str());
-    }
-    params.distinguished_name = subject;
-    let mut sans = Vec::new();
-    for name in &args.dns_names {
-        sans.push(SanType::DnsName(
-            name.as_str()
-                .try_into()
-                .map_err(RequestError::BuildRequest)?,
-        ));
-    }
-    sans.extend(args.ip_addresses.iter().copied().map(SanType::IpAddress));
-    for uri in &args.uris {
-        sans.push(SanType::URI(
-            uri.as_str()
-                .try_into()
-                .map_err(RequestError::BuildRequest)?,
-        ));
-    }
-    params.subject_alt_names = sans;
-    params
-        .serialize_request(key)
-        .and_then(|csr| csr.pem())
-        .map_err(RequestError::BuildRequest)
-}
-
 /// How waiting ended, short of an error.
 enum Waited {
     /// Approved and issued: `status.certificate`, PEM.
@@ -614,13 +526,14 @@ fn write_private(path: &Path, contents: &[u8]) -> Result<(), RequestError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::cli::parse_duration;
+    use crate::cli::{KeyType, parse_duration};
 
-    fn args(key_type: KeyType) -> RequestArgs {
+    /// jane's request with a DNS, an IP and a URI SAN.
+    pub(crate) fn args(key_type: KeyType) -> RequestArgs {
         RequestArgs {
             name: "jane".into(),
             cn: "jane".into(),
@@ -643,8 +556,8 @@ mod tests {
     }
 
     /// A certificate for `key`, self-signed, PEM.
-    fn certificate_for(key: &KeyPair) -> String {
-        CertificateParams::new(vec!["x".to_owned()])
+    fn certificate_for(key: &rcgen::KeyPair) -> String {
+        rcgen::CertificateParams::new(vec!["x".to_owned()])
             .unwrap()
             .self_signed(key)
             .unwrap()
@@ -670,42 +583,6 @@ mod tests {
             Err(RequestError::ExpirationTooShort(599))
         ));
         assert_eq!(expiration_seconds(Duration::from_secs(600)).unwrap(), 600);
-    }
-
-    #[test]
-    fn the_request_carries_the_subject_the_names_and_the_key() {
-        for key_type in [KeyType::EcdsaP256, KeyType::EcdsaP384, KeyType::Ed25519] {
-            let key = generate_key(key_type).unwrap();
-            let pem = build_request(&args(key_type), &key).unwrap();
-            let parsed = rcgen::CertificateSigningRequestParams::from_pem(&pem).unwrap();
-            assert_eq!(
-                parsed.public_key.der_bytes(),
-                key.der_bytes(),
-                "{key_type:?}"
-            );
-            let subject = &parsed.params.distinguished_name;
-            assert!(
-                matches!(subject.get(&DnType::CommonName), Some(rcgen::DnValue::Utf8String(cn)) if cn == "jane"),
-                "{subject:?}"
-            );
-            assert_eq!(parsed.params.subject_alt_names.len(), 3);
-        }
-    }
-
-    #[test]
-    fn ed25519_keys_are_written_as_pkcs8_version_1() {
-        let key = generate_key(KeyType::Ed25519).unwrap();
-        assert!(key.serialized_der().starts_with(&ED25519_PKCS8_V1_PREFIX));
-        assert_eq!(key.algorithm(), &rcgen::PKCS_ED25519);
-    }
-
-    #[test]
-    fn an_rsa_key_is_generated_and_signs_the_request() {
-        let key = generate_key(KeyType::Rsa2048).unwrap();
-        assert_eq!(key.algorithm(), &rcgen::PKCS_RSA_SHA256);
-        let pem = build_request(&args(KeyType::Rsa2048), &key).unwrap();
-        let parsed = rcgen::CertificateSigningRequestParams::from_pem(&pem).unwrap();
-        assert_eq!(parsed.public_key.der_bytes(), key.der_bytes());
     }
 
     #[test]
