@@ -5,7 +5,6 @@
 //! a node, a spoofing node, an escalation attempt, a forged request, someone the policies do
 //! not cover), waits for the decisions and prints them.
 
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use csrgate_api::CsrApprovalPolicy;
@@ -22,6 +21,7 @@ use serde::Serialize;
 
 use super::{Error, Outcome};
 use crate::cli::{DemoArgs, DemoOutput};
+use crate::report::{Column, table_lines};
 
 /// The example policies, embedded so the demo runs from anywhere.
 const POLICIES: [&str; 5] = [
@@ -487,44 +487,51 @@ fn with_context(
 /// The width `table` keeps within: a terminal of 100 columns.
 const TABLE_WIDTH: usize = 100;
 
-/// Columns padded to their widest cell (requestor and signer left out), each row followed by
-/// its message, indented and wrapped at word boundaries within [`TABLE_WIDTH`] columns.
+/// A column of the demo's tables.
+const fn column(header: &'static str, cell: fn(&Row) -> String) -> Column<Row> {
+    Column { header, cell }
+}
+
+/// The default table's columns (requestor, signer and message left out).
+const COLUMNS: [Column<Row>; 5] = [
+    column("CASE", |r| r.case.clone()),
+    column("CSR", |r| r.csr.clone()),
+    column("DECISION", |r| r.decision.clone()),
+    column("REASON", |r| r.reason.clone()),
+    column("CERTIFICATE", |r| r.certificate.clone()),
+];
+
+/// `-o wide`: every field, the message last.
+const WIDE_COLUMNS: [Column<Row>; 8] = [
+    column("CASE", |r| r.case.clone()),
+    column("CSR", |r| r.csr.clone()),
+    column("REQUESTOR", |r| r.requestor.clone()),
+    column("SIGNER", |r| r.signer.clone()),
+    column("DECISION", |r| r.decision.clone()),
+    column("REASON", |r| r.reason.clone()),
+    column("CERTIFICATE", |r| r.certificate.clone()),
+    column("MESSAGE", |r| r.message.clone()),
+];
+
+/// [`COLUMNS`], each row followed by its message, indented and wrapped at word boundaries
+/// within [`TABLE_WIDTH`] columns.
 fn table(rows: &[Row]) -> String {
-    const HEADER: [&str; 5] = ["CASE", "CSR", "DECISION", "REASON", "CERTIFICATE"];
     const INDENT: &str = "    ";
-    let cells = |row: &Row| -> [String; 5] {
-        [
-            row.case.clone(),
-            row.csr.clone(),
-            row.decision.clone(),
-            row.reason.clone(),
-            row.certificate.clone(),
-        ]
-    };
-    let widths: Vec<usize> = (0..HEADER.len())
-        .map(|c| {
-            rows.iter()
-                .map(|r| cells(r)[c].chars().count())
-                .chain([HEADER[c].len()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let line = |cells: &[String]| {
-        let mut text = String::new();
-        for (column, cell) in cells.iter().enumerate() {
-            let _ = write!(text, "{cell:width$}  ", width = widths[column]);
-        }
-        text.trim_end().to_owned()
-    };
     let wrap = textwrap::Options::new(TABLE_WIDTH)
         .initial_indent(INDENT)
         .subsequent_indent(INDENT);
-    let mut out = format!("\n{}\n", line(&HEADER.map(str::to_owned)));
-    for row in rows {
-        out.push_str(&line(&cells(row)));
+    let lines = table_lines(&COLUMNS, rows);
+    let mut out = String::from("\n");
+    for (line, row) in lines
+        .iter()
+        .zip(std::iter::once(None).chain(rows.iter().map(Some)))
+    {
+        out.push_str(line.trim_end());
         out.push('\n');
-        for wrapped in textwrap::wrap(&row.message, &wrap) {
+        for wrapped in row
+            .map(|r| textwrap::wrap(&r.message, &wrap))
+            .unwrap_or_default()
+        {
             out.push_str(&wrapped);
             out.push('\n');
         }
@@ -532,45 +539,11 @@ fn table(rows: &[Row]) -> String {
     out
 }
 
-/// Every column padded to its widest cell, the message last and unpadded (`-o wide`).
+/// [`WIDE_COLUMNS`], unwrapped.
 fn wide_table(rows: &[Row]) -> String {
-    const HEADER: [&str; 8] = [
-        "CASE",
-        "CSR",
-        "REQUESTOR",
-        "SIGNER",
-        "DECISION",
-        "REASON",
-        "CERTIFICATE",
-        "MESSAGE",
-    ];
-    let cells = |row: &Row| -> [String; 8] {
-        [
-            row.case.clone(),
-            row.csr.clone(),
-            row.requestor.clone(),
-            row.signer.clone(),
-            row.decision.clone(),
-            row.reason.clone(),
-            row.certificate.clone(),
-            row.message.clone(),
-        ]
-    };
-    let all: Vec<[String; 8]> = std::iter::once(HEADER.map(str::to_owned))
-        .chain(rows.iter().map(cells))
-        .collect();
-    let widths: Vec<usize> = (0..8)
-        .map(|c| all.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
-        .collect();
     let mut out = String::from("\n");
-    for row in &all {
-        for (column, text) in row.iter().enumerate() {
-            if column + 1 == row.len() {
-                out.push_str(text);
-            } else {
-                let _ = write!(out, "{text:width$}  ", width = widths[column]);
-            }
-        }
+    for line in table_lines(&WIDE_COLUMNS, rows) {
+        out.push_str(&line);
         out.push('\n');
     }
     out
