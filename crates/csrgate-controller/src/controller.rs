@@ -48,6 +48,9 @@ pub struct Config {
     pub max_pending_per_signer: Option<std::num::NonZeroUsize>,
     /// The name events are reported under (the deployment's name).
     pub reporter: String,
+    /// The instance events are reported as (`reportingInstance`): the pod's name, which the
+    /// binary reads from `POD_NAME`; `None` reports as [`Config::reporter`].
+    pub instance: Option<String>,
 }
 
 type ShutdownSignal = Shared<BoxFuture<'static, ()>>;
@@ -150,7 +153,7 @@ async fn run_controllers(
     let events = Publisher::new(
         client.clone(),
         config.reporter.clone(),
-        std::env::var("POD_NAME").ok(),
+        config.instance.clone(),
     );
     let cache = PolicyCache::default();
     let (changed_tx, changed_rx) = mpsc::channel::<()>(1);
@@ -268,7 +271,8 @@ async fn run_controllers(
     }
     for policy in policies.state() {
         if cache.get(&policy).is_none() {
-            cache.insert(&policy, policy::compile(&policy, config.watch_nodes));
+            let compiled = policy::compile_blocking(Arc::clone(&policy), config.watch_nodes).await;
+            cache.insert(&policy, compiled);
         }
     }
     if let Some(nodes) = &nodes

@@ -664,6 +664,7 @@ mod tests {
     use kube::runtime::{reflector, watcher};
 
     use super::*;
+    use crate::fixtures::{ApiServerVerifier, mock_client, status};
 
     /// The kubelet serving request of `examples/csrs/worker-1-serving.yaml` (CN
     /// system:node:worker-1, DNS worker-1 and worker-1.cluster.internal, IP 10.0.0.11), as
@@ -857,6 +858,117 @@ mod tests {
         let decision = evaluate(&ctx, &worker_1_serving()).await.unwrap();
         assert_eq!(decision.outcome, Outcome::Pending, "{:?}", decision.message);
         assert_eq!(calls.load(Ordering::SeqCst), 0);
+    }
+
+    const CSR_PATH: &str =
+        "/apis/certificates.k8s.io/v1/certificatesigningrequests/worker-1-serving";
+    const APPROVAL_PATH: &str =
+        "/apis/certificates.k8s.io/v1/certificatesigningrequests/worker-1-serving/approval";
+    /// A policy approving worker-1-serving without reading its Node.
+    const CN_IS_REQUESTOR: &str = "x509.commonName == object.spec.username";
+
+    /// `reconcile` of worker-1-serving on a mocked API server, which `serve` drives; the
+    /// reconcile's result and whether the CSR is still remembered as pending.
+    async fn reconcile_mocked<F>(
+        serve: impl FnOnce(ApiServerVerifier) -> F,
+    ) -> (Result<Action>, bool)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let (client, verifier) = mock_client();
+        let ctx = Arc::new(context(client, &policy(CN_IS_REQUESTOR), node(true)).await);
+        let server = tokio::spawn(serve(verifier));
+        let result = tokio::time::timeout(
+            Duration::from_secs(1),
+            reconcile(Arc::new(worker_1_serving()), Arc::clone(&ctx)),
+        )
+        .await
+        .expect("reconcile finished");
+        let remembered = ctx.seen.lock().unwrap().contains_key("worker-1-serving");
+        drop(ctx);
+        tokio::time::timeout(Duration::from_secs(1), server)
+            .await
+            .expect("every expected request came")
+            .unwrap();
+        (result, remembered)
+    }
+
+    /// worker-1-serving as the API server returns it, at `resource_version`, with a true
+    /// condition of `decided` when given.
+    fn as_stored(resource_version: &str, decided: Option<&str>) -> serde_json::Value {
+        let mut csr = serde_json::to_value(worker_1_serving()).unwrap();
+        csr["metadata"]["resourceVersion"] = resource_version.into();
+        if let Some(type_) = decided {
+            csr["status"] = serde_json::json!({"conditions": [
+                {"type": type_, "status": "True", "reason": "ByPerson", "message": "kubectl"},
+            ]});
+        }
+        csr
+    }
+
+    #[tokio::test]
+    async fn a_conflict_reads_the_csr_again_and_writes_nothing_when_someone_else_decided() {
+        let (result, remembered) = reconcile_mocked(|mut server| async move {
+            server
+                .expect("PUT", APPROVAL_PATH, 409, status(409, "Conflict"))
+                .await;
+            server
+                .expect("GET", CSR_PATH, 200, as_stored("7", Some("Denied")))
+                .await;
+            server.done().await;
+        })
+        .await;
+        assert_eq!(result.unwrap(), Action::await_change());
+        assert!(!remembered, "a decided CSR is forgotten");
+    }
+
+    #[tokio::test]
+    async fn a_conflict_is_retried_on_the_csr_as_read_again() {
+        let (result, remembered) = reconcile_mocked(|mut server| async move {
+            server
+                .expect("PUT", APPROVAL_PATH, 409, status(409, "Conflict"))
+                .await;
+            server
+                .expect("GET", CSR_PATH, 200, as_stored("7", None))
+                .await;
+            let written = server
+                .expect("PUT", APPROVAL_PATH, 200, as_stored("8", Some("Approved")))
+                .await;
+            assert_eq!(written["metadata"]["resourceVersion"], "7", "{written:#}");
+            assert_eq!(
+                written["status"]["conditions"][0]["type"], "Approved",
+                "{written:#}"
+            );
+            assert_eq!(
+                written["status"]["conditions"][0]["reason"], "PolicyApproved",
+                "{written:#}"
+            );
+            server
+                .expect(
+                    "POST",
+                    "/apis/events.k8s.io/v1/namespaces/default/events",
+                    201,
+                    serde_json::json!({}),
+                )
+                .await;
+            server.done().await;
+        })
+        .await;
+        assert_eq!(result.unwrap(), Action::await_change());
+        assert!(!remembered, "a written CSR is forgotten");
+    }
+
+    #[tokio::test]
+    async fn a_csr_deleted_before_the_approval_write_is_forgotten_without_error() {
+        let (result, remembered) = reconcile_mocked(|mut server| async move {
+            server
+                .expect("PUT", APPROVAL_PATH, 404, status(404, "NotFound"))
+                .await;
+            server.done().await;
+        })
+        .await;
+        assert_eq!(result.unwrap(), Action::await_change());
+        assert!(!remembered, "a deleted CSR is forgotten");
     }
 
     const KUBELET_CLIENT_RULE: &str = "authorizer.group('certificates.k8s.io').resource('certificatesigningrequests').subresource('selfnodeclient').check('create').allowed()";

@@ -291,6 +291,7 @@ impl Examples {
             concurrency: 8,
             max_pending_per_signer: None,
             reporter: "csrgate".into(),
+            instance: None,
         };
         let controller = tokio::spawn(csrgate_controller::run(
             admin.clone(),
