@@ -30,7 +30,9 @@ use crate::access_reviews::AccessReviews;
 use crate::cache::PolicyCache;
 use crate::evaluations::EvaluationSlots;
 use crate::events::{EventType, Publisher};
-use crate::metrics::{AuditLabels, DecisionLabels, ErrorLabel, SignerLabel};
+use crate::metrics::{
+    AuditLabels, DecisionLabel, DecisionLabels, ErrorLabel, SignerLabel, VerdictLabel,
+};
 use crate::pending::{Hold, PendingCap};
 use crate::{Error, Metrics, Result};
 
@@ -65,10 +67,24 @@ pub struct CsrContext {
     pub seen: Mutex<HashMap<String, Seen>>,
 }
 
+/// What was already said about one pending CSR (an event and a log line), so that it is
+/// said once, not on every re-evaluation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Reported {
+    /// The approval write was refused (403).
+    Forbidden,
+    /// The request cannot be read.
+    InvalidRequest,
+    /// A covering Enforce policy, by name, is not Ready and holds the CSR.
+    Held(String),
+    /// An Audit policy's verdict at one generation: (name, generation).
+    Audit(String, i64),
+}
+
 /// What the controller remembers of one pending CSR.
 pub struct Seen {
     first: Instant,
-    reported: Vec<String>,
+    reported: Vec<Reported>,
     /// Failed reconciles in a row, for the retry backoff.
     failures: u32,
 }
@@ -132,7 +148,7 @@ pub async fn reconcile(
             Err(kube::Error::Api(status)) if status.code == 409 => {
                 debug!("CSR changed since it was read; reading it again");
                 current = api.get(&name).await.map_err(|source| {
-                    ctx.metrics.api_error("get_csr");
+                    ctx.metrics.api_error(crate::metrics::ApiCall::GetCsr);
                     Error::CsrReadFailed {
                         csr: name.clone(),
                         source,
@@ -156,7 +172,8 @@ pub async fn reconcile(
                 });
             }
             Err(source) => {
-                ctx.metrics.api_error("update_approval");
+                ctx.metrics
+                    .api_error(crate::metrics::ApiCall::UpdateApproval);
                 return Err(Error::ApprovalWriteFailed { csr: name, source });
             }
         }
@@ -248,7 +265,7 @@ async fn read_node(
         .get_opt(node)
         .await
         .map_err(|source| {
-            ctx.metrics.api_error("get_node");
+            ctx.metrics.api_error(crate::metrics::ApiCall::GetNode);
             Error::NodeReadFailed {
                 csr: csr.name_any(),
                 node: node.to_owned(),
@@ -335,6 +352,12 @@ async fn written(ctx: &CsrContext, csr: &CertificateSigningRequest, decision: &D
             .decision_duration
             .observe(seen.first.elapsed().as_secs_f64());
     }
+    // Written decisions are Approved or Denied; Pending writes nothing (see `condition_for`).
+    let label = if decision.outcome == Outcome::Approved {
+        DecisionLabel::Approved
+    } else {
+        DecisionLabel::Denied
+    };
     let policy_labels: Vec<String> = if deciding.is_empty() {
         vec![String::new()]
     } else {
@@ -346,7 +369,7 @@ async fn written(ctx: &CsrContext, csr: &CertificateSigningRequest, decision: &D
             .get_or_create(&DecisionLabels {
                 policy,
                 signer: csr.spec.signer_name.clone(),
-                decision: decision.outcome.as_str().to_owned(),
+                decision: label,
             })
             .inc();
     }
@@ -387,14 +410,15 @@ fn deciding_policies(decision: &Decision) -> Vec<&str> {
 /// event on the CSR and one log line); counted every time.
 async fn forbidden(ctx: &CsrContext, csr: &CertificateSigningRequest, message: &str) {
     let signer = &csr.spec.signer_name;
-    ctx.metrics.api_error("update_approval");
+    ctx.metrics
+        .api_error(crate::metrics::ApiCall::UpdateApproval);
     ctx.metrics
         .approvals_forbidden
         .get_or_create(&crate::metrics::SignerLabel {
             signer: signer.clone(),
         })
         .inc();
-    if !first_time(ctx, &csr.name_any(), "forbidden".to_owned()) {
+    if !first_time(ctx, &csr.name_any(), Reported::Forbidden) {
         return;
     }
     warn!(%signer, %message, "the API server refused the approval write (403): csrgate may not approve for this signer; the CSR stays pending and is retried with backoff");
@@ -475,9 +499,15 @@ async fn held(ctx: &CsrContext, csr: &CertificateSigningRequest, hold: &Hold) {
 /// The event reason when the API server refuses csrgate's approval write.
 pub const REASON_APPROVAL_FORBIDDEN: &str = "ApprovalForbidden";
 
-/// The `csrgate_audit_decisions_total` verdict label of an Audit policy whose
-/// `defaultAction: Deny` would have denied the CSR.
-pub const AUDIT_DEFAULT_DENY: &str = "DefaultDeny";
+/// The `csrgate_audit_decisions_total` label of a verdict.
+fn verdict_label(verdict: &Verdict) -> VerdictLabel {
+    match verdict {
+        Verdict::Approve => VerdictLabel::Approve,
+        Verdict::Fail(_) => VerdictLabel::Fail,
+        Verdict::NotApplicable => VerdictLabel::NotApplicable,
+        Verdict::NotReady(_) => VerdictLabel::NotReady,
+    }
+}
 
 /// Audit verdicts and holds, reported once per CSR and policy generation.
 async fn report_once(ctx: &CsrContext, csr: &CertificateSigningRequest, decision: &Decision) {
@@ -488,15 +518,18 @@ async fn report_once(ctx: &CsrContext, csr: &CertificateSigningRequest, decision
         .iter()
         .filter(|p| p.mode == PolicyMode::Audit)
     {
-        let key = format!("audit/{}/{}", report.name, report.generation);
-        if !first_time(ctx, &name, key) {
+        if !first_time(
+            ctx,
+            &name,
+            Reported::Audit(report.name.clone(), report.generation),
+        ) {
             continue;
         }
         ctx.metrics
             .audit_decisions
             .get_or_create(&AuditLabels {
                 policy: report.name.clone(),
-                verdict: report.verdict.as_str().to_owned(),
+                verdict: verdict_label(&report.verdict),
             })
             .inc();
         let detail = match &report.verdict {
@@ -518,7 +551,7 @@ async fn report_once(ctx: &CsrContext, csr: &CertificateSigningRequest, decision
                     .audit_decisions
                     .get_or_create(&AuditLabels {
                         policy: report.name.clone(),
-                        verdict: AUDIT_DEFAULT_DENY.to_owned(),
+                        verdict: VerdictLabel::DefaultDeny,
                     })
                     .inc();
                 format!("{detail}; its defaultAction Deny would deny the CSR: {denial}")
@@ -544,7 +577,7 @@ async fn report_once(ctx: &CsrContext, csr: &CertificateSigningRequest, decision
     }
     match &decision.pending {
         Some(PendingCause::PolicyNotReady { policy, .. })
-            if first_time(ctx, &name, format!("held/{policy}")) =>
+            if first_time(ctx, &name, Reported::Held(policy.clone())) =>
         {
             warn!(%policy, "held: a covering Enforce policy is not Ready");
             to_report.push((
@@ -553,7 +586,9 @@ async fn report_once(ctx: &CsrContext, csr: &CertificateSigningRequest, decision
                 decision.message.clone().unwrap_or_default(),
             ));
         }
-        Some(PendingCause::InvalidRequest(_)) if first_time(ctx, &name, "invalid".to_owned()) => {
+        Some(PendingCause::InvalidRequest(_))
+            if first_time(ctx, &name, Reported::InvalidRequest) =>
+        {
             to_report.push((
                 EventType::Warning,
                 reasons::INVALID_REQUEST,
@@ -589,7 +624,7 @@ fn forget(ctx: &CsrContext, name: &str) {
     }
 }
 
-fn first_time(ctx: &CsrContext, name: &str, key: String) -> bool {
+fn first_time(ctx: &CsrContext, name: &str, key: Reported) -> bool {
     let Ok(mut seen) = ctx.seen.lock() else {
         return true;
     };
@@ -619,7 +654,7 @@ pub fn error_policy(
     ctx.metrics
         .reconcile_errors
         .get_or_create(&ErrorLabel {
-            error: error.metric_label().to_owned(),
+            error: error.metric_label(),
         })
         .inc();
     let failures = ctx.seen.lock().map_or(0, |mut seen| {
@@ -858,6 +893,20 @@ mod tests {
         let decision = evaluate(&ctx, &worker_1_serving()).await.unwrap();
         assert_eq!(decision.outcome, Outcome::Pending, "{:?}", decision.message);
         assert_eq!(calls.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn metric_labels_spell_verdicts_and_decisions_as_check_does() {
+        for verdict in [
+            Verdict::Approve,
+            Verdict::Fail(Vec::new()),
+            Verdict::NotApplicable,
+            Verdict::NotReady(String::new()),
+        ] {
+            assert_eq!(verdict_label(&verdict).as_str(), verdict.as_str());
+        }
+        assert_eq!(DecisionLabel::Approved.as_str(), Outcome::Approved.as_str());
+        assert_eq!(DecisionLabel::Denied.as_str(), Outcome::Denied.as_str());
     }
 
     const CSR_PATH: &str =

@@ -134,7 +134,8 @@ pub async fn reconcile(policy: Arc<CsrApprovalPolicy>, ctx: Arc<PolicyContext>) 
         )
         .await
         .map_err(|source| {
-            ctx.metrics.api_error("patch_policy_status");
+            ctx.metrics
+                .api_error(crate::metrics::ApiCall::PatchPolicyStatus);
             Error::PolicyStatusWriteFailed {
                 policy: policy.name_any(),
                 source,
@@ -253,7 +254,7 @@ pub fn error_policy(
     ctx.metrics
         .reconcile_errors
         .get_or_create(&crate::metrics::ErrorLabel {
-            error: error.metric_label().to_owned(),
+            error: error.metric_label(),
         })
         .inc();
     Action::requeue(Duration::from_secs(5))
