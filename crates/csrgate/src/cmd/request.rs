@@ -159,6 +159,34 @@ impl Files {
         }
     }
 
+    /// Refuses to replace an earlier request's files, unless renewing one, which must exist.
+    fn check(&self, renew: bool) -> Result<(), RequestError> {
+        if renew {
+            if !self.crt.exists() {
+                return Err(RequestError::NothingToRenew(self.crt.clone()));
+            }
+        } else if let Some(existing) = [&self.key, &self.crt, &self.kubeconfig]
+            .into_iter()
+            .find(|p| p.exists())
+        {
+            return Err(RequestError::AlreadyExists(existing.clone()));
+        }
+        Ok(())
+    }
+
+    /// Writes the certificate and the kubeconfig (YAML, mode 0600: it holds the key) beside
+    /// the pending key, then moves all three into place.
+    fn write(&self, certificate: &[u8], kubeconfig: &Kubeconfig) -> Result<(), RequestError> {
+        std::fs::write(&self.pending_crt, certificate)
+            .map_err(|e| RequestError::WriteFile(self.pending_crt.clone(), e))?;
+        // YAML, as kubectl writes kubeconfigs; the cluster and user are kube's own types.
+        let kubeconfig = serde_saphyr::to_string(kubeconfig).map_err(|e| {
+            RequestError::WriteFile(self.pending_kubeconfig.clone(), std::io::Error::other(e))
+        })?;
+        write_private(&self.pending_kubeconfig, kubeconfig.as_bytes())?;
+        self.commit()
+    }
+
     /// Moves the pending files into place, the key first: each rename is atomic.
     fn commit(&self) -> Result<(), RequestError> {
         for (from, to) in [
@@ -175,30 +203,8 @@ impl Files {
 async fn request(args: &RequestArgs) -> Result<Outcome, RequestError> {
     let expiration_seconds = expiration_seconds(args.expiration)?;
     let files = Files::new(&args.out, &args.name);
-    if args.renew {
-        if !files.crt.exists() {
-            return Err(RequestError::NothingToRenew(files.crt));
-        }
-    } else if let Some(existing) = [&files.key, &files.crt, &files.kubeconfig]
-        .into_iter()
-        .find(|p| p.exists())
-    {
-        return Err(RequestError::AlreadyExists(existing.clone()));
-    }
-
-    let (kubeconfig, source) = read_kubeconfig(args.kubeconfig.as_deref())?;
-    let (cluster, namespace) = current_cluster(&kubeconfig, &source, args.context.as_deref())?;
-    let options = KubeConfigOptions {
-        context: args.context.clone(),
-        ..KubeConfigOptions::default()
-    };
-    let acting = args
-        .as_user
-        .as_deref()
-        .map(|user| Impersonate::new(user, &args.as_groups));
-    let client = client_from(kubeconfig, &options, acting, Path::new(&source))
-        .await
-        .map_err(RequestError::Client)?;
+    files.check(args.renew)?;
+    let (client, cluster, namespace) = connect(args).await?;
 
     let key = generate_key(args.key_type)?;
     let request_pem = build_request(args, &key)?;
@@ -207,17 +213,7 @@ async fn request(args: &RequestArgs) -> Result<Outcome, RequestError> {
     // for a key that was lost.
     write_private(&files.pending_key, key.serialize_pem().as_bytes())?;
 
-    let csr_name = if args.renew {
-        // CSR names are unique and kept after issuance: time plus a random tag.
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let mut tag = [0u8; 2];
-        let _ = getrandom::fill(&mut tag);
-        format!("{}-{now}-{:02x}{:02x}", args.name, tag[0], tag[1])
-    } else {
-        args.name.clone()
-    };
+    let csr_name = csr_name(args);
     let csr = CertificateSigningRequest {
         metadata: ObjectMeta {
             name: Some(csr_name.clone()),
@@ -262,22 +258,14 @@ async fn request(args: &RequestArgs) -> Result<Outcome, RequestError> {
             return Err(error);
         }
     };
-
-    std::fs::write(&files.pending_crt, &certificate)
-        .map_err(|e| RequestError::WriteFile(files.pending_crt.clone(), e))?;
-    let user_kubeconfig = client_certificate_kubeconfig(
+    let kubeconfig = client_certificate_kubeconfig(
         cluster,
         &args.name,
         namespace.as_deref(),
         &certificate,
         key.serialize_pem().as_bytes(),
     );
-    // YAML, as kubectl writes kubeconfigs; the cluster and user are kube's own types.
-    let user_kubeconfig = serde_saphyr::to_string(&user_kubeconfig).map_err(|e| {
-        RequestError::WriteFile(files.pending_kubeconfig.clone(), std::io::Error::other(e))
-    })?;
-    write_private(&files.pending_kubeconfig, user_kubeconfig.as_bytes())?;
-    files.commit()?;
+    files.write(&certificate, &kubeconfig)?;
     println!(
         "wrote {}, {} and {} (CertificateSigningRequest {csr_name}; valid until {not_after})",
         files.key.display(),
@@ -285,6 +273,41 @@ async fn request(args: &RequestArgs) -> Result<Outcome, RequestError> {
         files.kubeconfig.display()
     );
     Ok(Outcome::Success)
+}
+
+/// A client for the kubeconfig's cluster (`--kubeconfig`, `--context`, `--as`), the cluster
+/// itself and the context's namespace, for the kubeconfig written at the end.
+async fn connect(
+    args: &RequestArgs,
+) -> Result<(kube::Client, NamedCluster, Option<String>), RequestError> {
+    let (kubeconfig, source) = read_kubeconfig(args.kubeconfig.as_deref())?;
+    let (cluster, namespace) = current_cluster(&kubeconfig, &source, args.context.as_deref())?;
+    let options = KubeConfigOptions {
+        context: args.context.clone(),
+        ..KubeConfigOptions::default()
+    };
+    let acting = args
+        .as_user
+        .as_deref()
+        .map(|user| Impersonate::new(user, &args.as_groups));
+    let client = client_from(kubeconfig, &options, acting, Path::new(&source))
+        .await
+        .map_err(RequestError::Client)?;
+    Ok((client, cluster, namespace))
+}
+
+/// The CSR's name: `--name`, or for a renewal `--name` with the time and a random tag, since
+/// CSR names are unique and kept after issuance.
+fn csr_name(args: &RequestArgs) -> String {
+    if !args.renew {
+        return args.name.clone();
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut tag = [0u8; 2];
+    let _ = getrandom::fill(&mut tag);
+    format!("{}-{now}-{:02x}{:02x}", args.name, tag[0], tag[1])
 }
 
 fn expiration_seconds(expiration: Duration) -> Result<i32, RequestError> {
