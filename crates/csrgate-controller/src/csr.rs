@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use csrgate_api::{CsrApprovalPolicy, PolicyMode};
 use csrgate_policy::{
-    CompiledPolicy, Decision, NodeNames, Nodes, Outcome, PendingCause, Verdict, decide_with,
-    reasons,
+    CompiledPolicy, Decision, NodeNames, Nodes, Outcome, PendingCause, PolicyReport, Verdict,
+    decide_with, reasons,
 };
 use k8s_openapi::api::certificates::v1::{
     CertificateSigningRequest, CertificateSigningRequestCondition,
@@ -525,55 +525,7 @@ async fn report_once(ctx: &CsrContext, csr: &CertificateSigningRequest, decision
         ) {
             continue;
         }
-        ctx.metrics
-            .audit_decisions
-            .get_or_create(&AuditLabels {
-                policy: report.name.clone(),
-                verdict: verdict_label(&report.verdict),
-            })
-            .inc();
-        let detail = match &report.verdict {
-            Verdict::Fail(failures) => format!(
-                ": {}",
-                failures
-                    .iter()
-                    .map(|f| format!("{}: {}", f.validation, f.message))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ),
-            Verdict::NotReady(message) => format!(": {message}"),
-            _ => String::new(),
-        };
-        // What its `defaultAction: Deny` would have done, recorded as a verdict of its own.
-        let detail = match &report.default_denial {
-            Some(denial) => {
-                ctx.metrics
-                    .audit_decisions
-                    .get_or_create(&AuditLabels {
-                        policy: report.name.clone(),
-                        verdict: VerdictLabel::DefaultDeny,
-                    })
-                    .inc();
-                format!("{detail}; its defaultAction Deny would deny the CSR: {denial}")
-            }
-            None => detail,
-        };
-        debug!(policy = %report.name, verdict = report.verdict.as_str(), default_denial = report.default_denial.is_some(), "audit verdict");
-        to_report.push((
-            EventType::Normal,
-            reasons::AUDIT_DECISION,
-            format!(
-                "csrgate: Audit CsrApprovalPolicy {:?} (generation {}) would {}{detail}",
-                report.name,
-                report.generation,
-                match report.verdict {
-                    Verdict::Approve => "approve",
-                    Verdict::Fail(_) => "fail",
-                    Verdict::NotApplicable => "not apply",
-                    Verdict::NotReady(_) => "not be Ready",
-                }
-            ),
-        ));
+        to_report.push(audit_event(ctx, report));
     }
     match &decision.pending {
         Some(PendingCause::PolicyNotReady { policy, .. })
@@ -602,6 +554,60 @@ async fn report_once(ctx: &CsrContext, csr: &CertificateSigningRequest, decision
             .publish(&ctx.metrics, csr, type_, reason, "Evaluate", note)
             .await;
     }
+}
+
+/// Counts an Audit policy's verdict (and what its `defaultAction: Deny` would have done, as
+/// a verdict of its own) and returns the Normal event that says it.
+fn audit_event(ctx: &CsrContext, report: &PolicyReport) -> (EventType, &'static str, String) {
+    ctx.metrics
+        .audit_decisions
+        .get_or_create(&AuditLabels {
+            policy: report.name.clone(),
+            verdict: verdict_label(&report.verdict),
+        })
+        .inc();
+    let detail = match &report.verdict {
+        Verdict::Fail(failures) => format!(
+            ": {}",
+            failures
+                .iter()
+                .map(|f| format!("{}: {}", f.validation, f.message))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+        Verdict::NotReady(message) => format!(": {message}"),
+        _ => String::new(),
+    };
+    // What its `defaultAction: Deny` would have done, recorded as a verdict of its own.
+    let detail = match &report.default_denial {
+        Some(denial) => {
+            ctx.metrics
+                .audit_decisions
+                .get_or_create(&AuditLabels {
+                    policy: report.name.clone(),
+                    verdict: VerdictLabel::DefaultDeny,
+                })
+                .inc();
+            format!("{detail}; its defaultAction Deny would deny the CSR: {denial}")
+        }
+        None => detail,
+    };
+    debug!(policy = %report.name, verdict = report.verdict.as_str(), default_denial = report.default_denial.is_some(), "audit verdict");
+    (
+        EventType::Normal,
+        reasons::AUDIT_DECISION,
+        format!(
+            "csrgate: Audit CsrApprovalPolicy {:?} (generation {}) would {}{detail}",
+            report.name,
+            report.generation,
+            match report.verdict {
+                Verdict::Approve => "approve",
+                Verdict::Fail(_) => "fail",
+                Verdict::NotApplicable => "not apply",
+                Verdict::NotReady(_) => "not be Ready",
+            }
+        ),
+    )
 }
 
 fn remember(ctx: &CsrContext, name: &str) {
