@@ -10,15 +10,13 @@ const DEMO_SIGNER: &str = "example.com/demo";
 pub(crate) fn requestor(manifest: &str) -> (String, Vec<String>) {
     let value: serde_json::Value = serde_saphyr::from_str(manifest).unwrap();
     let user = value["spec"]["username"].as_str().unwrap().to_owned();
-    let groups = value["spec"]["groups"]
+    let groups: Vec<String> = value["spec"]["groups"]
         .as_array()
         .unwrap()
         .iter()
-        .filter_map(|g| g.as_str())
-        .filter(|g| *g != "system:authenticated")
-        .map(str::to_owned)
+        .filter_map(|g| g.as_str().map(str::to_owned))
         .collect();
-    (user, groups)
+    (user, csrgate_api::user::impersonated_groups(&groups))
 }
 
 /// Creates a CSR from a manifest as its requestor; returns kubectl's (code, stdout, stderr).

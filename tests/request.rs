@@ -5,28 +5,15 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::util::{Cluster, csrgate, kubeconfig_with_unreachable_current_context, run};
+use crate::util::{
+    Cluster, csrgate, kubeconfig_with_unreachable_current_context, run, write_kubeconfig_as,
+};
 
 /// A copy of the sandbox's admin kubeconfig whose user acts as jane in platform-admins
 /// (kube-rs sends the kubeconfig's `as`/`as-groups` as impersonation headers, as kubectl does).
 fn jane_kubeconfig(cluster: &Cluster) -> PathBuf {
-    let admin = std::fs::read_to_string(&cluster.kubeconfig).unwrap();
-    // The sandbox writes the admin user last; the impersonation goes into that user.
-    assert!(
-        admin
-            .lines()
-            .last()
-            .unwrap()
-            .trim_start()
-            .starts_with("token:"),
-        "{admin}"
-    );
     let path = cluster.dir.path().join("jane.kubeconfig");
-    std::fs::write(
-        &path,
-        format!("{admin}    as: jane\n    as-groups: [platform-admins]\n"),
-    )
-    .unwrap();
+    write_kubeconfig_as(&cluster.kubeconfig, &path, "jane", &["platform-admins"]);
     path
 }
 

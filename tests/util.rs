@@ -254,21 +254,24 @@ impl Drop for Cluster {
     }
 }
 
-/// The first Approved/Denied/Failed condition of a CSR: (type, reason, message).
+/// The CSR as the API type (kubectl's JSON of it).
+pub fn typed_csr(
+    csr: &serde_json::Value,
+) -> k8s_openapi::api::certificates::v1::CertificateSigningRequest {
+    serde_json::from_value(csr.clone()).unwrap()
+}
+
+/// The first true Approved/Denied/Failed condition of a CSR (the rule every crate uses,
+/// `csrgate_api::csr::final_condition`): (type, reason, message).
 pub fn condition(csr: &serde_json::Value) -> Option<(String, String, String)> {
-    csr["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find_map(|c| {
-            let type_ = c["type"].as_str()?;
-            matches!(type_, "Approved" | "Denied" | "Failed").then(|| {
-                (
-                    type_.to_owned(),
-                    c["reason"].as_str().unwrap_or("").to_owned(),
-                    c["message"].as_str().unwrap_or("").to_owned(),
-                )
-            })
-        })
+    let csr = typed_csr(csr);
+    csrgate_api::csr::final_condition(&csr).map(|c| {
+        (
+            c.type_.clone(),
+            c.reason.clone().unwrap_or_default(),
+            c.message.clone().unwrap_or_default(),
+        )
+    })
 }
 
 /// A free loopback port (bound, then released).
@@ -342,19 +345,37 @@ fn dechunk(body: &str) -> String {
 /// whose cluster refuses connections; returns the file and the name of the sandbox's context.
 /// A command that honours `--context <that name>` reaches the sandbox; one that does not fails.
 pub fn kubeconfig_with_unreachable_current_context(cluster: &Cluster) -> (PathBuf, String) {
-    let text = std::fs::read_to_string(&cluster.kubeconfig).unwrap();
-    let mut config: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
-    let context = config["contexts"][0]["name"].as_str().unwrap().to_owned();
-    let user = config["contexts"][0]["context"]["user"].clone();
-    config["clusters"]
-        .as_array_mut()
-        .unwrap()
-        .push(serde_json::json!({"name": "nowhere", "cluster": {"server": "http://127.0.0.1:9"}}));
-    config["contexts"].as_array_mut().unwrap().push(
-        serde_json::json!({"name": "nowhere", "context": {"cluster": "nowhere", "user": user}}),
-    );
-    config["current-context"] = "nowhere".into();
+    use kube::config::{Cluster as ClusterInfo, Context, NamedCluster, NamedContext};
+    let mut config = csrgate_api::client::read(&cluster.kubeconfig).unwrap();
+    let context = config.contexts[0].clone();
+    config.clusters.push(NamedCluster {
+        name: "nowhere".into(),
+        cluster: Some(ClusterInfo {
+            server: Some("http://127.0.0.1:9".into()),
+            ..ClusterInfo::default()
+        }),
+        other: Default::default(),
+    });
+    config.contexts.push(NamedContext {
+        name: "nowhere".into(),
+        context: Some(Context {
+            cluster: "nowhere".into(),
+            user: context.context.as_ref().unwrap().user.clone(),
+            ..Context::default()
+        }),
+        other: Default::default(),
+    });
+    config.current_context = Some("nowhere".into());
     let path = cluster.dir.path().join("two-contexts.kubeconfig");
-    std::fs::write(&path, config.to_string()).unwrap();
-    (path, context)
+    csrgate_api::client::write(&path, &config).unwrap();
+    (path, context.name)
+}
+
+/// Writes to `to` a copy of the kubeconfig `from` whose users act as `user` in `groups`
+/// (`as`/`as-groups`, which kube-rs and kubectl send as impersonation headers).
+pub fn write_kubeconfig_as(from: &Path, to: &Path, user: &str, groups: &[&str]) {
+    use csrgate_api::client::{Impersonate, impersonating, read, write};
+    let groups: Vec<String> = groups.iter().map(|g| (*g).to_owned()).collect();
+    let acting = impersonating(read(from).unwrap(), Impersonate::new(user, &groups));
+    write(to, &acting).unwrap();
 }

@@ -105,13 +105,17 @@ fn create_node(file: &str) {
 /// Creates the CSR as the user and groups its manifest names, as that requestor would.
 fn create_as_requestor(manifest: &serde_json::Value) -> Result<(), String> {
     let user = manifest["spec"]["username"].as_str().unwrap();
+    let groups: Vec<String> = manifest["spec"]["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|g| g.as_str().unwrap().to_owned())
+        .collect();
     let mut args = vec!["create", "-f", "-", "--as", user];
-    for group in manifest["spec"]["groups"].as_array().into_iter().flatten() {
-        let group = group.as_str().unwrap();
-        // The API server adds it to every authenticated user; kubectl need not send it.
-        if group != "system:authenticated" {
-            args.extend(["--as-group", group]);
-        }
+    // The API server adds system:authenticated itself; kubectl need not send it.
+    let groups = csrgate_api::user::impersonated_groups(&groups);
+    for group in &groups {
+        args.extend(["--as-group", group]);
     }
     let (code, stdout, stderr) = kubectl_stdin(&args, &manifest.to_string());
     if code == 0 {

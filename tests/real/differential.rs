@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use base64::Engine as _;
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use csrgate_api::client::{Impersonate, client};
 use serde_json::{Value, json};
 
 use crate::harness::{
@@ -40,22 +40,12 @@ struct Server {
 
 impl Server {
     async fn connect(kubeconfig: &Path) -> Self {
-        let config = |jane: bool| async move {
-            let mut config = kube::Config::from_custom_kubeconfig(
-                Kubeconfig::read_from(kubeconfig).unwrap(),
-                &KubeConfigOptions::default(),
-            )
-            .await
-            .unwrap();
-            if jane {
-                config.auth_info.impersonate = Some("jane".into());
-                config.auth_info.impersonate_groups = Some(vec!["platform-admins".into()]);
-            }
-            kube::Client::try_from(config).unwrap()
-        };
+        let groups = ["platform-admins".to_owned()];
+        let jane = Impersonate::new("jane", &groups);
+        let config = |acting| async move { client(kubeconfig, acting).await.unwrap() };
         Self {
-            client: config(false).await,
-            as_jane: config(true).await,
+            client: config(None).await,
+            as_jane: config(Some(jane)).await,
         }
     }
 

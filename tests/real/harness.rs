@@ -136,9 +136,7 @@ pub fn wait_csr(
 
 /// Whether the CSR carries the issued certificate.
 pub fn issued(csr: &serde_json::Value) -> bool {
-    csr["status"]["certificate"]
-        .as_str()
-        .is_some_and(|c| !c.is_empty())
+    csrgate_api::csr::certificate(&crate::util::typed_csr(csr)).is_some()
 }
 
 /// A `csrgate controller` process on the control plane; killed when dropped.
@@ -235,16 +233,8 @@ impl Controller {
 /// A copy of the admin kubeconfig that acts as `user` in `groups` (impersonation; with
 /// `system:masters` it keeps every right), so that the audit log tells controllers apart.
 pub fn kubeconfig_as(dir: &Path, user: &str, groups: &[&str]) -> PathBuf {
-    let text = std::fs::read_to_string(plane().kubeconfig()).unwrap();
-    let mut config: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
-    for entry in config["users"].as_array_mut().unwrap() {
-        entry["user"]["as"] = serde_json::json!(user);
-        if !groups.is_empty() {
-            entry["user"]["as-groups"] = serde_json::json!(groups);
-        }
-    }
     let path = dir.join(format!("{user}.kubeconfig"));
-    std::fs::write(&path, config.to_string()).unwrap();
+    crate::util::write_kubeconfig_as(plane().kubeconfig(), &path, user, groups);
     path
 }
 

@@ -1,4 +1,7 @@
-//! The `CsrApprovalPolicy` custom resource (`csrgate.dev/v1alpha1`): the types and nothing else.
+//! The `CsrApprovalPolicy` custom resource (`csrgate.dev/v1alpha1`), and the few API-server
+//! rules every csrgate crate must read the same way: a CSR's conditions ([`csr`]), the groups of
+//! an authenticated user ([`user`]) and, with the `client` feature, clients, kubeconfigs and
+//! waits ([`client`]).
 //!
 //! A platform team writes these objects (YAML kept in Git) to tell csrgate which
 //! CertificateSigningRequests it may approve. The doc comments on the fields are what
@@ -7,6 +10,11 @@
 //! The schema carries the structural checks the API server can make on its own
 //! (`x-kubernetes-validations`, list-map keys for unique names, enums, sizes), so a malformed
 //! policy is refused by `kubectl apply` rather than discovered by the controller.
+
+#[cfg(feature = "client")]
+pub mod client;
+pub mod csr;
+pub mod user;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use csrgate_api::client::Impersonate;
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
-use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use crate::{Error, Result};
 
@@ -206,37 +206,22 @@ impl Sandbox {
 
 /// A client from a kubeconfig file, impersonating `user` (in `platform-admins`) when given.
 pub async fn client(kubeconfig: &Path, user: Option<&str>) -> Result<kube::Client> {
-    let what = || format!("reading {}", kubeconfig.display());
-    let file = Kubeconfig::read_from(kubeconfig).map_err(|e| Error::Data {
-        what: what(),
-        message: e.to_string(),
-    })?;
-    let mut config = kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
+    let groups = ["platform-admins".to_owned()];
+    let acting = user.map(|user| Impersonate::new(user, &groups));
+    csrgate_api::client::client(kubeconfig, acting)
         .await
         .map_err(|e| Error::Data {
-            what: what(),
-            message: e.to_string(),
-        })?;
-    if let Some(user) = user {
-        config.auth_info.impersonate = Some(user.to_owned());
-        config.auth_info.impersonate_groups = Some(vec!["platform-admins".into()]);
-    }
-    kube::Client::try_from(config).map_err(|source| Error::Kube {
-        what: "building a client".into(),
-        source,
-    })
-}
-
-/// Whether the CSR has an Approved, Denied or Failed condition.
-pub fn is_decided(csr: &CertificateSigningRequest) -> bool {
-    csr.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| {
-            c.iter()
-                .any(|c| matches!(c.type_.as_str(), "Approved" | "Denied" | "Failed"))
+            what: format!("a client from {}", kubeconfig.display()),
+            // The whole chain: the cause is what the reader needs.
+            message: std::iter::successors(Some(&e as &dyn std::error::Error), |e| e.source())
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(": "),
         })
 }
+
+/// Whether the CSR has a true Approved, Denied or Failed condition.
+pub use csrgate_api::csr::is_decided;
 
 /// A loopback port nobody listens on now.
 pub fn free_port() -> Result<u16> {

@@ -208,7 +208,6 @@ fn markdown(
     real: &crate::report_real::RealResults,
     notes: &str,
 ) -> String {
-    let get = |key: &str| summary.get(key).and_then(Value::as_f64).unwrap_or(f64::NAN);
     let mut md = String::new();
     let _ = writeln!(md, "# csrgate benchmarks\n");
     let _ = writeln!(
@@ -218,6 +217,21 @@ fn markdown(
          figures within this file, not across runs.\n",
         machine()
     );
+    goals(&mut md, summary);
+    engine(&mut md, summary);
+    peers(&mut md, summary);
+    crate::report_real::markdown(&mut md, real);
+    end_to_end(&mut md, args, bursts);
+    scale(&mut md, summary);
+    if !notes.trim().is_empty() {
+        let _ = writeln!(md, "\n{}", notes.trim_end());
+    }
+    md
+}
+
+/// The goals table: each goal, its figure, met or missed.
+fn goals(md: &mut String, summary: &Value) {
+    let get = |key: &str| summary.get(key).and_then(Value::as_f64).unwrap_or(f64::NAN);
     let celjs = &summary["peers"]["celjs"];
     let celpython = &summary["peers"]["celpython"];
     let _ = writeln!(md, "## Goals\n");
@@ -274,7 +288,10 @@ fn markdown(
     for (goal, measured, met) in rows {
         let _ = writeln!(md, "| {goal} | {measured} | {} |", verdict(met));
     }
+}
 
+/// The engine benchmarks (criterion medians).
+fn engine(md: &mut String, summary: &Value) {
     let _ = writeln!(
         md,
         "\n## Engine (criterion, `cargo bench -p csrgate-policy --bench decide`)\n"
@@ -291,7 +308,13 @@ fn markdown(
         };
         let _ = writeln!(md, "| `{id}` | {what} | {shown} |");
     }
+}
 
+/// The same rules in the peer CEL engines.
+fn peers(md: &mut String, summary: &Value) {
+    let celjs = &summary["peers"]["celjs"];
+    let celpython = &summary["peers"]["celpython"];
+    let get = |key: &str| summary.get(key).and_then(Value::as_f64).unwrap_or(f64::NAN);
     let _ = writeln!(md, "\n## The same rules in other CEL engines (same run)\n");
     let _ = writeln!(
         md,
@@ -327,9 +350,10 @@ fn markdown(
             get(ratio)
         );
     }
+}
 
-    crate::report_real::markdown(&mut md, real);
-
+/// The end-to-end bursts against the sandbox, controller beside the floor.
+fn end_to_end(md: &mut String, args: &Args, bursts: &[(usize, Value, Value)]) {
     let plot = relative_link(&args.markdown, &args.plot);
     let _ = writeln!(
         md,
@@ -370,7 +394,10 @@ fn markdown(
             );
         }
     }
+}
 
+/// The scale run: RSS with the caches full, policy creation and readiness.
+fn scale(md: &mut String, summary: &Value) {
     let scale = &summary["scale"];
     let _ = writeln!(md, "\n## Scale (`csrgate-bench scale`)\n");
     let _ = writeln!(
@@ -403,10 +430,6 @@ fn markdown(
         "| first create → all Ready=True seen by a watch | {:.0} ms |",
         number(scale, "policies_ready_ms")
     );
-    if !notes.trim().is_empty() {
-        let _ = writeln!(md, "\n{}", notes.trim_end());
-    }
-    md
 }
 
 /// The plot's path as seen from the report's directory (both are in the repository).

@@ -212,47 +212,7 @@ pub async fn run(args: Args) -> Result<()> {
         args.csrs, args.nodes, cached.rss_mib, cached.peak_rss_mib
     );
 
-    // 1,000 policies: from the first create to every one Ready=True, seen by a watch.
-    let policies: Api<csrgate_api::CsrApprovalPolicy> = Api::all(admin.clone());
-    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    let watched = policies.clone();
-    let watch = tokio::spawn(async move {
-        let mut stream = watcher(watched, watcher::Config::default())
-            .applied_objects()
-            .boxed();
-        while let Ok(Some(policy)) = stream.try_next().await {
-            let ready = policy.status.as_ref().is_some_and(|s| {
-                s.conditions
-                    .iter()
-                    .any(|c| c.type_ == "Ready" && c.status == "True")
-            });
-            if ready {
-                let _ = ready_tx.send(policy.name_any());
-            }
-        }
-    });
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let start = Instant::now();
-    cluster::create_all(&policies, args.policies, "a policy", policy).await?;
-    let created_in = start.elapsed();
-    let mut ready = HashSet::new();
-    while ready.len() < args.policies {
-        match tokio::time::timeout(Duration::from_secs(60), ready_rx.recv()).await {
-            Ok(Some(name)) => {
-                ready.insert(name);
-            }
-            _ => break,
-        }
-    }
-    let ready_in = start.elapsed();
-    watch.abort();
-    if ready.len() < args.policies {
-        return Err(Error::Incomplete(format!(
-            "only {} of {} policies became Ready",
-            ready.len(),
-            args.policies
-        )));
-    }
+    let (created_in, ready_in) = policies_ready(&admin, args.policies).await?;
     tokio::time::sleep(Duration::from_secs(6)).await;
     let loaded = controller.usage();
     println!(
@@ -277,6 +237,52 @@ pub async fn run(args: Args) -> Result<()> {
             "peak_rss_mib_policies": loaded.peak_rss_mib,
         }),
     )
+}
+
+/// Creates `count` policies (16 concurrent clients); returns how long the creates took and
+/// how long from the first create until a watch saw every one `Ready=True`.
+async fn policies_ready(admin: &kube::Client, count: usize) -> Result<(Duration, Duration)> {
+    let policies: Api<csrgate_api::CsrApprovalPolicy> = Api::all(admin.clone());
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let watched = policies.clone();
+    let watch = tokio::spawn(async move {
+        let mut stream = watcher(watched, watcher::Config::default())
+            .applied_objects()
+            .boxed();
+        while let Ok(Some(policy)) = stream.try_next().await {
+            let ready = policy.status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == csrgate_api::CONDITION_READY && c.status == "True")
+            });
+            if ready {
+                let _ = ready_tx.send(policy.name_any());
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let start = Instant::now();
+    cluster::create_all(&policies, count, "a policy", policy).await?;
+    let created_in = start.elapsed();
+    let mut ready = HashSet::new();
+    while ready.len() < count {
+        match tokio::time::timeout(Duration::from_secs(60), ready_rx.recv()).await {
+            Ok(Some(name)) => {
+                ready.insert(name);
+            }
+            _ => break,
+        }
+    }
+    let ready_in = start.elapsed();
+    watch.abort();
+    if ready.len() < count {
+        return Err(Error::Incomplete(format!(
+            "only {} of {} policies became Ready",
+            ready.len(),
+            count
+        )));
+    }
+    Ok((created_in, ready_in))
 }
 
 /// Waits until the controller's pending gauge (refreshed every 5 s from its CSR cache)

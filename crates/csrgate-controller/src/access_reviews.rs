@@ -64,7 +64,8 @@ impl AccessReviews {
     }
 
     fn failed(&self, message: String) -> SubjectAccessReviewStatus {
-        self.metrics.api_error("create_subjectaccessreview");
+        self.metrics
+            .api_error(crate::metrics::ApiCall::CreateSubjectAccessReview);
         self.failure
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -48,6 +48,9 @@ pub struct Config {
     pub max_pending_per_signer: Option<std::num::NonZeroUsize>,
     /// The name events are reported under (the deployment's name).
     pub reporter: String,
+    /// The instance events are reported as (`reportingInstance`): the pod's name, which the
+    /// binary reads from `POD_NAME`; `None` reports as [`Config::reporter`].
+    pub instance: Option<String>,
 }
 
 type ShutdownSignal = Shared<BoxFuture<'static, ()>>;
@@ -139,6 +142,8 @@ pub async fn run(
     result
 }
 
+// About 90 lines, kept whole: it is the wiring read top to bottom (each step one call), and
+// most of its length is the two context literals, which name every shared handle in one place.
 async fn run_controllers(
     client: Client,
     config: &Config,
@@ -150,136 +155,51 @@ async fn run_controllers(
     let events = Publisher::new(
         client.clone(),
         config.reporter.clone(),
-        std::env::var("POD_NAME").ok(),
+        config.instance.clone(),
     );
     let cache = PolicyCache::default();
     let (changed_tx, changed_rx) = mpsc::channel::<()>(1);
+    let health = Healths::register(&readiness, config.watch_nodes);
+    let mut probes = health.spawn_probes(&client);
 
-    // Each watch reports its health to `/readyz` and is relisted when it stops progressing
-    // (see `crate::watches`).
-    let policy_health = WatchHealth::new("csrapprovalpolicies");
-    let csr_health = WatchHealth::new("certificatesigningrequests");
-    let node_health = WatchHealth::new("nodes");
-    let mut probes = vec![
-        tokio::spawn(watches::probe(
-            Api::<CsrApprovalPolicy>::all(client.clone()),
-            Arc::clone(&policy_health),
-        )),
-        tokio::spawn(watches::probe(
-            Api::<CertificateSigningRequest>::all(client.clone()),
-            Arc::clone(&csr_health),
-        )),
-    ];
-    if let Ok(mut watches) = readiness.watches.write() {
-        watches.clear();
-        watches.extend([Arc::clone(&policy_health), Arc::clone(&csr_health)]);
-        if config.watch_nodes {
-            watches.push(Arc::clone(&node_health));
-        }
-    }
-
-    let (policies, policy_writer) = reflector::store::<CsrApprovalPolicy>();
-    let policy_events = {
-        let api = Api::<CsrApprovalPolicy>::all(client.clone());
-        let health = Arc::clone(&policy_health);
-        let deleted = changed_tx.clone();
-        policy_health
-            .restartable(move || watcher(api.clone(), watcher::Config::default()).default_backoff())
-            .inspect(move |item| health.observe(item))
-            .reflect(policy_writer)
-            // After the store dropped it: a deleted policy reaches no reconciler (only applied
-            // objects do), yet the CSRs it held (not Ready) must be decided again without it.
-            .inspect(move |item| {
-                if let Ok(watcher::Event::Delete(_)) = item {
-                    // Ignore a full channel: a wake-up is already queued.
-                    let _ = deleted.try_send(());
-                }
-            })
-            .applied_objects()
-    };
-    let policy_controller = Controller::for_stream(policy_events, policies.clone())
-        .graceful_shutdown_on(shutdown.clone());
     let policy_context = Arc::new(PolicyContext {
         client: client.clone(),
         cache: cache.clone(),
         events: events.clone(),
         metrics: Arc::clone(&metrics),
-        changed: changed_tx,
+        changed: changed_tx.clone(),
         reviews: crate::authorization::SignerReviews::default(),
         watch_nodes: config.watch_nodes,
     });
-    let policy_task = tokio::spawn(
-        policy_controller
-            .run(policy::reconcile, policy::error_policy, policy_context)
-            .for_each(|result| async move {
-                if let Err(error) = result {
-                    debug!(%error, "policy controller event");
-                }
-            }),
-    );
+    let (policies, policy_task) =
+        spawn_policy_controller(&health.policies, policy_context, changed_tx, &shutdown);
 
     let (csrs, csr_writer) = reflector::store::<CertificateSigningRequest>();
     let pending_by_node = PendingByNode::default();
     // Node events re-queue the pending CSRs their Node requested (see `crate::nodes`).
     let (node_triggers_tx, node_triggers) = futures::channel::mpsc::unbounded();
-    let nodes = if config.watch_nodes {
-        let (store, writer) = reflector::store::<Node>();
-        let index = pending_by_node.clone();
-        let csr_store = csrs.clone();
-        let api = Api::<Node>::all(client.clone());
-        probes.push(tokio::spawn(watches::probe(
-            api.clone(),
-            Arc::clone(&node_health),
-        )));
-        let health = Arc::clone(&node_health);
-        let stream = node_health
-            .restartable(move || watcher(api.clone(), cache_watch_config()).default_backoff())
-            .inspect(move |item| health.observe(item))
-            .modify(csrgate_policy::node_for_policies)
-            .reflect(writer)
-            .for_each(move |event| {
-                let node = match &event {
-                    Ok(
-                        watcher::Event::Apply(node)
-                        | watcher::Event::InitApply(node)
-                        | watcher::Event::Delete(node),
-                    ) => node.metadata.name.as_deref(),
-                    _ => None,
-                };
-                for csr in node
-                    .map(|node| index.requested_by(node, &csr_store))
-                    .unwrap_or_default()
-                {
-                    // Closed only when the CSR controller has stopped; nothing left to do.
-                    let _ = node_triggers_tx.unbounded_send(csr);
-                }
-                futures::future::ready(())
-            });
-        tokio::spawn(stream);
-        Some(store)
-    } else {
-        None
-    };
+    let nodes = config.watch_nodes.then(|| {
+        probes.push(health.spawn_node_probe(&client));
+        spawn_node_reflector(
+            &client,
+            &health.nodes,
+            pending_by_node.clone(),
+            csrs.clone(),
+            node_triggers_tx,
+        )
+    });
 
-    // Nothing is decided before the policy store has synced; compile what it holds now so
-    // CSRs are not held (and reported held) while the policy controller catches up.
-    if !wait_until_ready(&policies, &shutdown).await {
-        return Ok(());
-    }
-    for policy in policies.state() {
-        if cache.get(&policy).is_none() {
-            cache.insert(&policy, policy::compile(&policy, config.watch_nodes));
-        }
-    }
-    if let Some(nodes) = &nodes
-        && !wait_until_ready(nodes, &shutdown).await
+    if !sync(
+        &policies,
+        nodes.as_ref(),
+        &cache,
+        config.watch_nodes,
+        &shutdown,
+    )
+    .await
     {
         return Ok(());
     }
-    info!(
-        policies = policies.state().len(),
-        "policy store synced; deciding CSRs"
-    );
 
     // Held approvals are re-queued when their signer falls back under the cap.
     let (cap, resumed) = PendingCap::new(config.max_pending_per_signer, Arc::clone(&metrics));
@@ -296,44 +216,242 @@ async fn run_controllers(
         cap: cap.clone(),
         seen: Mutex::new(HashMap::new()),
     });
-    let policy_changes = tokio_stream_from(changed_rx);
-    let csr_api = Api::<CertificateSigningRequest>::all(client.clone());
-    let health = Arc::clone(&csr_health);
-    let csr_events = csr_health
-        .restartable(move || watcher(csr_api.clone(), cache_watch_config()).default_backoff())
-        .modify(trim_csr)
-        .reflect(csr_writer)
+    let csr_events = csr_events(&client, &health.csrs, csr_writer, pending_by_node, cap);
+    let csr_controller = Controller::for_stream(csr_events, csrs.clone())
+        .with_config(controller::Config::default().concurrency(config.concurrency))
+        .reconcile_all_on(tokio_stream_from(changed_rx))
+        .reconcile_on(node_triggers)
+        .reconcile_on(resumed)
+        .graceful_shutdown_on(shutdown.clone());
+
+    let gauges = spawn_gauges(Arc::clone(&metrics), csrs, cache, policies);
+    readiness.synced.store(true, Ordering::Relaxed);
+    run_csr_controller(csr_controller, csr_context).await;
+    gauges.abort();
+    for probe in probes {
+        probe.abort();
+    }
+    // The policy controller stops on the same signal; wait so its last status write lands.
+    if let Err(error) = policy_task.await {
+        warn!(%error, "policy controller task failed");
+    }
+    info!("csrgate controller stopped");
+    Ok(())
+}
+
+/// The health of each watch, reported on `/readyz`; a watch that stops progressing is
+/// relisted (see `crate::watches`).
+struct Healths {
+    policies: Arc<WatchHealth>,
+    csrs: Arc<WatchHealth>,
+    nodes: Arc<WatchHealth>,
+}
+
+impl Healths {
+    /// New healths, listed on `readiness` (the Node watch only when it runs).
+    fn register(readiness: &Readiness, watch_nodes: bool) -> Self {
+        let healths = Self {
+            policies: WatchHealth::new("csrapprovalpolicies"),
+            csrs: WatchHealth::new("certificatesigningrequests"),
+            nodes: WatchHealth::new("nodes"),
+        };
+        if let Ok(mut watches) = readiness.watches.write() {
+            watches.clear();
+            watches.extend([Arc::clone(&healths.policies), Arc::clone(&healths.csrs)]);
+            if watch_nodes {
+                watches.push(Arc::clone(&healths.nodes));
+            }
+        }
+        healths
+    }
+
+    /// The probe of the Node watch, started with it.
+    fn spawn_node_probe(&self, client: &Client) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(watches::probe(
+            Api::<Node>::all(client.clone()),
+            Arc::clone(&self.nodes),
+        ))
+    }
+
+    /// The probes of the policy and CSR watches (the Node one is started with its watch).
+    fn spawn_probes(&self, client: &Client) -> Vec<tokio::task::JoinHandle<()>> {
+        vec![
+            tokio::spawn(watches::probe(
+                Api::<CsrApprovalPolicy>::all(client.clone()),
+                Arc::clone(&self.policies),
+            )),
+            tokio::spawn(watches::probe(
+                Api::<CertificateSigningRequest>::all(client.clone()),
+                Arc::clone(&self.csrs),
+            )),
+        ]
+    }
+}
+
+/// Starts the policy controller; returns its store and its task, which ends on `shutdown`.
+/// `deleted` is woken when a policy is deleted.
+fn spawn_policy_controller(
+    health: &Arc<WatchHealth>,
+    context: Arc<PolicyContext>,
+    deleted: mpsc::Sender<()>,
+    shutdown: &ShutdownSignal,
+) -> (Store<CsrApprovalPolicy>, tokio::task::JoinHandle<()>) {
+    let (policies, writer) = reflector::store::<CsrApprovalPolicy>();
+    let api = Api::<CsrApprovalPolicy>::all(context.client.clone());
+    let observed = Arc::clone(health);
+    let events = health
+        .restartable(move || watcher(api.clone(), watcher::Config::default()).default_backoff())
+        .inspect(move |item| observed.observe(item))
+        .reflect(writer)
+        // After the store dropped it: a deleted policy reaches no reconciler (only applied
+        // objects do), yet the CSRs it held (not Ready) must be decided again without it.
         .inspect(move |item| {
-            health.observe(item);
+            if let Ok(watcher::Event::Delete(_)) = item {
+                // Ignore a full channel: a wake-up is already queued.
+                let _ = deleted.try_send(());
+            }
+        })
+        .applied_objects();
+    let controller =
+        Controller::for_stream(events, policies.clone()).graceful_shutdown_on(shutdown.clone());
+    let task = tokio::spawn(
+        controller
+            .run(policy::reconcile, policy::error_policy, context)
+            .for_each(|result| async move {
+                if let Err(error) = result {
+                    debug!(%error, "policy controller event");
+                }
+            }),
+    );
+    (policies, task)
+}
+
+/// Starts the Node reflector (Nodes trimmed as policies read them); each Node event sends
+/// the pending CSRs that Node requested to `triggers`.
+fn spawn_node_reflector(
+    client: &Client,
+    health: &Arc<WatchHealth>,
+    index: PendingByNode,
+    csr_store: Store<CertificateSigningRequest>,
+    triggers: futures::channel::mpsc::UnboundedSender<
+        reflector::ObjectRef<CertificateSigningRequest>,
+    >,
+) -> Store<Node> {
+    let (store, writer) = reflector::store::<Node>();
+    let api = Api::<Node>::all(client.clone());
+    let observed = Arc::clone(health);
+    let stream = health
+        .restartable(move || watcher(api.clone(), cache_watch_config()).default_backoff())
+        .inspect(move |item| observed.observe(item))
+        .modify(csrgate_policy::node_for_policies)
+        .reflect(writer)
+        .for_each(move |event| {
+            let node = match &event {
+                Ok(
+                    watcher::Event::Apply(node)
+                    | watcher::Event::InitApply(node)
+                    | watcher::Event::Delete(node),
+                ) => node.metadata.name.as_deref(),
+                _ => None,
+            };
+            for csr in node
+                .map(|node| index.requested_by(node, &csr_store))
+                .unwrap_or_default()
+            {
+                // Closed only when the CSR controller has stopped; nothing left to do.
+                let _ = triggers.unbounded_send(csr);
+            }
+            futures::future::ready(())
+        });
+    tokio::spawn(stream);
+    store
+}
+
+/// The CSR watch: trimmed, cached in `writer`'s store, followed by the per-Node index and the
+/// pending cap, and reported to `health`.
+fn csr_events(
+    client: &Client,
+    health: &Arc<WatchHealth>,
+    writer: reflector::store::Writer<CertificateSigningRequest>,
+    pending_by_node: PendingByNode,
+    cap: PendingCap,
+) -> impl futures::Stream<Item = std::result::Result<CertificateSigningRequest, watcher::Error>>
++ Send
++ use<> {
+    let api = Api::<CertificateSigningRequest>::all(client.clone());
+    let observed = Arc::clone(health);
+    health
+        .restartable(move || watcher(api.clone(), cache_watch_config()).default_backoff())
+        .modify(trim_csr)
+        .reflect(writer)
+        .inspect(move |item| {
+            observed.observe(item);
             if let Ok(event) = item {
                 pending_by_node.observe(event);
                 cap.observe(event);
             }
         })
-        .applied_objects();
-    let csr_controller = Controller::for_stream(csr_events, csrs.clone())
-        .with_config(controller::Config::default().concurrency(config.concurrency))
-        .reconcile_all_on(policy_changes)
-        .reconcile_on(node_triggers)
-        .reconcile_on(resumed)
-        .graceful_shutdown_on(shutdown.clone());
+        .applied_objects()
+}
 
-    let gauge_metrics = Arc::clone(&metrics);
-    let gauge_store = csrs.clone();
-    let gauge_cache = cache.clone();
-    let gauge_policies = policies.clone();
-    let gauges = tokio::spawn(async move {
+/// Waits for the policy store (and the Node store) to sync; `false` on shutdown.
+///
+/// Nothing is decided before the policy store has synced; what it holds is compiled now, so
+/// CSRs are not held (and reported held) while the policy controller catches up.
+async fn sync(
+    policies: &Store<CsrApprovalPolicy>,
+    nodes: Option<&Store<Node>>,
+    cache: &PolicyCache,
+    watch_nodes: bool,
+    shutdown: &ShutdownSignal,
+) -> bool {
+    if !wait_until_ready(policies, shutdown).await {
+        return false;
+    }
+    for policy in policies.state() {
+        if cache.get(&policy).is_none() {
+            let compiled = policy::compile_blocking(Arc::clone(&policy), watch_nodes).await;
+            cache.insert(&policy, compiled);
+        }
+    }
+    if let Some(nodes) = nodes
+        && !wait_until_ready(nodes, shutdown).await
+    {
+        return false;
+    }
+    info!(
+        policies = policies.state().len(),
+        "policy store synced; deciding CSRs"
+    );
+    true
+}
+
+/// Refreshes the pending and Ready gauges, and drops compiled policies that are gone,
+/// every 5 seconds until aborted.
+fn spawn_gauges(
+    metrics: Arc<Metrics>,
+    csrs: Store<CertificateSigningRequest>,
+    cache: PolicyCache,
+    policies: Store<CsrApprovalPolicy>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
         loop {
-            csr::count_pending(&gauge_metrics, &gauge_store);
-            gauge_cache.retain(&gauge_policies);
-            policy::set_ready_gauges(&gauge_metrics, &gauge_cache, &gauge_policies);
+            csr::count_pending(&metrics, &csrs);
+            cache.retain(&policies);
+            policy::set_ready_gauges(&metrics, &cache, &policies);
             tokio::time::sleep(Duration::from_secs(5)).await;
         }
-    });
-    readiness.synced.store(true, Ordering::Relaxed);
+    })
+}
 
-    csr_controller
-        .run(csr::reconcile, csr::error_policy, csr_context)
+/// Runs the CSR controller until its shutdown; reconcile errors were already handled by
+/// [`csr::error_policy`], so only the controller's own errors are logged.
+async fn run_csr_controller(
+    controller: Controller<CertificateSigningRequest>,
+    context: Arc<CsrContext>,
+) {
+    controller
+        .run(csr::reconcile, csr::error_policy, context)
         .for_each(|result| async move {
             if let Err(error) = result {
                 match error {
@@ -345,16 +463,6 @@ async fn run_controllers(
             }
         })
         .await;
-    gauges.abort();
-    for probe in probes {
-        probe.abort();
-    }
-    // The policy controller stops on the same signal; wait so its last status write lands.
-    if let Err(error) = policy_task.await {
-        warn!(%error, "policy controller task failed");
-    }
-    info!("csrgate controller stopped");
-    Ok(())
 }
 
 /// Waits for a store's first full list; `false` on shutdown or when its writer is gone.

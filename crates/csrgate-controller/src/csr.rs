@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use csrgate_api::{CsrApprovalPolicy, PolicyMode};
 use csrgate_policy::{
-    CompiledPolicy, Decision, Nodes, Outcome, PendingCause, Verdict, decide_with, node_name,
-    reasons, subject_node_name,
+    CompiledPolicy, Decision, NodeNames, Nodes, Outcome, PendingCause, PolicyReport, Verdict,
+    decide_with, reasons,
 };
 use k8s_openapi::api::certificates::v1::{
     CertificateSigningRequest, CertificateSigningRequestCondition,
@@ -30,7 +30,9 @@ use crate::access_reviews::AccessReviews;
 use crate::cache::PolicyCache;
 use crate::evaluations::EvaluationSlots;
 use crate::events::{EventType, Publisher};
-use crate::metrics::{AuditLabels, DecisionLabels, ErrorLabel, SignerLabel};
+use crate::metrics::{
+    AuditLabels, DecisionLabel, DecisionLabels, ErrorLabel, SignerLabel, VerdictLabel,
+};
 use crate::pending::{Hold, PendingCap};
 use crate::{Error, Metrics, Result};
 
@@ -65,25 +67,31 @@ pub struct CsrContext {
     pub seen: Mutex<HashMap<String, Seen>>,
 }
 
+/// What was already said about one pending CSR (an event and a log line), so that it is
+/// said once, not on every re-evaluation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Reported {
+    /// The approval write was refused (403).
+    Forbidden,
+    /// The request cannot be read.
+    InvalidRequest,
+    /// A covering Enforce policy, by name, is not Ready and holds the CSR.
+    Held(String),
+    /// An Audit policy's verdict at one generation: (name, generation).
+    Audit(String, i64),
+}
+
 /// What the controller remembers of one pending CSR.
 pub struct Seen {
     first: Instant,
-    reported: Vec<String>,
+    reported: Vec<Reported>,
     /// Failed reconciles in a row, for the retry backoff.
     failures: u32,
 }
 
-/// Whether a CSR already has a terminal condition (Approved, Denied or Failed).
-pub fn is_terminal(csr: &CertificateSigningRequest) -> bool {
-    csr.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|conditions| {
-            conditions.iter().any(|c| {
-                matches!(c.type_.as_str(), "Approved" | "Denied" | "Failed") && c.status == "True"
-            })
-        })
-}
+/// Whether a CSR already has a terminal condition (Approved, Denied or Failed, status True):
+/// [`csrgate_api::csr::is_decided`], the one rule every crate uses.
+pub use csrgate_api::csr::is_decided as is_terminal;
 
 /// Decides one CSR and writes the outcome.
 #[instrument(skip(csr, ctx), fields(
@@ -140,7 +148,7 @@ pub async fn reconcile(
             Err(kube::Error::Api(status)) if status.code == 409 => {
                 debug!("CSR changed since it was read; reading it again");
                 current = api.get(&name).await.map_err(|source| {
-                    ctx.metrics.api_error("get_csr");
+                    ctx.metrics.api_error(crate::metrics::ApiCall::GetCsr);
                     Error::CsrReadFailed {
                         csr: name.clone(),
                         source,
@@ -164,7 +172,8 @@ pub async fn reconcile(
                 });
             }
             Err(source) => {
-                ctx.metrics.api_error("update_approval");
+                ctx.metrics
+                    .api_error(crate::metrics::ApiCall::UpdateApproval);
                 return Err(Error::ApprovalWriteFailed { csr: name, source });
             }
         }
@@ -190,11 +199,13 @@ pub async fn reconcile(
 /// stays pending and is retried).
 async fn evaluate(ctx: &CsrContext, csr: &CertificateSigningRequest) -> Result<Decision> {
     let policies = ctx.cache.snapshot(&ctx.policies, ctx.dry_run);
-    let requesting_node = ctx
+    let names = ctx
         .nodes
         .as_ref()
-        .and_then(|_| node_name(csr.spec.username.as_deref()?));
-    let subject_node = ctx.nodes.as_ref().and_then(|_| subject_node_name(csr));
+        .map(|_| NodeNames::of(csr))
+        .unwrap_or_default();
+    let requesting_node = names.requestor.as_deref();
+    let subject_node = names.subject;
     let cached_node = |name: Option<&str>| {
         ctx.nodes
             .as_ref()
@@ -254,7 +265,7 @@ async fn read_node(
         .get_opt(node)
         .await
         .map_err(|source| {
-            ctx.metrics.api_error("get_node");
+            ctx.metrics.api_error(crate::metrics::ApiCall::GetNode);
             Error::NodeReadFailed {
                 csr: csr.name_any(),
                 node: node.to_owned(),
@@ -341,6 +352,12 @@ async fn written(ctx: &CsrContext, csr: &CertificateSigningRequest, decision: &D
             .decision_duration
             .observe(seen.first.elapsed().as_secs_f64());
     }
+    // Written decisions are Approved or Denied; Pending writes nothing (see `condition_for`).
+    let label = if decision.outcome == Outcome::Approved {
+        DecisionLabel::Approved
+    } else {
+        DecisionLabel::Denied
+    };
     let policy_labels: Vec<String> = if deciding.is_empty() {
         vec![String::new()]
     } else {
@@ -352,7 +369,7 @@ async fn written(ctx: &CsrContext, csr: &CertificateSigningRequest, decision: &D
             .get_or_create(&DecisionLabels {
                 policy,
                 signer: csr.spec.signer_name.clone(),
-                decision: decision.outcome.as_str().to_owned(),
+                decision: label,
             })
             .inc();
     }
@@ -393,14 +410,15 @@ fn deciding_policies(decision: &Decision) -> Vec<&str> {
 /// event on the CSR and one log line); counted every time.
 async fn forbidden(ctx: &CsrContext, csr: &CertificateSigningRequest, message: &str) {
     let signer = &csr.spec.signer_name;
-    ctx.metrics.api_error("update_approval");
+    ctx.metrics
+        .api_error(crate::metrics::ApiCall::UpdateApproval);
     ctx.metrics
         .approvals_forbidden
         .get_or_create(&crate::metrics::SignerLabel {
             signer: signer.clone(),
         })
         .inc();
-    if !first_time(ctx, &csr.name_any(), "forbidden".to_owned()) {
+    if !first_time(ctx, &csr.name_any(), Reported::Forbidden) {
         return;
     }
     warn!(%signer, %message, "the API server refused the approval write (403): csrgate may not approve for this signer; the CSR stays pending and is retried with backoff");
@@ -481,9 +499,15 @@ async fn held(ctx: &CsrContext, csr: &CertificateSigningRequest, hold: &Hold) {
 /// The event reason when the API server refuses csrgate's approval write.
 pub const REASON_APPROVAL_FORBIDDEN: &str = "ApprovalForbidden";
 
-/// The `csrgate_audit_decisions_total` verdict label of an Audit policy whose
-/// `defaultAction: Deny` would have denied the CSR.
-pub const AUDIT_DEFAULT_DENY: &str = "DefaultDeny";
+/// The `csrgate_audit_decisions_total` label of a verdict.
+fn verdict_label(verdict: &Verdict) -> VerdictLabel {
+    match verdict {
+        Verdict::Approve => VerdictLabel::Approve,
+        Verdict::Fail(_) => VerdictLabel::Fail,
+        Verdict::NotApplicable => VerdictLabel::NotApplicable,
+        Verdict::NotReady(_) => VerdictLabel::NotReady,
+    }
+}
 
 /// Audit verdicts and holds, reported once per CSR and policy generation.
 async fn report_once(ctx: &CsrContext, csr: &CertificateSigningRequest, decision: &Decision) {
@@ -494,63 +518,18 @@ async fn report_once(ctx: &CsrContext, csr: &CertificateSigningRequest, decision
         .iter()
         .filter(|p| p.mode == PolicyMode::Audit)
     {
-        let key = format!("audit/{}/{}", report.name, report.generation);
-        if !first_time(ctx, &name, key) {
+        if !first_time(
+            ctx,
+            &name,
+            Reported::Audit(report.name.clone(), report.generation),
+        ) {
             continue;
         }
-        ctx.metrics
-            .audit_decisions
-            .get_or_create(&AuditLabels {
-                policy: report.name.clone(),
-                verdict: report.verdict.as_str().to_owned(),
-            })
-            .inc();
-        let detail = match &report.verdict {
-            Verdict::Fail(failures) => format!(
-                ": {}",
-                failures
-                    .iter()
-                    .map(|f| format!("{}: {}", f.validation, f.message))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ),
-            Verdict::NotReady(message) => format!(": {message}"),
-            _ => String::new(),
-        };
-        // What its `defaultAction: Deny` would have done, recorded as a verdict of its own.
-        let detail = match &report.default_denial {
-            Some(denial) => {
-                ctx.metrics
-                    .audit_decisions
-                    .get_or_create(&AuditLabels {
-                        policy: report.name.clone(),
-                        verdict: AUDIT_DEFAULT_DENY.to_owned(),
-                    })
-                    .inc();
-                format!("{detail}; its defaultAction Deny would deny the CSR: {denial}")
-            }
-            None => detail,
-        };
-        debug!(policy = %report.name, verdict = report.verdict.as_str(), default_denial = report.default_denial.is_some(), "audit verdict");
-        to_report.push((
-            EventType::Normal,
-            reasons::AUDIT_DECISION,
-            format!(
-                "csrgate: Audit CsrApprovalPolicy {:?} (generation {}) would {}{detail}",
-                report.name,
-                report.generation,
-                match report.verdict {
-                    Verdict::Approve => "approve",
-                    Verdict::Fail(_) => "fail",
-                    Verdict::NotApplicable => "not apply",
-                    Verdict::NotReady(_) => "not be Ready",
-                }
-            ),
-        ));
+        to_report.push(audit_event(ctx, report));
     }
     match &decision.pending {
         Some(PendingCause::PolicyNotReady { policy, .. })
-            if first_time(ctx, &name, format!("held/{policy}")) =>
+            if first_time(ctx, &name, Reported::Held(policy.clone())) =>
         {
             warn!(%policy, "held: a covering Enforce policy is not Ready");
             to_report.push((
@@ -559,7 +538,9 @@ async fn report_once(ctx: &CsrContext, csr: &CertificateSigningRequest, decision
                 decision.message.clone().unwrap_or_default(),
             ));
         }
-        Some(PendingCause::InvalidRequest(_)) if first_time(ctx, &name, "invalid".to_owned()) => {
+        Some(PendingCause::InvalidRequest(_))
+            if first_time(ctx, &name, Reported::InvalidRequest) =>
+        {
             to_report.push((
                 EventType::Warning,
                 reasons::INVALID_REQUEST,
@@ -573,6 +554,60 @@ async fn report_once(ctx: &CsrContext, csr: &CertificateSigningRequest, decision
             .publish(&ctx.metrics, csr, type_, reason, "Evaluate", note)
             .await;
     }
+}
+
+/// Counts an Audit policy's verdict (and what its `defaultAction: Deny` would have done, as
+/// a verdict of its own) and returns the Normal event that says it.
+fn audit_event(ctx: &CsrContext, report: &PolicyReport) -> (EventType, &'static str, String) {
+    ctx.metrics
+        .audit_decisions
+        .get_or_create(&AuditLabels {
+            policy: report.name.clone(),
+            verdict: verdict_label(&report.verdict),
+        })
+        .inc();
+    let detail = match &report.verdict {
+        Verdict::Fail(failures) => format!(
+            ": {}",
+            failures
+                .iter()
+                .map(|f| format!("{}: {}", f.validation, f.message))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+        Verdict::NotReady(message) => format!(": {message}"),
+        _ => String::new(),
+    };
+    // What its `defaultAction: Deny` would have done, recorded as a verdict of its own.
+    let detail = match &report.default_denial {
+        Some(denial) => {
+            ctx.metrics
+                .audit_decisions
+                .get_or_create(&AuditLabels {
+                    policy: report.name.clone(),
+                    verdict: VerdictLabel::DefaultDeny,
+                })
+                .inc();
+            format!("{detail}; its defaultAction Deny would deny the CSR: {denial}")
+        }
+        None => detail,
+    };
+    debug!(policy = %report.name, verdict = report.verdict.as_str(), default_denial = report.default_denial.is_some(), "audit verdict");
+    (
+        EventType::Normal,
+        reasons::AUDIT_DECISION,
+        format!(
+            "csrgate: Audit CsrApprovalPolicy {:?} (generation {}) would {}{detail}",
+            report.name,
+            report.generation,
+            match report.verdict {
+                Verdict::Approve => "approve",
+                Verdict::Fail(_) => "fail",
+                Verdict::NotApplicable => "not apply",
+                Verdict::NotReady(_) => "not be Ready",
+            }
+        ),
+    )
 }
 
 fn remember(ctx: &CsrContext, name: &str) {
@@ -595,7 +630,7 @@ fn forget(ctx: &CsrContext, name: &str) {
     }
 }
 
-fn first_time(ctx: &CsrContext, name: &str, key: String) -> bool {
+fn first_time(ctx: &CsrContext, name: &str, key: Reported) -> bool {
     let Ok(mut seen) = ctx.seen.lock() else {
         return true;
     };
@@ -625,7 +660,7 @@ pub fn error_policy(
     ctx.metrics
         .reconcile_errors
         .get_or_create(&ErrorLabel {
-            error: error.metric_label().to_owned(),
+            error: error.metric_label(),
         })
         .inc();
     let failures = ctx.seen.lock().map_or(0, |mut seen| {
@@ -670,6 +705,7 @@ mod tests {
     use kube::runtime::{reflector, watcher};
 
     use super::*;
+    use crate::fixtures::{ApiServerVerifier, mock_client, status};
 
     /// The kubelet serving request of `examples/csrs/worker-1-serving.yaml` (CN
     /// system:node:worker-1, DNS worker-1 and worker-1.cluster.internal, IP 10.0.0.11), as
@@ -863,6 +899,131 @@ mod tests {
         let decision = evaluate(&ctx, &worker_1_serving()).await.unwrap();
         assert_eq!(decision.outcome, Outcome::Pending, "{:?}", decision.message);
         assert_eq!(calls.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn metric_labels_spell_verdicts_and_decisions_as_check_does() {
+        for verdict in [
+            Verdict::Approve,
+            Verdict::Fail(Vec::new()),
+            Verdict::NotApplicable,
+            Verdict::NotReady(String::new()),
+        ] {
+            assert_eq!(verdict_label(&verdict).as_str(), verdict.as_str());
+        }
+        assert_eq!(DecisionLabel::Approved.as_str(), Outcome::Approved.as_str());
+        assert_eq!(DecisionLabel::Denied.as_str(), Outcome::Denied.as_str());
+    }
+
+    const CSR_PATH: &str =
+        "/apis/certificates.k8s.io/v1/certificatesigningrequests/worker-1-serving";
+    const APPROVAL_PATH: &str =
+        "/apis/certificates.k8s.io/v1/certificatesigningrequests/worker-1-serving/approval";
+    /// A policy approving worker-1-serving without reading its Node.
+    const CN_IS_REQUESTOR: &str = "x509.commonName == object.spec.username";
+
+    /// `reconcile` of worker-1-serving on a mocked API server, which `serve` drives; the
+    /// reconcile's result and whether the CSR is still remembered as pending.
+    async fn reconcile_mocked<F>(
+        serve: impl FnOnce(ApiServerVerifier) -> F,
+    ) -> (Result<Action>, bool)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let (client, verifier) = mock_client();
+        let ctx = Arc::new(context(client, &policy(CN_IS_REQUESTOR), node(true)).await);
+        let server = tokio::spawn(serve(verifier));
+        let result = tokio::time::timeout(
+            Duration::from_secs(1),
+            reconcile(Arc::new(worker_1_serving()), Arc::clone(&ctx)),
+        )
+        .await
+        .expect("reconcile finished");
+        let remembered = ctx.seen.lock().unwrap().contains_key("worker-1-serving");
+        drop(ctx);
+        tokio::time::timeout(Duration::from_secs(1), server)
+            .await
+            .expect("every expected request came")
+            .unwrap();
+        (result, remembered)
+    }
+
+    /// worker-1-serving as the API server returns it, at `resource_version`, with a true
+    /// condition of `decided` when given.
+    fn as_stored(resource_version: &str, decided: Option<&str>) -> serde_json::Value {
+        let mut csr = serde_json::to_value(worker_1_serving()).unwrap();
+        csr["metadata"]["resourceVersion"] = resource_version.into();
+        if let Some(type_) = decided {
+            csr["status"] = serde_json::json!({"conditions": [
+                {"type": type_, "status": "True", "reason": "ByPerson", "message": "kubectl"},
+            ]});
+        }
+        csr
+    }
+
+    #[tokio::test]
+    async fn a_conflict_reads_the_csr_again_and_writes_nothing_when_someone_else_decided() {
+        let (result, remembered) = reconcile_mocked(|mut server| async move {
+            server
+                .expect("PUT", APPROVAL_PATH, 409, status(409, "Conflict"))
+                .await;
+            server
+                .expect("GET", CSR_PATH, 200, as_stored("7", Some("Denied")))
+                .await;
+            server.done().await;
+        })
+        .await;
+        assert_eq!(result.unwrap(), Action::await_change());
+        assert!(!remembered, "a decided CSR is forgotten");
+    }
+
+    #[tokio::test]
+    async fn a_conflict_is_retried_on_the_csr_as_read_again() {
+        let (result, remembered) = reconcile_mocked(|mut server| async move {
+            server
+                .expect("PUT", APPROVAL_PATH, 409, status(409, "Conflict"))
+                .await;
+            server
+                .expect("GET", CSR_PATH, 200, as_stored("7", None))
+                .await;
+            let written = server
+                .expect("PUT", APPROVAL_PATH, 200, as_stored("8", Some("Approved")))
+                .await;
+            assert_eq!(written["metadata"]["resourceVersion"], "7", "{written:#}");
+            assert_eq!(
+                written["status"]["conditions"][0]["type"], "Approved",
+                "{written:#}"
+            );
+            assert_eq!(
+                written["status"]["conditions"][0]["reason"], "PolicyApproved",
+                "{written:#}"
+            );
+            server
+                .expect(
+                    "POST",
+                    "/apis/events.k8s.io/v1/namespaces/default/events",
+                    201,
+                    serde_json::json!({}),
+                )
+                .await;
+            server.done().await;
+        })
+        .await;
+        assert_eq!(result.unwrap(), Action::await_change());
+        assert!(!remembered, "a written CSR is forgotten");
+    }
+
+    #[tokio::test]
+    async fn a_csr_deleted_before_the_approval_write_is_forgotten_without_error() {
+        let (result, remembered) = reconcile_mocked(|mut server| async move {
+            server
+                .expect("PUT", APPROVAL_PATH, 404, status(404, "NotFound"))
+                .await;
+            server.done().await;
+        })
+        .await;
+        assert_eq!(result.unwrap(), Action::await_change());
+        assert!(!remembered, "a deleted CSR is forgotten");
     }
 
     const KUBELET_CLIENT_RULE: &str = "authorizer.group('certificates.k8s.io').resource('certificatesigningrequests').subresource('selfnodeclient').check('create').allowed()";

@@ -91,7 +91,7 @@ impl Publisher {
             ..Event::default()
         };
         if let Err(error) = self.events.create(&PostParams::default(), &event).await {
-            metrics.api_error("create_event");
+            metrics.api_error(crate::metrics::ApiCall::CreateEvent);
             warn!(%error, reason, "could not publish event");
         }
     }

@@ -16,6 +16,8 @@ mod controller;
 mod csr;
 mod evaluations;
 mod events;
+#[cfg(test)]
+mod fixtures;
 mod health;
 mod leader;
 mod metrics;

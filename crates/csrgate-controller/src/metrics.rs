@@ -2,7 +2,7 @@
 
 use std::sync::Mutex;
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -17,7 +17,7 @@ pub struct DecisionLabels {
     /// The CSR's signer.
     pub signer: String,
     /// Approved or Denied.
-    pub decision: String,
+    pub decision: DecisionLabel,
 }
 
 /// Labels of `csrgate_audit_decisions_total`.
@@ -26,7 +26,7 @@ pub struct AuditLabels {
     /// The Audit policy.
     pub policy: String,
     /// Its verdict.
-    pub verdict: String,
+    pub verdict: VerdictLabel,
 }
 
 /// A label set of one key.
@@ -46,15 +46,85 @@ pub struct PolicyLabel {
 /// A label set of one key.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VerbLabel {
-    /// The API verb or the error variant.
-    pub verb: String,
+    /// The API call that failed.
+    pub verb: ApiCall,
 }
 
 /// A label set of one key.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabel {
-    /// The error variant.
-    pub error: String,
+    /// The error variant ([`crate::Error::metric_label`]).
+    pub error: &'static str,
+}
+
+/// Label values that are a closed set: each enum below spells its values once, in `as_str`.
+macro_rules! label_values {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $value:literal,)+ }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+        pub enum $name {
+            $($(#[$vdoc])* $variant,)+
+        }
+
+        impl $name {
+            /// The label value.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $value,)+
+                }
+            }
+        }
+
+        impl EncodeLabelValue for $name {
+            fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+                std::fmt::Write::write_str(encoder, self.as_str())
+            }
+        }
+    };
+}
+
+label_values! {
+    /// The `decision` label of `csrgate_decisions_total`: the condition written.
+    DecisionLabel {
+        /// An Approved condition.
+        Approved => "Approved",
+        /// A Denied condition.
+        Denied => "Denied",
+    }
+}
+
+label_values! {
+    /// The `verdict` label of `csrgate_audit_decisions_total`: an Audit policy's verdict.
+    VerdictLabel {
+        /// Every validation held.
+        Approve => "Approve",
+        /// A validation failed.
+        Fail => "Fail",
+        /// A match condition was false.
+        NotApplicable => "NotApplicable",
+        /// The policy is not compiled, or an expression could not be evaluated.
+        NotReady => "NotReady",
+        /// Its `defaultAction: Deny` would have denied the CSR.
+        DefaultDeny => "DefaultDeny",
+    }
+}
+
+label_values! {
+    /// The `verb` label of `csrgate_api_errors_total`: the API call that failed.
+    ApiCall {
+        /// Writing an Event.
+        CreateEvent => "create_event",
+        /// Creating a SubjectAccessReview (the `authorizer` variable).
+        CreateSubjectAccessReview => "create_subjectaccessreview",
+        /// Reading a CSR again after a conflict.
+        GetCsr => "get_csr",
+        /// Reading a Node before a decision that rests on it.
+        GetNode => "get_node",
+        /// Writing a policy's status.
+        PatchPolicyStatus => "patch_policy_status",
+        /// Writing the approval subresource.
+        UpdateApproval => "update_approval",
+    }
 }
 
 /// Every metric the controller exports.
@@ -177,11 +247,7 @@ impl Metrics {
     }
 
     /// Counts a failed API call.
-    pub fn api_error(&self, verb: &str) {
-        self.api_errors
-            .get_or_create(&VerbLabel {
-                verb: verb.to_owned(),
-            })
-            .inc();
+    pub fn api_error(&self, verb: ApiCall) {
+        self.api_errors.get_or_create(&VerbLabel { verb }).inc();
     }
 }

@@ -13,7 +13,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use csrgate_policy::{node_name, subject_node_name};
+use csrgate_policy::NodeNames;
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -41,9 +41,7 @@ impl PendingByNode {
     }
 
     fn set(&self, csr: &CertificateSigningRequest, pending: bool) {
-        let requestor = csr.spec.username.as_deref().and_then(node_name);
-        let subject = subject_node_name(csr).filter(|name| Some(name.as_str()) != requestor);
-        for node in requestor.into_iter().chain(subject.as_deref()) {
+        for node in NodeNames::of(csr).distinct() {
             self.set_for(node, csr, pending);
         }
     }

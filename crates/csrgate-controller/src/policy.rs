@@ -60,20 +60,23 @@ pub fn compile(policy: &CsrApprovalPolicy, watch_nodes: bool) -> CompiledPolicy 
 /// fixing the RBAC clears its `Authorized=False` without a policy change.
 const FORBIDDEN_RECHECK: Duration = Duration::from_secs(60);
 
+/// [`compile`] on the blocking pool: compiling parses and checks every expression
+/// (milliseconds for a large policy), which must not hold a runtime worker. Should the task
+/// fail, the policy stays not compiled, which holds the CSRs it covers.
+pub async fn compile_blocking(policy: Arc<CsrApprovalPolicy>, watch_nodes: bool) -> CompiledPolicy {
+    let task_policy = Arc::clone(&policy);
+    tokio::task::spawn_blocking(move || compile(&task_policy, watch_nodes))
+        .await
+        .unwrap_or_else(|_| CompiledPolicy::not_compiled(&policy))
+}
+
 /// Compiles the policy if its generation is new, then writes its status if it differs.
 #[instrument(skip(policy, ctx), fields(policy = %policy.name_any(), generation = policy.metadata.generation))]
 pub async fn reconcile(policy: Arc<CsrApprovalPolicy>, ctx: Arc<PolicyContext>) -> Result<Action> {
     let compiled = match ctx.cache.get(&policy) {
         Some(compiled) => compiled,
         None => {
-            // Compiling parses and checks every expression (milliseconds for a large
-            // policy): on the blocking pool, not on a runtime worker. Should the task fail,
-            // the policy stays not compiled, which holds the CSRs it covers.
-            let task_policy = Arc::clone(&policy);
-            let watch_nodes = ctx.watch_nodes;
-            let compiled = tokio::task::spawn_blocking(move || compile(&task_policy, watch_nodes))
-                .await
-                .unwrap_or_else(|_| CompiledPolicy::not_compiled(&policy));
+            let compiled = compile_blocking(Arc::clone(&policy), ctx.watch_nodes).await;
             ctx.cache.insert(&policy, compiled.clone());
             if compiled.is_ready() {
                 info!("compiled");
@@ -131,7 +134,8 @@ pub async fn reconcile(policy: Arc<CsrApprovalPolicy>, ctx: Arc<PolicyContext>) 
         )
         .await
         .map_err(|source| {
-            ctx.metrics.api_error("patch_policy_status");
+            ctx.metrics
+                .api_error(crate::metrics::ApiCall::PatchPolicyStatus);
             Error::PolicyStatusWriteFailed {
                 policy: policy.name_any(),
                 source,
@@ -250,7 +254,7 @@ pub fn error_policy(
     ctx.metrics
         .reconcile_errors
         .get_or_create(&crate::metrics::ErrorLabel {
-            error: error.metric_label().to_owned(),
+            error: error.metric_label(),
         })
         .inc();
     Action::requeue(Duration::from_secs(5))

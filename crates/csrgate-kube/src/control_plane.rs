@@ -406,138 +406,150 @@ impl ControlPlane {
         })
     }
 
+    /// The command line of `component`, as kubeadm and envtest start it on one machine.
     fn command(&self, component: Component) -> Result<Command> {
+        match component {
+            Component::Etcd => Ok(self.etcd_command()),
+            Component::KubeApiserver => self.apiserver_command(),
+            Component::KubeControllerManager => self.controller_manager_command(),
+        }
+    }
+
+    fn etcd_command(&self) -> Command {
+        let ports = self.ports();
+        let dir = &self.dir;
+        let client = format!("http://127.0.0.1:{}", ports.etcd_client);
+        let peer = format!("http://127.0.0.1:{}", ports.etcd_peer);
+        let mut command = Command::new(&self.binaries.etcd);
+        command
+            .arg("--name=csrgate-test")
+            .arg(format!("--data-dir={}", dir.join("etcd").display()))
+            .arg(format!("--listen-client-urls={client}"))
+            .arg(format!("--advertise-client-urls={client}"))
+            .arg(format!("--listen-peer-urls={peer}"))
+            .arg(format!("--initial-advertise-peer-urls={peer}"))
+            .arg(format!("--initial-cluster=csrgate-test={peer}"))
+            // A test cluster trades durability for speed, as controller-runtime's
+            // envtest does; a SIGKILL of etcd is not among the faults tested.
+            .arg("--unsafe-no-fsync=true")
+            .arg("--log-level=warn");
+        command
+    }
+
+    fn apiserver_command(&self) -> Result<Command> {
         let ports = self.ports();
         let pki = &self.pki;
         let dir = &self.dir;
-        Ok(match component {
-            Component::Etcd => {
-                let client = format!("http://127.0.0.1:{}", ports.etcd_client);
-                let peer = format!("http://127.0.0.1:{}", ports.etcd_peer);
-                let mut command = Command::new(&self.binaries.etcd);
-                command
-                    .arg("--name=csrgate-test")
-                    .arg(format!("--data-dir={}", dir.join("etcd").display()))
-                    .arg(format!("--listen-client-urls={client}"))
-                    .arg(format!("--advertise-client-urls={client}"))
-                    .arg(format!("--listen-peer-urls={peer}"))
-                    .arg(format!("--initial-advertise-peer-urls={peer}"))
-                    .arg(format!("--initial-cluster=csrgate-test={peer}"))
-                    // A test cluster trades durability for speed, as controller-runtime's
-                    // envtest does; a SIGKILL of etcd is not among the faults tested.
-                    .arg("--unsafe-no-fsync=true")
-                    .arg("--log-level=warn");
-                command
-            }
-            Component::KubeApiserver => {
-                // Written with each start: a retry after a taken port moves the server.
-                let admin = kubeconfig(
-                    &self.server(),
-                    &pki.ca_cert,
-                    "kubernetes-admin",
-                    &pki.admin_cert,
-                    &pki.admin_key,
-                )?;
-                write(&self.kubeconfig, &admin)?;
-                let mut command = Command::new(&self.binaries.kube_apiserver);
-                command
-                    .arg(format!(
-                        "--etcd-servers=http://127.0.0.1:{}",
-                        ports.etcd_client
-                    ))
-                    .arg("--bind-address=127.0.0.1")
-                    .arg("--advertise-address=127.0.0.1")
-                    // The lease reconciler refuses a loopback address for the `kubernetes`
-                    // Service's endpoints; nothing here needs them.
-                    .arg("--endpoint-reconciler-type=none")
-                    .arg(format!("--secure-port={}", ports.apiserver))
-                    .arg(format!("--cert-dir={}", dir.join("apiserver").display()))
-                    .arg(format!("--tls-cert-file={}", pki.apiserver_cert.display()))
-                    .arg(format!(
-                        "--tls-private-key-file={}",
-                        pki.apiserver_key.display()
-                    ))
-                    .arg(format!("--client-ca-file={}", pki.ca_cert.display()))
-                    .arg(format!(
-                        "--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}"
-                    ))
-                    .arg("--service-account-issuer=https://kubernetes.default.svc.cluster.local")
-                    .arg(format!(
-                        "--service-account-key-file={}",
-                        pki.service_account_pub.display()
-                    ))
-                    .arg(format!(
-                        "--service-account-signing-key-file={}",
-                        pki.service_account_key.display()
-                    ))
-                    .arg("--authorization-mode=Node,RBAC")
-                    // The CSR plugins are on by default; naming them keeps them on whatever
-                    // the release's defaults become. NodeRestriction is what kubeadm adds.
-                    .arg(
-                        "--enable-admission-plugins=NodeRestriction,CertificateApproval,\
-                         CertificateSigning,CertificateSubjectRestriction",
-                    )
-                    .arg("--profiling=false")
-                    .arg(format!(
-                        "--audit-policy-file={}",
-                        self.audit_policy()?.display()
-                    ))
-                    .arg(format!("--audit-log-path={}", self.audit_log().display()))
-                    .arg("--audit-log-format=json");
-                command
-            }
-            Component::KubeControllerManager => {
-                let kubeconfig_path = dir.join("controller-manager.kubeconfig");
-                let text = kubeconfig(
-                    &self.server(),
-                    &pki.ca_cert,
-                    "system:kube-controller-manager",
-                    &pki.controller_manager_cert,
-                    &pki.controller_manager_key,
-                )?;
-                write(&kubeconfig_path, &text)?;
-                let mut command = Command::new(&self.binaries.kube_controller_manager);
-                command
-                    .arg(format!("--kubeconfig={}", kubeconfig_path.display()))
-                    .arg(format!(
-                        "--authentication-kubeconfig={}",
-                        kubeconfig_path.display()
-                    ))
-                    .arg(format!(
-                        "--authorization-kubeconfig={}",
-                        kubeconfig_path.display()
-                    ))
-                    .arg("--bind-address=127.0.0.1")
-                    .arg(format!("--secure-port={}", ports.controller_manager))
-                    .arg(format!(
-                        "--cert-dir={}",
-                        dir.join("controller-manager").display()
-                    ))
-                    .arg(format!(
-                        "--controllers={}",
-                        self.controller_manager.controllers.join(",")
-                    ))
-                    .arg(format!(
-                        "--cluster-signing-cert-file={}",
-                        pki.ca_cert.display()
-                    ))
-                    .arg(format!(
-                        "--cluster-signing-key-file={}",
-                        pki.ca_key.display()
-                    ))
-                    .arg(format!("--root-ca-file={}", pki.ca_cert.display()))
-                    // As kubeadm runs it: each controller acts as its own service account
-                    // (kube-system/certificate-controller for the CSR controllers).
-                    .arg("--use-service-account-credentials=true")
-                    .arg("--leader-elect=true");
-                if let Some((qps, burst)) = self.controller_manager.api_qps_burst {
-                    command
-                        .arg(format!("--kube-api-qps={qps}"))
-                        .arg(format!("--kube-api-burst={burst}"));
-                }
-                command
-            }
-        })
+        // Written with each start: a retry after a taken port moves the server.
+        let admin = kubeconfig(
+            &self.server(),
+            &pki.ca_cert,
+            "kubernetes-admin",
+            &pki.admin_cert,
+            &pki.admin_key,
+        )?;
+        write(&self.kubeconfig, &admin)?;
+        let mut command = Command::new(&self.binaries.kube_apiserver);
+        command
+            .arg(format!(
+                "--etcd-servers=http://127.0.0.1:{}",
+                ports.etcd_client
+            ))
+            .arg("--bind-address=127.0.0.1")
+            .arg("--advertise-address=127.0.0.1")
+            // The lease reconciler refuses a loopback address for the `kubernetes`
+            // Service's endpoints; nothing here needs them.
+            .arg("--endpoint-reconciler-type=none")
+            .arg(format!("--secure-port={}", ports.apiserver))
+            .arg(format!("--cert-dir={}", dir.join("apiserver").display()))
+            .arg(format!("--tls-cert-file={}", pki.apiserver_cert.display()))
+            .arg(format!(
+                "--tls-private-key-file={}",
+                pki.apiserver_key.display()
+            ))
+            .arg(format!("--client-ca-file={}", pki.ca_cert.display()))
+            .arg(format!(
+                "--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}"
+            ))
+            .arg("--service-account-issuer=https://kubernetes.default.svc.cluster.local")
+            .arg(format!(
+                "--service-account-key-file={}",
+                pki.service_account_pub.display()
+            ))
+            .arg(format!(
+                "--service-account-signing-key-file={}",
+                pki.service_account_key.display()
+            ))
+            .arg("--authorization-mode=Node,RBAC")
+            // The CSR plugins are on by default; naming them keeps them on whatever
+            // the release's defaults become. NodeRestriction is what kubeadm adds.
+            .arg(
+                "--enable-admission-plugins=NodeRestriction,CertificateApproval,\
+                 CertificateSigning,CertificateSubjectRestriction",
+            )
+            .arg("--profiling=false")
+            .arg(format!(
+                "--audit-policy-file={}",
+                self.audit_policy()?.display()
+            ))
+            .arg(format!("--audit-log-path={}", self.audit_log().display()))
+            .arg("--audit-log-format=json");
+        Ok(command)
+    }
+
+    fn controller_manager_command(&self) -> Result<Command> {
+        let ports = self.ports();
+        let pki = &self.pki;
+        let dir = &self.dir;
+        let kubeconfig_path = dir.join("controller-manager.kubeconfig");
+        let text = kubeconfig(
+            &self.server(),
+            &pki.ca_cert,
+            "system:kube-controller-manager",
+            &pki.controller_manager_cert,
+            &pki.controller_manager_key,
+        )?;
+        write(&kubeconfig_path, &text)?;
+        let mut command = Command::new(&self.binaries.kube_controller_manager);
+        command
+            .arg(format!("--kubeconfig={}", kubeconfig_path.display()))
+            .arg(format!(
+                "--authentication-kubeconfig={}",
+                kubeconfig_path.display()
+            ))
+            .arg(format!(
+                "--authorization-kubeconfig={}",
+                kubeconfig_path.display()
+            ))
+            .arg("--bind-address=127.0.0.1")
+            .arg(format!("--secure-port={}", ports.controller_manager))
+            .arg(format!(
+                "--cert-dir={}",
+                dir.join("controller-manager").display()
+            ))
+            .arg(format!(
+                "--controllers={}",
+                self.controller_manager.controllers.join(",")
+            ))
+            .arg(format!(
+                "--cluster-signing-cert-file={}",
+                pki.ca_cert.display()
+            ))
+            .arg(format!(
+                "--cluster-signing-key-file={}",
+                pki.ca_key.display()
+            ))
+            .arg(format!("--root-ca-file={}", pki.ca_cert.display()))
+            // As kubeadm runs it: each controller acts as its own service account
+            // (kube-system/certificate-controller for the CSR controllers).
+            .arg("--use-service-account-credentials=true")
+            .arg("--leader-elect=true");
+        if let Some((qps, burst)) = self.controller_manager.api_qps_burst {
+            command
+                .arg(format!("--kube-api-qps={qps}"))
+                .arg(format!("--kube-api-burst={burst}"));
+        }
+        Ok(command)
     }
 
     /// Polls until `component` answers as ready; fails early when its process exits.

@@ -54,6 +54,7 @@ mod decide;
 mod env;
 mod evaluate;
 mod functions;
+mod node_names;
 mod pick;
 pub mod rbac;
 pub mod request;
@@ -78,6 +79,7 @@ pub use env::{
     subject_node_name,
 };
 pub use evaluate::{Failure, Verdict, evaluate};
+pub use node_names::NodeNames;
 pub use request::{
     ParsedRequest, PublicKeyInfo, RequestError, clear_request_cache, parse_request,
     parse_request_cached,

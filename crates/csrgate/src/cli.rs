@@ -73,6 +73,9 @@ pub enum Command {
     /// For a person: make a key and a CSR, submit it, wait for the decision and the
     /// certificate, and write `<name>.key`, `<name>.crt` and `<name>.kubeconfig`.
     ///
+    /// The kubeconfig's user needs `create`, `list` and `watch` on certificatesigningrequests
+    /// (the wait watches the one CSR, as `kubectl wait` does).
+    ///
     /// Exit status: 0 when the certificate was issued for the generated key and written;
     /// 1 when the CSR was Denied or Failed (the reason and message are printed); 2 on any
     /// other error (unreadable kubeconfig, refused create, timeout, a certificate for another

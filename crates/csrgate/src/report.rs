@@ -1,4 +1,7 @@
-//! How decisions are printed: the `check --output json` shape of DESIGN.md, and a table.
+//! How decisions are printed: the `check --output json` shape of DESIGN.md, and the one
+//! plain-text table printer (`check`, `demo`).
+
+use std::fmt::Write as _;
 
 use csrgate_policy::{Decision, Verdict};
 use serde::Serialize;
@@ -76,64 +79,108 @@ impl<'a> CsrReport<'a> {
     }
 }
 
-/// A plain-text table, one row per CSR, columns padded to their widest cell.
-pub fn table(reports: &[CsrReport<'_>]) -> String {
-    let mut rows = vec![[
-        "CSR".to_owned(),
-        "DECISION".to_owned(),
-        "REASON".to_owned(),
-        "POLICIES".to_owned(),
-        "MESSAGE".to_owned(),
-    ]];
-    for report in reports {
-        let policies = report
-            .policies
-            .iter()
-            .map(|p| {
-                format!(
-                    "{}={}{}{}",
-                    p.name,
-                    p.verdict,
-                    if p.mode == "Audit" { "(audit)" } else { "" },
-                    if p.default_denial.is_some() {
-                        "(default would deny)"
-                    } else {
-                        ""
-                    }
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(",");
-        rows.push([
-            report.csr.to_owned(),
-            report.decision.to_owned(),
-            report.reason.unwrap_or("-").to_owned(),
-            if policies.is_empty() {
-                "-".into()
-            } else {
-                policies
-            },
-            report.message.unwrap_or("-").to_owned(),
-        ]);
-    }
-    let widths: Vec<usize> = (0..4)
-        .map(|column| {
-            rows.iter()
-                .map(|r| r[column].chars().count())
+/// A column of a plain-text table: its header and how to read one row's cell.
+pub struct Column<R> {
+    /// The header, upper case as kubectl prints them.
+    pub header: &'static str,
+    /// The cell of one row.
+    pub cell: fn(&R) -> String,
+}
+
+/// The lines of a plain-text table, the header first: every column but the last padded to
+/// its widest cell (header included, counted in characters) and followed by two spaces, the
+/// last as it is (kubectl's `get` layout).
+pub fn table_lines<R>(columns: &[Column<R>], rows: &[R]) -> Vec<String> {
+    let cells: Vec<Vec<String>> =
+        std::iter::once(columns.iter().map(|c| c.header.to_owned()).collect())
+            .chain(
+                rows.iter()
+                    .map(|row| columns.iter().map(|c| (c.cell)(row)).collect()),
+            )
+            .collect();
+    let widths: Vec<usize> = (0..columns.len())
+        .map(|c| {
+            cells
+                .iter()
+                .map(|r| r[c].chars().count())
                 .max()
                 .unwrap_or(0)
         })
         .collect();
-    let mut out = String::new();
-    for row in rows {
-        for (column, cell) in row.iter().enumerate() {
-            if column < 4 {
-                out.push_str(cell);
-                out.push_str(&" ".repeat(widths[column] - cell.chars().count() + 2));
-            } else {
-                out.push_str(cell);
+    cells
+        .iter()
+        .map(|row| {
+            let mut line = String::new();
+            for (column, cell) in row.iter().enumerate() {
+                if column + 1 == row.len() {
+                    line.push_str(cell);
+                } else {
+                    let _ = write!(line, "{cell:width$}  ", width = widths[column]);
+                }
             }
-        }
+            line
+        })
+        .collect()
+}
+
+/// The columns of `check`'s table.
+fn check_columns<'a>() -> [Column<CsrReport<'a>>; 5] {
+    [
+        Column {
+            header: "CSR",
+            cell: |r| r.csr.to_owned(),
+        },
+        Column {
+            header: "DECISION",
+            cell: |r| r.decision.to_owned(),
+        },
+        Column {
+            header: "REASON",
+            cell: |r| r.reason.unwrap_or("-").to_owned(),
+        },
+        Column {
+            header: "POLICIES",
+            cell: policies_cell,
+        },
+        Column {
+            header: "MESSAGE",
+            cell: |r| r.message.unwrap_or("-").to_owned(),
+        },
+    ]
+}
+
+/// Every covering policy as `name=Verdict`, marked `(audit)` and `(default would deny)`.
+fn policies_cell(report: &CsrReport<'_>) -> String {
+    let policies = report
+        .policies
+        .iter()
+        .map(|p| {
+            format!(
+                "{}={}{}{}",
+                p.name,
+                p.verdict,
+                if p.mode == "Audit" { "(audit)" } else { "" },
+                if p.default_denial.is_some() {
+                    "(default would deny)"
+                } else {
+                    ""
+                }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    if policies.is_empty() {
+        "-".into()
+    } else {
+        policies
+    }
+}
+
+/// A plain-text table, one row per CSR, columns padded to their widest cell.
+pub fn table(reports: &[CsrReport<'_>]) -> String {
+    let mut out = String::new();
+    for line in table_lines(&check_columns(), reports) {
+        out.push_str(&line);
         out.push('\n');
     }
     out

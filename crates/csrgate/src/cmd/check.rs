@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 
-use csrgate_policy::{CompiledPolicy, Nodes, decide_with, node_name, subject_node_name};
+use csrgate_policy::{CompiledPolicy, NodeNames, Nodes, decide_with};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::Node;
 
@@ -66,24 +66,13 @@ pub fn nodes_by_name(nodes: Vec<Loaded<Node>>) -> HashMap<String, Node> {
         .collect()
 }
 
-/// The Node a CSR's requestor speaks for, if any.
-pub fn node_for<'a>(
-    csr: &CertificateSigningRequest,
-    nodes: &'a HashMap<String, Node>,
-) -> Option<&'a Node> {
-    nodes.get(node_name(csr.spec.username.as_deref()?)?)
-}
-
 /// The Nodes a CSR's policies can read: its requestor's (`node`) and the one its CN names
 /// (`subjectNode`), from the `--node` files.
 pub fn nodes_for<'a>(
     csr: &CertificateSigningRequest,
     nodes: &'a HashMap<String, Node>,
 ) -> Nodes<'a> {
-    Nodes {
-        requestor: node_for(csr, nodes),
-        subject: subject_node_name(csr).and_then(|name| nodes.get(&name)),
-    }
+    NodeNames::of(csr).find(|name| nodes.get(name))
 }
 
 /// What the decisions will lack because an input was not given: without `--node`, `node`

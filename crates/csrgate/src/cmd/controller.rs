@@ -25,7 +25,10 @@ pub fn run(args: &ControllerArgs) -> Result<Outcome, Error> {
         .build()?;
     runtime.block_on(async {
         let client = client(args).await?;
-        let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
+        // The Downward API's pod name (deploy/base/deployment.yaml): the event instance and
+        // the lease identity.
+        let pod_name = std::env::var("POD_NAME").ok();
+        let identity = pod_name.clone().unwrap_or_else(|| {
             format!(
                 "{}-{}",
                 std::env::var("HOSTNAME").unwrap_or_else(|_| "csrgate".into()),
@@ -47,6 +50,7 @@ pub fn run(args: &ControllerArgs) -> Result<Outcome, Error> {
             concurrency: args.concurrency,
             max_pending_per_signer,
             reporter: "csrgate".into(),
+            instance: pod_name,
         };
         csrgate_controller::run(client, config, shutdown_signal(), |addr| {
             tracing::info!(%addr, "metrics and health endpoints listening");

@@ -5,19 +5,23 @@
 //! a node, a spoofing node, an escalation attempt, a forged request, someone the policies do
 //! not cover), waits for the decisions and prints them.
 
-use std::fmt::Write as _;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use csrgate_api::CsrApprovalPolicy;
+use csrgate_api::client::{Impersonate, client, conditions};
+use csrgate_api::csr::{self, ConditionType};
+use csrgate_api::user::impersonated_groups;
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::config::Kubeconfig;
+use kube::runtime::wait::{Condition as _, await_condition};
 
 use serde::Serialize;
 
 use super::{Error, Outcome};
 use crate::cli::{DemoArgs, DemoOutput};
+use crate::report::{Column, table_lines};
 
 /// The example policies, embedded so the demo runs from anywhere.
 const POLICIES: [&str; 5] = [
@@ -28,44 +32,64 @@ const POLICIES: [&str; 5] = [
     include_str!("../../../../examples/policies/lifetime-rollout-audit.yaml"),
 ];
 const NODE: &str = include_str!("../../../../examples/nodes/worker-1.yaml");
-/// The example CSRs, each submitted as the requestor its manifest names.
-const CSRS: [(&str, &str); 9] = [
-    (
-        "a new administrator",
-        include_str!("../../../../examples/csrs/jane.yaml"),
-    ),
-    (
-        "an administrator asking for another name",
-        include_str!("../../../../examples/csrs/jane-as-admin.yaml"),
-    ),
-    (
-        "escalation to system:masters",
-        include_str!("../../../../examples/csrs/jane-masters.yaml"),
-    ),
-    (
-        "a forged signature",
-        include_str!("../../../../examples/csrs/jane-forged.yaml"),
-    ),
-    (
-        "someone no policy covers",
-        include_str!("../../../../examples/csrs/mallory.yaml"),
-    ),
-    (
-        "a node's serving certificate",
-        include_str!("../../../../examples/csrs/worker-1-serving.yaml"),
-    ),
-    (
-        "a node spoofing a service name",
-        include_str!("../../../../examples/csrs/worker-1-spoofing.yaml"),
-    ),
-    (
-        "a node renewing its client certificate",
-        include_str!("../../../../examples/csrs/worker-1-client.yaml"),
-    ),
-    (
-        "a workload's SPIFFE certificate",
-        include_str!("../../../../examples/csrs/payments-api.yaml"),
-    ),
+/// One example CSR, submitted as the requestor its manifest names.
+struct Example {
+    /// What the example shows (the table's CASE column).
+    story: &'static str,
+    /// The manifest.
+    yaml: &'static str,
+    /// Whether a policy decides it, so that the demo waits for the decision; no policy covers
+    /// the others, which stay Pending.
+    decided: bool,
+}
+
+/// The example CSRs.
+const CSRS: [Example; 9] = [
+    Example {
+        story: "a new administrator",
+        yaml: include_str!("../../../../examples/csrs/jane.yaml"),
+        decided: true,
+    },
+    Example {
+        story: "an administrator asking for another name",
+        yaml: include_str!("../../../../examples/csrs/jane-as-admin.yaml"),
+        decided: true,
+    },
+    Example {
+        story: "escalation to system:masters",
+        yaml: include_str!("../../../../examples/csrs/jane-masters.yaml"),
+        decided: true,
+    },
+    Example {
+        story: "a forged signature",
+        yaml: include_str!("../../../../examples/csrs/jane-forged.yaml"),
+        decided: true,
+    },
+    Example {
+        story: "someone no policy covers",
+        yaml: include_str!("../../../../examples/csrs/mallory.yaml"),
+        decided: false,
+    },
+    Example {
+        story: "a node's serving certificate",
+        yaml: include_str!("../../../../examples/csrs/worker-1-serving.yaml"),
+        decided: true,
+    },
+    Example {
+        story: "a node spoofing a service name",
+        yaml: include_str!("../../../../examples/csrs/worker-1-spoofing.yaml"),
+        decided: true,
+    },
+    Example {
+        story: "a node renewing its client certificate",
+        yaml: include_str!("../../../../examples/csrs/worker-1-client.yaml"),
+        decided: true,
+    },
+    Example {
+        story: "a workload's SPIFFE certificate",
+        yaml: include_str!("../../../../examples/csrs/payments-api.yaml"),
+        decided: true,
+    },
 ];
 
 /// The label on everything the demo creates, so that a cluster it was given is left as it
@@ -136,7 +160,7 @@ async fn demo(args: &DemoArgs) -> Result<Outcome, Error> {
             (Some(sandbox), kubeconfig)
         }
     };
-    let admin = client_as(&kubeconfig, None).await?;
+    let admin = client(&kubeconfig, None).await?;
     let examples = Examples::parse()?;
     if args.kubeconfig.is_some() {
         examples.refuse_existing(&admin).await?;
@@ -173,7 +197,7 @@ async fn demo(args: &DemoArgs) -> Result<Outcome, Error> {
 struct Examples {
     policies: Vec<CsrApprovalPolicy>,
     node: Node,
-    csrs: Vec<(&'static str, CertificateSigningRequest)>,
+    csrs: Vec<(&'static Example, CertificateSigningRequest)>,
 }
 
 impl Examples {
@@ -192,10 +216,10 @@ impl Examples {
         let mut node: Node = serde_saphyr::from_str(NODE)?;
         label(&mut node.metadata);
         let mut csrs = Vec::new();
-        for (story, yaml) in CSRS {
-            let mut csr: CertificateSigningRequest = serde_saphyr::from_str(yaml)?;
+        for example in &CSRS {
+            let mut csr: CertificateSigningRequest = serde_saphyr::from_str(example.yaml)?;
             label(&mut csr.metadata);
-            csrs.push((story, csr));
+            csrs.push((example, csr));
         }
         Ok(Self {
             policies,
@@ -267,6 +291,7 @@ impl Examples {
             concurrency: 8,
             max_pending_per_signer: None,
             reporter: "csrgate".into(),
+            instance: None,
         };
         let controller = tokio::spawn(csrgate_controller::run(
             admin.clone(),
@@ -291,82 +316,119 @@ impl Examples {
         kubeconfig: &std::path::Path,
     ) -> Result<Vec<Row>, Error> {
         let mut submitted = Vec::new();
-        for (story, csr) in &self.csrs {
-            let name = csr.metadata.name.clone().unwrap_or_default();
+        for (example, csr) in &self.csrs {
             let user = csr.spec.username.clone().unwrap_or_default();
-            let groups: Vec<String> = csr
-                .spec
-                .groups
-                .clone()
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|g| g != "system:authenticated")
-                .collect();
-            let client = client_as(kubeconfig, Some((user.clone(), groups))).await?;
-            let created = Api::<CertificateSigningRequest>::all(client)
-                .create(&PostParams::default(), csr)
-                .await;
+            let groups = impersonated_groups(csr.spec.groups.as_deref().unwrap_or_default());
+            let acting = Impersonate::new(&user, &groups);
+            let created =
+                Api::<CertificateSigningRequest>::all(client(kubeconfig, Some(acting)).await?)
+                    .create(&PostParams::default(), csr)
+                    .await;
             let refused = created.err().map(|e| match e {
                 kube::Error::Api(status) => short_refusal(status.message),
                 other => other.to_string(),
             });
-            submitted.push((story, name, user, csr.spec.signer_name.clone(), refused));
+            submitted.push((example, csr, refused));
         }
 
         let csrs: Api<CertificateSigningRequest> = Api::all(admin.clone());
-        let deadline = Instant::now() + DEADLINE;
+        let deadline = tokio::time::Instant::now() + DEADLINE;
         let mut rows = Vec::new();
-        for (story, name, user, signer, refused) in submitted {
-            let row = |decision: &str, reason: String, message: String, certificate: String| Row {
-                case: (*story).to_owned(),
-                csr: name.clone(),
-                requestor: user.clone(),
-                signer: signer.clone(),
-                decision: decision.to_owned(),
-                reason,
-                message,
-                certificate,
+        for (example, submitted, refused) in submitted {
+            let name = submitted.metadata.name.clone().unwrap_or_default();
+            let row = Row::new(example.story, submitted);
+            let row = match refused {
+                Some(message) => row.refused(message),
+                None => row.read(&settled(&csrs, &name, example.decided, deadline).await?),
             };
-            if let Some(message) = refused {
-                rows.push(row("Refused", "(API server)".into(), message, "-".into()));
-                continue;
-            }
-            let expect_decision = name != "mallory";
-            let csr = loop {
-                let csr = csrs.get(&name).await?;
-                let settled =
-                    !expect_decision || condition(&csr, &["Approved", "Denied"]).is_some();
-                let signed = csr
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.certificate.as_ref())
-                    .is_some()
-                    || condition(&csr, &["Failed"]).is_some();
-                let approved = condition(&csr, &["Approved"]).is_some();
-                if (settled && (!approved || signed)) || Instant::now() > deadline {
-                    break csr;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            };
-            let (decision, reason, message) = condition(&csr, &["Approved", "Denied"])
-                .unwrap_or_else(|| {
-                    (
-                        "Pending".into(),
-                        "-".into(),
-                        "no policy decided: left for a person".into(),
-                    )
-                });
-            let certificate = match (
-                csr.status.as_ref().and_then(|s| s.certificate.as_ref()),
-                condition(&csr, &["Failed"]),
-            ) {
-                (Some(_), _) => "issued".to_owned(),
-                (None, Some((_, reason, _))) => format!("signer failed: {reason}"),
-                (None, None) => "-".to_owned(),
-            };
-            rows.push(row(&decision, reason, message, certificate));
+            rows.push(row);
         }
         Ok(rows)
+    }
+}
+
+/// The CSR once it is settled: decided (when `decided`, i.e. a policy covers it) and, when
+/// approved, issued or failed by the signer; or as it is at `deadline`.
+async fn settled(
+    csrs: &Api<CertificateSigningRequest>,
+    name: &str,
+    decided: bool,
+    deadline: tokio::time::Instant,
+) -> Result<CertificateSigningRequest, Error> {
+    if decided {
+        let signed =
+            conditions::is_csr_issued().or(conditions::has_csr_condition(ConditionType::Failed));
+        let done = conditions::has_csr_decision().and(
+            conditions::has_csr_condition(ConditionType::Approved)
+                .not()
+                .or(signed),
+        );
+        let waited =
+            tokio::time::timeout_at(deadline, await_condition(csrs.clone(), name, done)).await;
+        // At the deadline the CSR is reported as it is (the table shows what is missing).
+        if let Ok(found) = waited
+            && let Some(csr) = found?
+        {
+            return Ok(csr);
+        }
+    }
+    Ok(csrs.get(name).await?)
+}
+
+impl Row {
+    /// The row of the example `story`, as submitted.
+    fn new(story: &str, csr: &CertificateSigningRequest) -> Self {
+        Self {
+            case: story.to_owned(),
+            csr: csr.metadata.name.clone().unwrap_or_default(),
+            requestor: csr.spec.username.clone().unwrap_or_default(),
+            signer: csr.spec.signer_name.clone(),
+            decision: String::new(),
+            reason: String::new(),
+            message: String::new(),
+            certificate: "-".to_owned(),
+        }
+    }
+
+    /// The API server refused to create the CSR, with `message`.
+    fn refused(self, message: String) -> Self {
+        Self {
+            decision: "Refused".to_owned(),
+            reason: "(API server)".to_owned(),
+            message,
+            ..self
+        }
+    }
+
+    /// The decision and certificate of `csr` as read back.
+    fn read(self, csr: &CertificateSigningRequest) -> Self {
+        let (decision, reason, message) = match csr::decision(csr) {
+            Some(c) => (
+                c.type_.clone(),
+                c.reason.clone().unwrap_or_default(),
+                c.message.clone().unwrap_or_default(),
+            ),
+            None => (
+                "Pending".into(),
+                "-".into(),
+                "no policy decided: left for a person".into(),
+            ),
+        };
+        let failed = csr::true_condition(csr, &[ConditionType::Failed]);
+        let certificate = match (csr::certificate(csr), failed) {
+            (Some(_), _) => "issued".to_owned(),
+            (None, Some(c)) => {
+                format!("signer failed: {}", c.reason.as_deref().unwrap_or_default())
+            }
+            (None, None) => "-".to_owned(),
+        };
+        Self {
+            decision,
+            reason,
+            message,
+            certificate,
+            ..self
+        }
     }
 }
 
@@ -423,81 +485,54 @@ fn with_context(
     Ok(copy)
 }
 
-async fn client_as(
-    kubeconfig: &std::path::Path,
-    impersonate: Option<(String, Vec<String>)>,
-) -> Result<kube::Client, Error> {
-    let mut config = kube::Config::from_custom_kubeconfig(
-        Kubeconfig::read_from(kubeconfig)?,
-        &KubeConfigOptions::default(),
-    )
-    .await?;
-    if let Some((user, groups)) = impersonate {
-        config.auth_info.impersonate = Some(user);
-        config.auth_info.impersonate_groups = Some(groups);
-    }
-    Ok(kube::Client::try_from(config)?)
-}
-
-/// The first condition of one of `types`: (type, reason, message).
-fn condition(csr: &CertificateSigningRequest, types: &[&str]) -> Option<(String, String, String)> {
-    csr.status
-        .as_ref()?
-        .conditions
-        .as_ref()?
-        .iter()
-        .find_map(|c| {
-            types.contains(&c.type_.as_str()).then(|| {
-                (
-                    c.type_.clone(),
-                    c.reason.clone().unwrap_or_default(),
-                    c.message.clone().unwrap_or_default(),
-                )
-            })
-        })
-}
-
 /// The width `table` keeps within: a terminal of 100 columns.
 const TABLE_WIDTH: usize = 100;
 
-/// Columns padded to their widest cell (requestor and signer left out), each row followed by
-/// its message, indented and wrapped at word boundaries within [`TABLE_WIDTH`] columns.
+/// A column of the demo's tables.
+const fn column(header: &'static str, cell: fn(&Row) -> String) -> Column<Row> {
+    Column { header, cell }
+}
+
+/// The default table's columns (requestor, signer and message left out).
+const COLUMNS: [Column<Row>; 5] = [
+    column("CASE", |r| r.case.clone()),
+    column("CSR", |r| r.csr.clone()),
+    column("DECISION", |r| r.decision.clone()),
+    column("REASON", |r| r.reason.clone()),
+    column("CERTIFICATE", |r| r.certificate.clone()),
+];
+
+/// `-o wide`: every field, the message last.
+const WIDE_COLUMNS: [Column<Row>; 8] = [
+    column("CASE", |r| r.case.clone()),
+    column("CSR", |r| r.csr.clone()),
+    column("REQUESTOR", |r| r.requestor.clone()),
+    column("SIGNER", |r| r.signer.clone()),
+    column("DECISION", |r| r.decision.clone()),
+    column("REASON", |r| r.reason.clone()),
+    column("CERTIFICATE", |r| r.certificate.clone()),
+    column("MESSAGE", |r| r.message.clone()),
+];
+
+/// [`COLUMNS`], each row followed by its message, indented and wrapped at word boundaries
+/// within [`TABLE_WIDTH`] columns.
 fn table(rows: &[Row]) -> String {
-    const HEADER: [&str; 5] = ["CASE", "CSR", "DECISION", "REASON", "CERTIFICATE"];
     const INDENT: &str = "    ";
-    let cells = |row: &Row| -> [String; 5] {
-        [
-            row.case.clone(),
-            row.csr.clone(),
-            row.decision.clone(),
-            row.reason.clone(),
-            row.certificate.clone(),
-        ]
-    };
-    let widths: Vec<usize> = (0..HEADER.len())
-        .map(|c| {
-            rows.iter()
-                .map(|r| cells(r)[c].chars().count())
-                .chain([HEADER[c].len()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let line = |cells: &[String]| {
-        let mut text = String::new();
-        for (column, cell) in cells.iter().enumerate() {
-            let _ = write!(text, "{cell:width$}  ", width = widths[column]);
-        }
-        text.trim_end().to_owned()
-    };
     let wrap = textwrap::Options::new(TABLE_WIDTH)
         .initial_indent(INDENT)
         .subsequent_indent(INDENT);
-    let mut out = format!("\n{}\n", line(&HEADER.map(str::to_owned)));
-    for row in rows {
-        out.push_str(&line(&cells(row)));
+    let lines = table_lines(&COLUMNS, rows);
+    let mut out = String::from("\n");
+    for (line, row) in lines
+        .iter()
+        .zip(std::iter::once(None).chain(rows.iter().map(Some)))
+    {
+        out.push_str(line.trim_end());
         out.push('\n');
-        for wrapped in textwrap::wrap(&row.message, &wrap) {
+        for wrapped in row
+            .map(|r| textwrap::wrap(&r.message, &wrap))
+            .unwrap_or_default()
+        {
             out.push_str(&wrapped);
             out.push('\n');
         }
@@ -505,45 +540,11 @@ fn table(rows: &[Row]) -> String {
     out
 }
 
-/// Every column padded to its widest cell, the message last and unpadded (`-o wide`).
+/// [`WIDE_COLUMNS`], unwrapped.
 fn wide_table(rows: &[Row]) -> String {
-    const HEADER: [&str; 8] = [
-        "CASE",
-        "CSR",
-        "REQUESTOR",
-        "SIGNER",
-        "DECISION",
-        "REASON",
-        "CERTIFICATE",
-        "MESSAGE",
-    ];
-    let cells = |row: &Row| -> [String; 8] {
-        [
-            row.case.clone(),
-            row.csr.clone(),
-            row.requestor.clone(),
-            row.signer.clone(),
-            row.decision.clone(),
-            row.reason.clone(),
-            row.certificate.clone(),
-            row.message.clone(),
-        ]
-    };
-    let all: Vec<[String; 8]> = std::iter::once(HEADER.map(str::to_owned))
-        .chain(rows.iter().map(cells))
-        .collect();
-    let widths: Vec<usize> = (0..8)
-        .map(|c| all.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
-        .collect();
     let mut out = String::from("\n");
-    for row in &all {
-        for (column, text) in row.iter().enumerate() {
-            if column + 1 == row.len() {
-                out.push_str(text);
-            } else {
-                let _ = write!(out, "{text:width$}  ", width = widths[column]);
-            }
-        }
+    for line in table_lines(&WIDE_COLUMNS, rows) {
+        out.push_str(&line);
         out.push('\n');
     }
     out

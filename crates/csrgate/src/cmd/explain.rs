@@ -10,9 +10,7 @@
 use std::io::Write;
 
 use csrgate_api::CsrApprovalPolicy;
-use csrgate_policy::{
-    CompiledPolicy, Decision, Nodes, Verdict, decide_with, node_name, reasons, subject_node_name,
-};
+use csrgate_policy::{CompiledPolicy, Decision, NodeNames, Nodes, Verdict, decide_with, reasons};
 use k8s_openapi::api::certificates::v1::{
     CertificateSigningRequest, CertificateSigningRequestCondition,
 };
@@ -126,13 +124,12 @@ async fn read_cluster(args: &ExplainArgs) -> Result<(Cluster, kube::Client), Exp
         return Err(ExplainError::NoPolicies);
     }
     let nodes: Api<Node> = Api::all(client.clone());
-    let requestor = csr.spec.username.as_deref().and_then(node_name);
-    let node = read_node(&nodes, requestor).await?;
-    let subject = subject_node_name(&csr);
-    let subject_node = if subject.as_deref() == requestor {
+    let names = NodeNames::of(&csr);
+    let node = read_node(&nodes, names.requestor.as_deref()).await?;
+    let subject_node = if names.subject == names.requestor {
         node.clone()
     } else {
-        read_node(&nodes, subject.as_deref()).await?
+        read_node(&nodes, names.subject.as_deref()).await?
     };
     let cluster = Cluster {
         csr,
@@ -268,7 +265,8 @@ impl<'a> Explanation<'a> {
     fn new(cluster: &'a Cluster, decision: &'a Decision) -> Self {
         let csr = &cluster.csr;
         let name = csr.metadata.name.as_deref().unwrap_or("");
-        let recorded = recorded_condition(csr).map(|c| Recorded::new(c, &cluster.policies));
+        let recorded =
+            csrgate_api::csr::final_condition(csr).map(|c| Recorded::new(c, &cluster.policies));
         let now = CsrReport::new(name, decision);
         let (verdict, agrees) = compare(recorded.as_ref(), &now);
         let policies = decision
@@ -287,11 +285,7 @@ impl<'a> Explanation<'a> {
             signer_name: &csr.spec.signer_name,
             username: csr.spec.username.as_deref(),
             groups: csr.spec.groups.as_deref().unwrap_or_default(),
-            certificate_issued: csr
-                .status
-                .as_ref()
-                .and_then(|s| s.certificate.as_ref())
-                .is_some_and(|c| !c.0.is_empty()),
+            certificate_issued: csrgate_api::csr::certificate(csr).is_some(),
             recorded,
             now,
             policies,
@@ -299,18 +293,6 @@ impl<'a> Explanation<'a> {
             agrees,
         }
     }
-}
-
-/// The first Approved, Denied or Failed condition: the one that ended the CSR's review.
-fn recorded_condition(
-    csr: &CertificateSigningRequest,
-) -> Option<&CertificateSigningRequestCondition> {
-    csr.status
-        .as_ref()?
-        .conditions
-        .as_ref()?
-        .iter()
-        .find(|c| matches!(c.type_.as_str(), "Approved" | "Denied" | "Failed"))
 }
 
 impl<'a> Recorded<'a> {

@@ -11,7 +11,7 @@ mod crd;
 mod demo;
 mod explain;
 mod man;
-mod request;
+pub(crate) mod request;
 mod sandbox;
 mod test;
 

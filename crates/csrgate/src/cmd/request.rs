@@ -10,21 +10,27 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use csrgate_api::client::{
+    ClientError, Impersonate, client_certificate_kubeconfig, client_from, conditions,
+};
+use csrgate_api::csr::{self, ConditionType};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::certificates::v1::{
     CertificateSigningRequest, CertificateSigningRequestSpec,
 };
 use kube::api::{Api, ObjectMeta, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError, NamedCluster};
-use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, PublicKeyData as _, SanType};
+use kube::runtime::wait::{Condition as _, await_condition};
+use rcgen::PublicKeyData as _;
 use x509_parser::prelude::{FromDer as _, X509Certificate};
 
 use super::Outcome;
-use crate::cli::{KeyType, RequestArgs};
+use crate::cli::RequestArgs;
+use crate::keygen::{KeygenError, build_request, generate_key};
 
 /// The shortest lifetime the API server accepts in `spec.expirationSeconds`.
 const MIN_EXPIRATION: Duration = Duration::from_secs(600);
-/// How often the CSR is read while waiting.
+/// How often the progress line is refreshed while waiting.
 const POLL: Duration = Duration::from_millis(500);
 
 /// Why `csrgate request` could not get a certificate (a Denied CSR is an outcome, not an error).
@@ -53,21 +59,12 @@ pub enum RequestError {
         "kubeconfig {0}: no such context (--context, else current-context), or it names no cluster"
     )]
     NoCluster(String),
-    /// The kubeconfig does not make a client configuration.
-    #[error("kubeconfig {0}")]
-    ClientConfig(String, #[source] KubeconfigError),
-    /// The client cannot be built from the configuration.
-    #[error("building a client from kubeconfig {0}")]
-    ClientBuild(String, #[source] kube::Error),
-    /// The key could not be generated.
-    #[error("generating a {0:?} key")]
-    KeyGeneration(
-        KeyType,
-        #[source] Box<dyn std::error::Error + Send + Sync + 'static>,
-    ),
-    /// The PKCS#10 request could not be built (e.g. a SAN that is not ASCII).
-    #[error("building the certificate request")]
-    BuildRequest(#[source] rcgen::Error),
+    /// The kubeconfig does not make a client.
+    #[error(transparent)]
+    Client(ClientError),
+    /// The key or the certificate request could not be made.
+    #[error(transparent)]
+    Keygen(#[from] KeygenError),
     /// A file could not be read.
     #[error("reading {}", .0.display())]
     ReadFile(PathBuf, #[source] std::io::Error),
@@ -77,9 +74,9 @@ pub enum RequestError {
     /// The API server refused to create the CertificateSigningRequest.
     #[error("creating CertificateSigningRequest {0}")]
     Create(String, #[source] kube::Error),
-    /// The CertificateSigningRequest could not be read while waiting.
-    #[error("reading CertificateSigningRequest {0}")]
-    Read(String, #[source] kube::Error),
+    /// The CertificateSigningRequest could not be watched while waiting.
+    #[error("watching CertificateSigningRequest {0}")]
+    Read(String, #[source] kube::runtime::wait::Error),
     /// No decision before the timeout.
     #[error(
         "CertificateSigningRequest {name}: no decision within {seconds}s; the key is kept in {} (`kubectl describe csr {name}` says why)",
@@ -124,7 +121,8 @@ pub enum RequestError {
 
 /// Makes a key and CSR, submits it, waits for the decision and the certificate, writes the files.
 ///
-/// Needs `create` and `get` on `certificatesigningrequests` for the kubeconfig's user.
+/// Needs `create`, `list` and `watch` on `certificatesigningrequests` for the kubeconfig's
+/// user (the wait watches the one CSR, as `kubectl wait` does).
 ///
 /// # Errors
 /// See [`RequestError`]; a Denied or Failed CSR is `Ok(Outcome::Mismatch)` (exit 1).
@@ -161,6 +159,34 @@ impl Files {
         }
     }
 
+    /// Refuses to replace an earlier request's files, unless renewing one, which must exist.
+    fn check(&self, renew: bool) -> Result<(), RequestError> {
+        if renew {
+            if !self.crt.exists() {
+                return Err(RequestError::NothingToRenew(self.crt.clone()));
+            }
+        } else if let Some(existing) = [&self.key, &self.crt, &self.kubeconfig]
+            .into_iter()
+            .find(|p| p.exists())
+        {
+            return Err(RequestError::AlreadyExists(existing.clone()));
+        }
+        Ok(())
+    }
+
+    /// Writes the certificate and the kubeconfig (YAML, mode 0600: it holds the key) beside
+    /// the pending key, then moves all three into place.
+    fn write(&self, certificate: &[u8], kubeconfig: &Kubeconfig) -> Result<(), RequestError> {
+        std::fs::write(&self.pending_crt, certificate)
+            .map_err(|e| RequestError::WriteFile(self.pending_crt.clone(), e))?;
+        // YAML, as kubectl writes kubeconfigs; the cluster and user are kube's own types.
+        let kubeconfig = serde_saphyr::to_string(kubeconfig).map_err(|e| {
+            RequestError::WriteFile(self.pending_kubeconfig.clone(), std::io::Error::other(e))
+        })?;
+        write_private(&self.pending_kubeconfig, kubeconfig.as_bytes())?;
+        self.commit()
+    }
+
     /// Moves the pending files into place, the key first: each rename is atomic.
     fn commit(&self) -> Result<(), RequestError> {
         for (from, to) in [
@@ -177,33 +203,8 @@ impl Files {
 async fn request(args: &RequestArgs) -> Result<Outcome, RequestError> {
     let expiration_seconds = expiration_seconds(args.expiration)?;
     let files = Files::new(&args.out, &args.name);
-    if args.renew {
-        if !files.crt.exists() {
-            return Err(RequestError::NothingToRenew(files.crt));
-        }
-    } else if let Some(existing) = [&files.key, &files.crt, &files.kubeconfig]
-        .into_iter()
-        .find(|p| p.exists())
-    {
-        return Err(RequestError::AlreadyExists(existing.clone()));
-    }
-
-    let (kubeconfig, source) = read_kubeconfig(args.kubeconfig.as_deref())?;
-    let (cluster, namespace) = current_cluster(&kubeconfig, &source, args.context.as_deref())?;
-    let options = KubeConfigOptions {
-        context: args.context.clone(),
-        ..KubeConfigOptions::default()
-    };
-    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
-        .await
-        .map_err(|e| RequestError::ClientConfig(source.clone(), e))?;
-    if let Some(user) = &args.as_user {
-        config.auth_info.impersonate = Some(user.clone());
-        config.auth_info.impersonate_groups =
-            (!args.as_groups.is_empty()).then(|| args.as_groups.clone());
-    }
-    let client =
-        kube::Client::try_from(config).map_err(|e| RequestError::ClientBuild(source.clone(), e))?;
+    files.check(args.renew)?;
+    let (client, cluster, namespace) = connect(args).await?;
 
     let key = generate_key(args.key_type)?;
     let request_pem = build_request(args, &key)?;
@@ -212,17 +213,7 @@ async fn request(args: &RequestArgs) -> Result<Outcome, RequestError> {
     // for a key that was lost.
     write_private(&files.pending_key, key.serialize_pem().as_bytes())?;
 
-    let csr_name = if args.renew {
-        // CSR names are unique and kept after issuance: time plus a random tag.
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let mut tag = [0u8; 2];
-        let _ = getrandom::fill(&mut tag);
-        format!("{}-{now}-{:02x}{:02x}", args.name, tag[0], tag[1])
-    } else {
-        args.name.clone()
-    };
+    let csr_name = csr_name(args);
     let csr = CertificateSigningRequest {
         metadata: ObjectMeta {
             name: Some(csr_name.clone()),
@@ -267,18 +258,14 @@ async fn request(args: &RequestArgs) -> Result<Outcome, RequestError> {
             return Err(error);
         }
     };
-
-    std::fs::write(&files.pending_crt, &certificate)
-        .map_err(|e| RequestError::WriteFile(files.pending_crt.clone(), e))?;
-    let user_kubeconfig = render_kubeconfig(
+    let kubeconfig = client_certificate_kubeconfig(
+        cluster,
         &args.name,
-        &cluster,
         namespace.as_deref(),
         &certificate,
         key.serialize_pem().as_bytes(),
     );
-    write_private(&files.pending_kubeconfig, user_kubeconfig.as_bytes())?;
-    files.commit()?;
+    files.write(&certificate, &kubeconfig)?;
     println!(
         "wrote {}, {} and {} (CertificateSigningRequest {csr_name}; valid until {not_after})",
         files.key.display(),
@@ -286,6 +273,41 @@ async fn request(args: &RequestArgs) -> Result<Outcome, RequestError> {
         files.kubeconfig.display()
     );
     Ok(Outcome::Success)
+}
+
+/// A client for the kubeconfig's cluster (`--kubeconfig`, `--context`, `--as`), the cluster
+/// itself and the context's namespace, for the kubeconfig written at the end.
+async fn connect(
+    args: &RequestArgs,
+) -> Result<(kube::Client, NamedCluster, Option<String>), RequestError> {
+    let (kubeconfig, source) = read_kubeconfig(args.kubeconfig.as_deref())?;
+    let (cluster, namespace) = current_cluster(&kubeconfig, &source, args.context.as_deref())?;
+    let options = KubeConfigOptions {
+        context: args.context.clone(),
+        ..KubeConfigOptions::default()
+    };
+    let acting = args
+        .as_user
+        .as_deref()
+        .map(|user| Impersonate::new(user, &args.as_groups));
+    let client = client_from(kubeconfig, &options, acting, Path::new(&source))
+        .await
+        .map_err(RequestError::Client)?;
+    Ok((client, cluster, namespace))
+}
+
+/// The CSR's name: `--name`, or for a renewal `--name` with the time and a random tag, since
+/// CSR names are unique and kept after issuance.
+fn csr_name(args: &RequestArgs) -> String {
+    if !args.renew {
+        return args.name.clone();
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut tag = [0u8; 2];
+    let _ = getrandom::fill(&mut tag);
+    format!("{}-{now}-{:02x}{:02x}", args.name, tag[0], tag[1])
 }
 
 fn expiration_seconds(expiration: Duration) -> Result<i32, RequestError> {
@@ -344,89 +366,6 @@ fn current_cluster(
     Ok((cluster, context.namespace.clone()))
 }
 
-/// A fresh key pair of the requested kind. RSA keys come from the `rsa` crate (ring, rcgen's
-/// backend, cannot generate them) and are handed to rcgen as PKCS#8, so ring signs the request.
-fn generate_key(key_type: KeyType) -> Result<KeyPair, RequestError> {
-    let failed =
-        |e: Box<dyn std::error::Error + Send + Sync>| RequestError::KeyGeneration(key_type, e);
-    let algorithm = match key_type {
-        KeyType::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
-        KeyType::EcdsaP384 => &rcgen::PKCS_ECDSA_P384_SHA384,
-        KeyType::Ed25519 => &rcgen::PKCS_ED25519,
-        KeyType::Rsa2048 | KeyType::Rsa4096 => {
-            use rsa::pkcs8::EncodePrivateKey as _;
-            let bits = if key_type == KeyType::Rsa2048 {
-                2048
-            } else {
-                4096
-            };
-            let private = rsa::PrivateKey::new(&mut getrandom::SysRng, bits)
-                .map_err(|e| failed(Box::new(e)))?;
-            let der = private.to_pkcs8_der().map_err(|e| failed(Box::new(e)))?;
-            return KeyPair::try_from(der.as_bytes()).map_err(|e| failed(Box::new(e)));
-        }
-    };
-    let key = KeyPair::generate_for(algorithm).map_err(|e| failed(Box::new(e)))?;
-    if key_type == KeyType::Ed25519 {
-        return ed25519_pkcs8_v1(&key)
-            .ok_or_else(|| failed("unexpected Ed25519 key encoding".into()));
-    }
-    Ok(key)
-}
-
-/// The PKCS#8 header of an Ed25519 key as ring writes it (version 2, public key included),
-/// up to the 32-byte seed.
-const ED25519_PKCS8_V2_PREFIX: [u8; 16] = [
-    0x30, 0x51, 0x02, 0x01, 0x01, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
-];
-/// The same for version 1 (RFC 8410 section 7), which OpenSSL 3.0 and Go read.
-const ED25519_PKCS8_V1_PREFIX: [u8; 16] = [
-    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
-];
-
-/// ring writes Ed25519 keys as PKCS#8 version 2, which `openssl pkey` (3.0) refuses to read;
-/// re-encode the same seed as version 1 so every tool can use the key file.
-fn ed25519_pkcs8_v1(key: &KeyPair) -> Option<KeyPair> {
-    let der = key.serialized_der();
-    let seed = der.strip_prefix(&ED25519_PKCS8_V2_PREFIX)?.get(..32)?;
-    let mut v1 = ED25519_PKCS8_V1_PREFIX.to_vec();
-    v1.extend_from_slice(seed);
-    let reencoded = KeyPair::try_from(v1.as_slice()).ok()?;
-    (reencoded.public_key_raw() == key.public_key_raw()).then_some(reencoded)
-}
-
-/// The PKCS#10 request, PEM: subject CN (and O), the SANs given, signed with `key`.
-fn build_request(args: &RequestArgs, key: &KeyPair) -> Result<String, RequestError> {
-    let mut params = CertificateParams::default();
-    let mut subject = DistinguishedName::new();
-    subject.push(DnType::CommonName, args.cn.as_str());
-    if let Some(org) = &args.org {
-        subject.push(DnType::OrganizationName, org.as_str());
-    }
-    params.distinguished_name = subject;
-    let mut sans = Vec::new();
-    for name in &args.dns_names {
-        sans.push(SanType::DnsName(
-            name.as_str()
-                .try_into()
-                .map_err(RequestError::BuildRequest)?,
-        ));
-    }
-    sans.extend(args.ip_addresses.iter().copied().map(SanType::IpAddress));
-    for uri in &args.uris {
-        sans.push(SanType::URI(
-            uri.as_str()
-                .try_into()
-                .map_err(RequestError::BuildRequest)?,
-        ));
-    }
-    params.subject_alt_names = sans;
-    params
-        .serialize_request(key)
-        .and_then(|csr| csr.pem())
-        .map_err(RequestError::BuildRequest)
-}
-
 /// How waiting ended, short of an error.
 enum Waited {
     /// Approved and issued: `status.certificate`, PEM.
@@ -439,7 +378,7 @@ enum Waited {
     },
 }
 
-/// Reads the CSR until it is Denied or Failed, or Approved with a certificate, printing a
+/// Watches the CSR until it is Denied or Failed, or Approved with a certificate, printing a
 /// progress line on stderr. The sandbox and real signers write the certificate in a second
 /// write after the approval, so `Approved` alone is not the end.
 async fn wait(
@@ -448,64 +387,58 @@ async fn wait(
     timeout: Duration,
     key: &Path,
 ) -> Result<Waited, RequestError> {
-    let start = Instant::now();
-    let mut progress = Progress::new(name);
-    let mut approved = false;
-    loop {
-        match api.get(name).await {
-            Ok(csr) => {
-                let status = csr.status.unwrap_or_default();
-                let conditions = status.conditions.unwrap_or_default();
-                let holds = |type_: &str| {
-                    conditions
-                        .iter()
-                        .find(|c| c.type_ == type_ && c.status == "True")
-                };
-                if let Some(refused) = holds("Denied").or_else(|| holds("Failed")) {
-                    progress.done();
-                    return Ok(Waited::Refused {
-                        type_: refused.type_.clone(),
-                        reason: refused.reason.clone().unwrap_or_default(),
-                        message: refused.message.clone().unwrap_or_default(),
-                    });
-                }
-                if let Some(approval) = holds("Approved") {
-                    if !approved {
-                        progress.note(&format!(
-                            "approved ({}: {})",
-                            approval.reason.as_deref().unwrap_or(""),
-                            approval.message.as_deref().unwrap_or("")
-                        ));
-                    }
-                    approved = true;
-                    if let Some(certificate) = status.certificate.filter(|c| !c.0.is_empty()) {
-                        progress.done();
-                        return Ok(Waited::Issued(certificate.0));
-                    }
-                }
-            }
-            Err(error) if start.elapsed() >= timeout => {
-                progress.done();
-                return Err(RequestError::Read(name.to_owned(), error));
-            }
-            Err(_) => {}
+    let mut progress = Progress::new(name, tokio::time::Instant::now() + timeout);
+    let failed = |approved, error| {
+        let (name, seconds, key) = (name.to_owned(), timeout.as_secs(), key.to_owned());
+        match error {
+            Some(error) => RequestError::Read(name, error),
+            None if approved => RequestError::NotIssued { name, seconds, key },
+            None => RequestError::NoDecision { name, seconds, key },
         }
-        if start.elapsed() >= timeout {
-            progress.done();
-            let (name, seconds, key) = (name.to_owned(), timeout.as_secs(), key.to_owned());
-            return Err(if approved {
-                RequestError::NotIssued { name, seconds, key }
-            } else {
-                RequestError::NoDecision { name, seconds, key }
-            });
-        }
-        let state = if approved {
-            "approved, waiting for the certificate"
-        } else {
-            "pending"
-        };
-        progress.tick(state, start.elapsed());
-        tokio::time::sleep(POLL).await;
+    };
+    let decided = await_condition(api.clone(), name, conditions::is_csr_decided());
+    let csr = match progress.during("pending", decided).await {
+        Some(Ok(Some(csr))) => csr,
+        Some(Ok(None)) | None => return Err(failed(false, None)),
+        Some(Err(error)) => return Err(failed(false, Some(error))),
+    };
+    if let Some(refused) = Waited::refused(&csr) {
+        return Ok(refused);
+    }
+    if let Some(approval) = csr::true_condition(&csr, &[ConditionType::Approved]) {
+        progress.note(&format!(
+            "approved ({}: {})",
+            approval.reason.as_deref().unwrap_or(""),
+            approval.message.as_deref().unwrap_or("")
+        ));
+    }
+    let issued =
+        conditions::is_csr_issued().or(conditions::has_csr_condition(ConditionType::Failed));
+    let issued = await_condition(api.clone(), name, issued);
+    let csr = match progress
+        .during("approved, waiting for the certificate", issued)
+        .await
+    {
+        Some(Ok(Some(csr))) => csr,
+        Some(Ok(None)) | None => return Err(failed(true, None)),
+        Some(Err(error)) => return Err(failed(true, Some(error))),
+    };
+    match csr::certificate(&csr) {
+        Some(certificate) => Ok(Waited::Issued(certificate.to_vec())),
+        None => Waited::refused(&csr).ok_or_else(|| failed(true, None)),
+    }
+}
+
+impl Waited {
+    /// The CSR's true `Denied` condition, else its true `Failed` one.
+    fn refused(csr: &CertificateSigningRequest) -> Option<Self> {
+        let refused = csr::true_condition(csr, &[ConditionType::Denied])
+            .or_else(|| csr::true_condition(csr, &[ConditionType::Failed]))?;
+        Some(Self::Refused {
+            type_: refused.type_.clone(),
+            reason: refused.reason.clone().unwrap_or_default(),
+            message: refused.message.clone().unwrap_or_default(),
+        })
     }
 }
 
@@ -515,19 +448,42 @@ struct Progress {
     terminal: bool,
     last: String,
     open: bool,
+    start: Instant,
+    deadline: tokio::time::Instant,
 }
 
 impl Progress {
-    fn new(name: &str) -> Self {
+    fn new(name: &str, deadline: tokio::time::Instant) -> Self {
         Self {
             name: name.to_owned(),
             terminal: std::io::stderr().is_terminal(),
             last: String::new(),
             open: false,
+            start: Instant::now(),
+            deadline,
         }
     }
 
-    fn tick(&mut self, state: &str, elapsed: Duration) {
+    /// Shows `state` every [`POLL`] until `wait` ends (its output) or the deadline passes
+    /// (`None`); the line is closed either way.
+    async fn during<F: std::future::Future>(&mut self, state: &str, wait: F) -> Option<F::Output> {
+        let mut wait = std::pin::pin!(wait);
+        let expired = tokio::time::sleep_until(self.deadline);
+        let mut expired = std::pin::pin!(expired);
+        let mut ticks = tokio::time::interval(POLL);
+        let output = loop {
+            tokio::select! {
+                output = &mut wait => break Some(output),
+                () = &mut expired => break None,
+                _ = ticks.tick() => self.tick(state),
+            }
+        };
+        self.done();
+        output
+    }
+
+    fn tick(&mut self, state: &str) {
+        let elapsed = self.start.elapsed();
         let mut stderr = std::io::stderr().lock();
         if self.terminal {
             let _ = write!(
@@ -577,78 +533,6 @@ fn verify(name: &str, pem: &[u8], spki: &[u8]) -> Result<String, RequestError> {
     Ok(certificate.validity().not_after.to_string())
 }
 
-/// A kubeconfig with the cluster used and a user authenticating with the new certificate.
-fn render_kubeconfig(
-    name: &str,
-    cluster: &NamedCluster,
-    namespace: Option<&str>,
-    certificate: &[u8],
-    key: &[u8],
-) -> String {
-    #[derive(serde::Serialize)]
-    struct Config<'a> {
-        #[serde(rename = "apiVersion")]
-        api_version: &'static str,
-        kind: &'static str,
-        clusters: [&'a NamedCluster; 1],
-        contexts: [NamedContext<'a>; 1],
-        #[serde(rename = "current-context")]
-        current_context: String,
-        users: [NamedUser<'a>; 1],
-    }
-    #[derive(serde::Serialize)]
-    struct NamedContext<'a> {
-        name: String,
-        context: Context<'a>,
-    }
-    #[derive(serde::Serialize)]
-    struct Context<'a> {
-        cluster: &'a str,
-        user: &'a str,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        namespace: Option<&'a str>,
-    }
-    #[derive(serde::Serialize)]
-    struct NamedUser<'a> {
-        name: &'a str,
-        user: User,
-    }
-    #[derive(serde::Serialize)]
-    struct User {
-        #[serde(rename = "client-certificate-data")]
-        certificate: String,
-        #[serde(rename = "client-key-data")]
-        key: String,
-    }
-    let base64 = &base64::engine::general_purpose::STANDARD;
-    let context = format!("{name}@{}", cluster.name);
-    let config = Config {
-        api_version: "v1",
-        kind: "Config",
-        clusters: [cluster],
-        contexts: [NamedContext {
-            name: context.clone(),
-            context: Context {
-                cluster: &cluster.name,
-                user: name,
-                namespace,
-            },
-        }],
-        current_context: context,
-        users: [NamedUser {
-            name,
-            user: User {
-                certificate: base64.encode(certificate),
-                key: base64.encode(key),
-            },
-        }],
-    };
-    // Serializing plain strings and the kubeconfig's own cluster type cannot fail; JSON is
-    // valid YAML should it ever.
-    serde_saphyr::to_string(&config)
-        .unwrap_or_else(|_| serde_json::to_string_pretty(&config).unwrap_or_default())
-}
-
 /// Writes a file only its owner can read (mode 0600), replacing any earlier one.
 fn write_private(path: &Path, contents: &[u8]) -> Result<(), RequestError> {
     use std::os::unix::fs::OpenOptionsExt as _;
@@ -665,13 +549,14 @@ fn write_private(path: &Path, contents: &[u8]) -> Result<(), RequestError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::cli::parse_duration;
+    use crate::cli::{KeyType, parse_duration};
 
-    fn args(key_type: KeyType) -> RequestArgs {
+    /// jane's request with a DNS, an IP and a URI SAN.
+    pub(crate) fn args(key_type: KeyType) -> RequestArgs {
         RequestArgs {
             name: "jane".into(),
             cn: "jane".into(),
@@ -694,8 +579,8 @@ mod tests {
     }
 
     /// A certificate for `key`, self-signed, PEM.
-    fn certificate_for(key: &KeyPair) -> String {
-        CertificateParams::new(vec!["x".to_owned()])
+    fn certificate_for(key: &rcgen::KeyPair) -> String {
+        rcgen::CertificateParams::new(vec!["x".to_owned()])
             .unwrap()
             .self_signed(key)
             .unwrap()
@@ -721,42 +606,6 @@ mod tests {
             Err(RequestError::ExpirationTooShort(599))
         ));
         assert_eq!(expiration_seconds(Duration::from_secs(600)).unwrap(), 600);
-    }
-
-    #[test]
-    fn the_request_carries_the_subject_the_names_and_the_key() {
-        for key_type in [KeyType::EcdsaP256, KeyType::EcdsaP384, KeyType::Ed25519] {
-            let key = generate_key(key_type).unwrap();
-            let pem = build_request(&args(key_type), &key).unwrap();
-            let parsed = rcgen::CertificateSigningRequestParams::from_pem(&pem).unwrap();
-            assert_eq!(
-                parsed.public_key.der_bytes(),
-                key.der_bytes(),
-                "{key_type:?}"
-            );
-            let subject = &parsed.params.distinguished_name;
-            assert!(
-                matches!(subject.get(&DnType::CommonName), Some(rcgen::DnValue::Utf8String(cn)) if cn == "jane"),
-                "{subject:?}"
-            );
-            assert_eq!(parsed.params.subject_alt_names.len(), 3);
-        }
-    }
-
-    #[test]
-    fn ed25519_keys_are_written_as_pkcs8_version_1() {
-        let key = generate_key(KeyType::Ed25519).unwrap();
-        assert!(key.serialized_der().starts_with(&ED25519_PKCS8_V1_PREFIX));
-        assert_eq!(key.algorithm(), &rcgen::PKCS_ED25519);
-    }
-
-    #[test]
-    fn an_rsa_key_is_generated_and_signs_the_request() {
-        let key = generate_key(KeyType::Rsa2048).unwrap();
-        assert_eq!(key.algorithm(), &rcgen::PKCS_RSA_SHA256);
-        let pem = build_request(&args(KeyType::Rsa2048), &key).unwrap();
-        let parsed = rcgen::CertificateSigningRequestParams::from_pem(&pem).unwrap();
-        assert_eq!(parsed.public_key.der_bytes(), key.der_bytes());
     }
 
     #[test]

@@ -226,12 +226,8 @@ fn case_csr(
         csr.spec.username = Some(user.clone());
     }
     if let Some(groups) = &case.groups {
-        let mut groups = groups.clone();
-        // The API server adds this group to every authenticated requestor.
-        if !groups.iter().any(|g| g == "system:authenticated") {
-            groups.push("system:authenticated".into());
-        }
-        csr.spec.groups = Some(groups);
+        // As the API server records them: with system:authenticated.
+        csr.spec.groups = Some(csrgate_api::user::authenticated_groups(groups));
     }
     Ok(csr)
 }
