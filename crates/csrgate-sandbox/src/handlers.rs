@@ -19,7 +19,7 @@ use crate::managed;
 use crate::paging;
 use crate::patch::{self, PatchKind};
 use crate::query::{Query, Selector};
-use crate::registry::{self, Behavior, ResourceDef, store_key};
+use crate::registry::{self, Behavior, Generation, Model, ResourceDef, store_key};
 use crate::schema;
 use crate::server::App;
 use crate::signer;
@@ -32,7 +32,7 @@ use crate::watch::{self, WatchSpec};
 #[derive(Debug, Clone)]
 pub struct Target {
     /// The resource.
-    pub def: &'static ResourceDef,
+    pub def: Arc<ResourceDef>,
     /// Namespace from the URL.
     pub namespace: Option<String>,
     /// Object name from the URL.
@@ -78,7 +78,8 @@ fn now() -> String {
     crate::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
-fn new_uid() -> String {
+/// A random RFC 4122 version 4 UUID, as `metadata.uid`.
+pub(crate) fn new_uid() -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut bytes = [0u8; 16];
     for chunk in bytes.chunks_mut(8) {
@@ -158,7 +159,7 @@ fn wants_table(call: &Call) -> bool {
 }
 
 fn list(app: &App, target: &Target, call: &Call) -> ApiResult<Response> {
-    let def = target.def;
+    let def = &target.def;
     check_verb(def, "list")?;
     let (labels, fields) = selectors(def, &call.query)?;
     let (items, rv) = app.store.list(store_key(def), target.namespace.as_deref());
@@ -173,7 +174,7 @@ fn list(app: &App, target: &Target, call: &Call) -> ApiResult<Response> {
         let include = call.query.get("includeObject") == Some("Object");
         table::table(
             def,
-            &app.printer_columns(def),
+            def.printer_columns(),
             &page.items,
             Some(rv),
             true,
@@ -199,22 +200,21 @@ fn list(app: &App, target: &Target, call: &Call) -> ApiResult<Response> {
 }
 
 fn watch_list(app: &Arc<App>, target: &Target, call: &Call) -> ApiResult<Response> {
-    check_verb(target.def, "watch")?;
-    let (labels, fields) = selectors(target.def, &call.query)?;
+    check_verb(&target.def, "watch")?;
+    let (labels, fields) = selectors(&target.def, &call.query)?;
     let spec = WatchSpec {
-        def: target.def,
+        def: target.def.clone(),
         namespace: target.namespace.clone(),
         labels,
         fields,
         table: wants_table(call),
-        printer: app.printer_columns(target.def),
         include_object: call.query.get("includeObject") == Some("Object"),
     };
     watch::watch(app.clone(), spec, &call.query)
 }
 
 fn get(app: &App, target: &Target, name: &str, call: &Call) -> ApiResult<Response> {
-    let def = target.def;
+    let def = &target.def;
     check_verb(def, "get")?;
     if let Some(sub) = &target.sub
         && !def.has_subresource(sub)
@@ -230,7 +230,7 @@ fn get(app: &App, target: &Target, name: &str, call: &Call) -> ApiResult<Respons
         let include = call.query.get("includeObject") == Some("Object");
         return Ok(json_response(
             StatusCode::OK,
-            &table::table(def, &app.printer_columns(def), &[obj], None, true, include),
+            &table::table(def, def.printer_columns(), &[obj], None, true, include),
         ));
     }
     Ok(json_response(StatusCode::OK, &obj))
@@ -292,12 +292,7 @@ fn check_type_meta(def: &ResourceDef, obj: &mut Value) -> ApiResult<()> {
 }
 
 /// Decode the body through the resource's model, pruning unknown fields (400 under `fieldValidation=Strict`).
-fn decode(
-    app: &App,
-    def: &ResourceDef,
-    mut obj: Value,
-    query: &Query,
-) -> ApiResult<(Value, Vec<String>)> {
+fn decode(def: &ResourceDef, mut obj: Value, query: &Query) -> ApiResult<(Value, Vec<String>)> {
     check_type_meta(def, &mut obj)?;
     if def.behavior == Behavior::Csr {
         if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
@@ -314,20 +309,18 @@ fn decode(
         ))
     };
     let mut unknown = Vec::new();
-    let normalised = match def.behavior {
-        Behavior::Policy => {
+    let normalised = match &def.model {
+        Model::Custom { schema, .. } => {
             let mut value = obj.clone();
             if !value.get("metadata").is_some_and(Value::is_object) {
                 value["metadata"] = json!({});
             }
-            if let Some(schema) = app.policy_schema() {
-                schema::prune(&mut value, &schema, "", &mut unknown);
-                schema::apply_defaults(&mut value, &schema);
-            }
+            schema::prune(&mut value, schema, "", &mut unknown);
+            schema::apply_defaults(&mut value, schema);
             value
         }
-        _ => {
-            let normalised = (def.normalise)(&obj).map_err(|e| cannot(&e))?;
+        Model::Typed { normalise, .. } => {
+            let normalised = normalise(&obj).map_err(|e| cannot(&e))?;
             schema::dropped_fields(&obj, &normalised, "", &mut unknown);
             normalised
         }
@@ -335,16 +328,14 @@ fn decode(
     if !unknown.is_empty() && query.get("fieldValidation") == Some("Strict") {
         return Err(ApiError::bad_request(schema::strict_message(&unknown)));
     }
-    if def.behavior == Behavior::Policy
-        && let Some(schema) = app.policy_schema()
-    {
+    if let Model::Custom { schema, .. } = &def.model {
         let mut causes = Vec::new();
         let mut checked = normalised.clone();
         if let Some(map) = checked.as_object_mut() {
             // The status is checked only where it is written, and a create drops it.
             map.remove("status");
         }
-        schema::validate(&checked, &schema, "", &mut causes);
+        schema::validate(&checked, schema, "", &mut causes);
         if !causes.is_empty() {
             let name = normalised
                 .pointer("/metadata/name")
@@ -406,25 +397,15 @@ fn validate_name(def: &ResourceDef, name: &str, obj: &Value) -> Vec<Cause> {
                 "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
             )]
         }
-        Behavior::Crd => {
-            let plural = obj
-                .pointer("/spec/names/plural")
+        Behavior::Crd => crate::crd::name_causes(
+            name,
+            obj.pointer("/spec/names/plural")
                 .and_then(Value::as_str)
-                .unwrap_or_default();
-            let group = obj
-                .pointer("/spec/group")
+                .unwrap_or_default(),
+            obj.pointer("/spec/group")
                 .and_then(Value::as_str)
-                .unwrap_or_default();
-            if name == format!("{plural}.{group}") {
-                vec![]
-            } else {
-                vec![Cause::invalid(
-                    field,
-                    &value,
-                    "must be spec.names.plural+\".\"+spec.group",
-                )]
-            }
-        }
+                .unwrap_or_default(),
+        ),
         _ if !is_dns_subdomain(name) => vec![Cause::invalid(
             field,
             &value,
@@ -443,12 +424,12 @@ fn csr_to(csr: &CertificateSigningRequest) -> ApiResult<Value> {
 }
 
 fn create(app: &Arc<App>, target: &Target, call: &Call) -> ApiResult<Response> {
-    let def = target.def;
+    let def = &target.def;
     check_verb(def, "create")?;
     if def.namespaced && target.namespace.is_none() {
         return Err(ApiError::method_not_allowed());
     }
-    let (mut obj, unknown) = decode(app, def, parse_body(call)?, &call.query)?;
+    let (mut obj, unknown) = decode(def, parse_body(call)?, &call.query)?;
     if def.behavior == Behavior::Sar {
         let answer = crate::sar::review(obj, &app.sar_rules);
         return Ok(json_response(StatusCode::CREATED, &answer));
@@ -517,14 +498,18 @@ fn create(app: &Arc<App>, target: &Target, call: &Call) -> ApiResult<Response> {
     meta.insert("creationTimestamp".into(), json!(now()));
     meta.remove("deletionTimestamp");
     meta.remove("managedFields");
-    if def.has_generation() {
+    if def.generation != Generation::Absent {
         meta.insert("generation".into(), json!(1));
     }
     let mut causes = validate_name(def, &name, &obj);
-    if matches!(def.behavior, Behavior::Policy | Behavior::Crd)
+    if matches!(def.behavior, Behavior::Custom | Behavior::Crd)
+        && def.has_subresource("status")
         && let Some(map) = obj.as_object_mut()
     {
         map.remove("status");
+    }
+    if def.behavior == Behavior::Crd {
+        obj = crate::crd::prepare_new(obj)?;
     }
     if def.behavior == Behavior::Csr {
         let mut csr = csr_from(&obj)?;
@@ -640,7 +625,7 @@ fn next_state(
     if !rv_given && let Some(rv) = current.pointer("/metadata/resourceVersion") {
         meta.insert("resourceVersion".into(), rv.clone());
     }
-    if def.has_generation() && next.get("spec") != current.get("spec") {
+    if generation_moves(def.generation, current, &next) {
         let generation = current
             .pointer("/metadata/generation")
             .and_then(Value::as_i64)
@@ -666,6 +651,22 @@ fn next_state(
     Ok(next)
 }
 
+/// Whether a write of `next` over `current` bumps `metadata.generation`.
+fn generation_moves(rule: Generation, current: &Value, next: &Value) -> bool {
+    let without_metadata = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(map) = v.as_object_mut() {
+            map.remove("metadata");
+        }
+        v
+    };
+    match rule {
+        Generation::Absent => false,
+        Generation::OnSpecChange => next.get("spec") != current.get("spec"),
+        Generation::OnNonMetadataChange => without_metadata(next) != without_metadata(current),
+    }
+}
+
 /// The field manager of a call.
 fn manager(call: &Call) -> String {
     managed::manager_name(
@@ -684,7 +685,7 @@ fn write(
     call: &Call,
     applied: Option<&Value>,
 ) -> ApiResult<Value> {
-    let def = target.def;
+    let def = &target.def;
     let sub = target.sub.as_deref();
     let ns = ns_key(target).to_string();
     let mut before = Value::Null;
@@ -823,10 +824,10 @@ fn update(
     sub: Option<&str>,
     call: &Call,
 ) -> ApiResult<Response> {
-    let def = target.def;
+    let def = &target.def;
     check_verb(def, "update")?;
     check_sub(def, sub)?;
-    let (obj, unknown) = decode(app, def, parse_body(call)?, &call.query)?;
+    let (obj, unknown) = decode(def, parse_body(call)?, &call.query)?;
     let body_name = obj
         .pointer("/metadata/name")
         .and_then(Value::as_str)
@@ -850,7 +851,7 @@ fn patch_object(
     sub: Option<&str>,
     call: &Call,
 ) -> ApiResult<Response> {
-    let def = target.def;
+    let def = &target.def;
     check_verb(def, "patch")?;
     check_sub(def, sub)?;
     let kind = PatchKind::from_content_type(call.header("content-type"))?;
@@ -903,7 +904,7 @@ fn patch_object(
             None
         };
         let patched = patch::apply(kind, &current, &call.body)?;
-        let (obj, unknown) = decode(app, def, patched, &call.query)?;
+        let (obj, unknown) = decode(def, patched, &call.query)?;
         if obj.pointer("/metadata/name").and_then(Value::as_str) != Some(name) {
             return Err(ApiError::bad_request(format!(
                 "the name of the object ({}) does not match the name on the URL ({name})",
@@ -929,7 +930,7 @@ fn patch_object(
 }
 
 fn delete(app: &App, target: &Target, name: &str, call: &Call) -> ApiResult<Response> {
-    let def = target.def;
+    let def = &target.def;
     check_verb(def, "delete")?;
     let options: Value = if call.body.is_empty() {
         Value::Null
@@ -1002,7 +1003,7 @@ fn has_finalizers(obj: &Value) -> bool {
 }
 
 fn delete_collection(app: &App, target: &Target, call: &Call) -> ApiResult<Response> {
-    let def = target.def;
+    let def = &target.def;
     check_verb(def, "deletecollection")?;
     let (labels, fields) = selectors(def, &call.query)?;
     let (items, _) = app.store.list(store_key(def), target.namespace.as_deref());

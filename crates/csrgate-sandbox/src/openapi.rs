@@ -3,11 +3,11 @@
 
 use std::hash::{Hash, Hasher};
 
-use schemars::JsonSchema;
-use schemars::generate::SchemaSettings;
+use std::sync::Arc;
+
 use serde_json::{Map, Value, json};
 
-use crate::registry::{self, ResourceDef};
+use crate::registry::{self, Model, ResourceDef};
 
 fn hash_of(text: &str) -> String {
     let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -15,45 +15,23 @@ fn hash_of(text: &str) -> String {
     format!("{:016X}", h.finish())
 }
 
-fn schemas_of<T: JsonSchema>(components: &mut Map<String, Value>) {
-    let mut generator = SchemaSettings::openapi3().into_generator();
-    let _ = generator.subschema_for::<T>();
-    for (name, schema) in generator.take_definitions(true) {
-        components.insert(name, schema);
-    }
-}
-
-fn add_schemas(
-    def: &ResourceDef,
-    components: &mut Map<String, Value>,
-    policy_schema: Option<&Value>,
-) {
-    use k8s_openapi::api;
-    match def.plural {
-        "certificatesigningrequests" => schemas_of::<api::certificates::v1::CertificateSigningRequest>(components),
-        "customresourcedefinitions" => schemas_of::<
-            k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
-        >(components),
-        "events" if def.group.is_empty() => schemas_of::<api::core::v1::Event>(components),
-        "events" => schemas_of::<api::events::v1::Event>(components),
-        "leases" => schemas_of::<api::coordination::v1::Lease>(components),
-        "nodes" => schemas_of::<api::core::v1::Node>(components),
-        "namespaces" => schemas_of::<api::core::v1::Namespace>(components),
-        "subjectaccessreviews" => schemas_of::<api::authorization::v1::SubjectAccessReview>(components),
-        _ => {
-            let mut schema = policy_schema
-                .cloned()
-                .unwrap_or_else(|| json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}));
+fn add_schemas(def: &ResourceDef, components: &mut Map<String, Value>) {
+    match &def.model {
+        Model::Typed { schemas, .. } => schemas(components),
+        Model::Custom { schema, .. } => {
+            let mut schema = schema.clone();
             if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) {
-                props.entry("apiVersion").or_insert(json!({"type": "string"}));
+                props
+                    .entry("apiVersion")
+                    .or_insert(json!({"type": "string"}));
                 props.entry("kind").or_insert(json!({"type": "string"}));
                 props.insert("metadata".into(), json!({"type": "object"}));
             }
-            components.insert(def.schema_name.to_string(), schema);
+            components.insert(def.schema_name.clone(), schema);
         }
     }
     if let Some(schema) = components
-        .get_mut(def.schema_name)
+        .get_mut(&def.schema_name)
         .and_then(Value::as_object_mut)
     {
         schema.insert(
@@ -82,11 +60,11 @@ fn operation(def: &ResourceDef, action: &str, schema_ref: &Value, extra_params: 
     })
 }
 
-/// The OpenAPI v3 document of one group/version, if served.
-pub fn document(group: &str, version: &str, policy_schema: Option<&Value>) -> Option<Value> {
-    let defs: Vec<&ResourceDef> = registry::ALL
+/// The OpenAPI v3 document of one group/version, if one of `defs` is in it.
+pub fn document(defs: &[Arc<ResourceDef>], group: &str, version: &str) -> Option<Value> {
+    let defs: Vec<&ResourceDef> = defs
         .iter()
-        .copied()
+        .map(|d| &**d)
         .filter(|d| d.group == group && d.version == version)
         .collect();
     if defs.is_empty() {
@@ -95,7 +73,7 @@ pub fn document(group: &str, version: &str, policy_schema: Option<&Value>) -> Op
     let mut components = Map::new();
     let mut paths = Map::new();
     for def in defs {
-        add_schemas(def, &mut components, policy_schema);
+        add_schemas(def, &mut components);
         let schema_ref = json!({"$ref": format!("#/components/schemas/{}", def.schema_name)});
         let base = if group.is_empty() {
             format!("/api/{version}")
@@ -168,15 +146,15 @@ pub fn document(group: &str, version: &str, policy_schema: Option<&Value>) -> Op
 }
 
 /// The `/openapi/v3` index, pointing at each group/version document with a hash of its content.
-pub fn index(policy_schema: Option<&Value>) -> Value {
+pub fn index(defs: &[Arc<ResourceDef>]) -> Value {
     let mut paths = Map::new();
-    for (g, v) in registry::group_versions() {
+    for (g, v) in registry::group_versions(defs) {
         let key = if g.is_empty() {
             format!("api/{v}")
         } else {
             format!("apis/{g}/{v}")
         };
-        let text = document(g, v, policy_schema)
+        let text = document(defs, g, v)
             .map(|d| d.to_string())
             .unwrap_or_default();
         paths.insert(
@@ -193,7 +171,8 @@ mod tests {
 
     #[test]
     fn the_csr_document_has_a_patch_operation_with_field_validation() {
-        let doc = document("certificates.k8s.io", "v1", None).unwrap_or_default();
+        let defs = registry::served(&crate::store::Store::new(10));
+        let doc = document(&defs, "certificates.k8s.io", "v1").unwrap_or_default();
         let patch = &doc["paths"]["/apis/certificates.k8s.io/v1/certificatesigningrequests/{name}"]
             ["patch"];
         assert_eq!(

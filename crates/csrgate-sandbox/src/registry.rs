@@ -1,17 +1,24 @@
-//! The table of resources the sandbox serves: names, scope, verbs and how bodies are decoded.
+//! The table of resources the sandbox serves: the built-in ones, typed through k8s-openapi, and those
+//! the CustomResourceDefinitions stored in it define (see [`crate::crd`]), looked up by URL segments.
 
+use std::sync::{Arc, LazyLock};
+
+use schemars::JsonSchema;
+use schemars::generate::SchemaSettings;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::Value;
+use serde_json::{Map, Value};
+
+use crate::store::Store;
 
 /// How a resource's objects are decoded and what extra rules apply to them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Behavior {
     /// CertificateSigningRequests: identity, validation, approval and signing rules.
     Csr,
-    /// CsrApprovalPolicies: stored JSON, generation bumped on spec change.
-    Policy,
-    /// CustomResourceDefinitions: stored and otherwise ignored.
+    /// Custom resources: stored JSON, pruned, defaulted and validated by their CRD's schema.
+    Custom,
+    /// CustomResourceDefinitions: each one served resources of its own.
     Crd,
     /// SubjectAccessReviews: answered, never stored.
     Sar,
@@ -23,21 +30,52 @@ pub enum Behavior {
     Plain,
 }
 
+/// When `metadata.generation` is set and bumped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Generation {
+    /// Never set.
+    Absent,
+    /// 1 on create, bumped when `spec` changes (CRDs, Nodes, custom resources with a status subresource).
+    OnSpecChange,
+    /// 1 on create, bumped when anything but `metadata` changes (custom resources without a status
+    /// subresource, apiextensions-apiserver's `customResourceStrategy.PrepareForUpdate`).
+    OnNonMetadataChange,
+}
+
+/// Where a resource's schema comes from.
+#[derive(Debug, Clone)]
+pub enum Model {
+    /// A k8s-openapi type.
+    Typed {
+        /// Decode and re-encode a body through the type; unknown fields vanish.
+        normalise: fn(&Value) -> Result<Value, serde_json::Error>,
+        /// Add the type's OpenAPI schemas (and those it refers to) to a components map.
+        schemas: fn(&mut Map<String, Value>),
+    },
+    /// A CRD version.
+    Custom {
+        /// Its `openAPIV3Schema` (structural: prunes, defaults and validates).
+        schema: Value,
+        /// Its `additionalPrinterColumns`, for `kubectl get`.
+        printer_columns: Vec<Value>,
+    },
+}
+
 /// One served resource.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ResourceDef {
     /// API group, empty for core.
-    pub group: &'static str,
+    pub group: String,
     /// API version.
-    pub version: &'static str,
+    pub version: String,
     /// Kind.
-    pub kind: &'static str,
+    pub kind: String,
     /// Plural resource name (URL segment).
-    pub plural: &'static str,
+    pub plural: String,
     /// Singular name.
-    pub singular: &'static str,
+    pub singular: String,
     /// kubectl short names.
-    pub short_names: &'static [&'static str],
+    pub short_names: Vec<String>,
     /// Namespaced or cluster-scoped.
     pub namespaced: bool,
     /// Verbs of the main resource.
@@ -46,30 +84,40 @@ pub struct ResourceDef {
     pub subresources: &'static [&'static str],
     /// Rules beyond plain storage.
     pub behavior: Behavior,
-    /// Schema name in the OpenAPI components (k8s-openapi / schemars name).
-    pub schema_name: &'static str,
-    /// Decode and re-encode a body through the typed model; unknown fields vanish.
-    pub normalise: fn(&Value) -> Result<Value, serde_json::Error>,
+    /// Whether `metadata.generation` is kept.
+    pub generation: Generation,
+    /// The store key (`group/plural`, `core/plural` for the core group), shared by one resource's
+    /// versions and by resources stored as another (events.k8s.io Events are core Events).
+    pub store_key: String,
+    /// Schema name in the OpenAPI components (k8s-openapi name, or the reversed group for a CRD).
+    pub schema_name: String,
+    /// Where the schema comes from.
+    pub model: Model,
 }
 
 impl ResourceDef {
     /// `group/version`, or `version` for core.
     pub fn api_version(&self) -> String {
         if self.group.is_empty() {
-            self.version.to_string()
+            self.version.clone()
         } else {
             format!("{}/{}", self.group, self.version)
         }
     }
 
-    /// Whether a stored object carries `metadata.generation` bumped on spec change.
-    pub fn has_generation(&self) -> bool {
-        matches!(self.behavior, Behavior::Policy | Behavior::Crd) || self.plural == "nodes"
-    }
-
     /// Whether `sub` is one of this resource's subresources.
     pub fn has_subresource(&self, sub: &str) -> bool {
         self.subresources.contains(&sub)
+    }
+
+    /// The CRD's printer columns (empty for built-in resources, which have their own).
+    pub fn printer_columns(&self) -> &[Value] {
+        match &self.model {
+            Model::Custom {
+                printer_columns, ..
+            } => printer_columns,
+            Model::Typed { .. } => &[],
+        }
     }
 }
 
@@ -78,11 +126,16 @@ fn typed<T: DeserializeOwned + Serialize>(value: &Value) -> Result<Value, serde_
     serde_json::to_value(typed)
 }
 
-fn untyped(value: &Value) -> Result<Value, serde_json::Error> {
-    Ok(value.clone())
+fn schemas_of<T: JsonSchema>(components: &mut Map<String, Value>) {
+    let mut generator = SchemaSettings::openapi3().into_generator();
+    let _ = generator.subschema_for::<T>();
+    for (name, schema) in generator.take_definitions(true) {
+        components.insert(name, schema);
+    }
 }
 
-const CRUD: &[&str] = &[
+/// Every verb of a full resource.
+pub const CRUD: &[&str] = &[
     "create",
     "delete",
     "deletecollection",
@@ -93,193 +146,272 @@ const CRUD: &[&str] = &[
     "watch",
 ];
 
-/// certificates.k8s.io/v1 CertificateSigningRequest.
-pub static CSR: ResourceDef = ResourceDef {
-    group: "certificates.k8s.io",
-    version: "v1",
-    kind: "CertificateSigningRequest",
-    plural: "certificatesigningrequests",
-    singular: "certificatesigningrequest",
-    short_names: &["csr"],
-    namespaced: false,
-    verbs: CRUD,
-    subresources: &["approval", "status"],
-    behavior: Behavior::Csr,
-    schema_name: "io.k8s.api.certificates.v1.CertificateSigningRequest",
-    normalise: typed::<k8s_openapi::api::certificates::v1::CertificateSigningRequest>,
-};
-
-/// csrgate.dev/v1alpha1 CsrApprovalPolicy.
-pub static POLICY: ResourceDef = ResourceDef {
-    group: "csrgate.dev",
-    version: "v1alpha1",
-    kind: "CsrApprovalPolicy",
-    plural: "csrapprovalpolicies",
-    singular: "csrapprovalpolicy",
-    short_names: &["csrpolicy"],
-    namespaced: false,
-    verbs: CRUD,
-    subresources: &["status"],
-    behavior: Behavior::Policy,
-    schema_name: "dev.csrgate.v1alpha1.CsrApprovalPolicy",
-    normalise: untyped,
-};
-
-/// apiextensions.k8s.io/v1 CustomResourceDefinition.
-pub static CRD: ResourceDef = ResourceDef {
-    group: "apiextensions.k8s.io",
-    version: "v1",
-    kind: "CustomResourceDefinition",
-    plural: "customresourcedefinitions",
-    singular: "customresourcedefinition",
-    short_names: &["crd", "crds"],
-    namespaced: false,
-    verbs: CRUD,
-    subresources: &["status"],
-    behavior: Behavior::Crd,
-    schema_name: "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinition",
-    normalise: typed::<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>,
-};
-
-/// events.k8s.io/v1 Event.
-pub static EVENT: ResourceDef = ResourceDef {
-    group: "events.k8s.io",
-    version: "v1",
-    kind: "Event",
-    plural: "events",
-    singular: "event",
-    short_names: &["ev"],
-    namespaced: true,
-    verbs: CRUD,
-    subresources: &[],
-    behavior: Behavior::Plain,
-    schema_name: "io.k8s.api.events.v1.Event",
-    normalise: typed::<k8s_openapi::api::events::v1::Event>,
-};
-
-/// core v1 Event.
-pub static CORE_EVENT: ResourceDef = ResourceDef {
-    group: "",
-    version: "v1",
-    kind: "Event",
-    plural: "events",
-    singular: "event",
-    short_names: &["ev"],
-    namespaced: true,
-    verbs: CRUD,
-    subresources: &[],
-    behavior: Behavior::Plain,
-    schema_name: "io.k8s.api.core.v1.Event",
-    normalise: typed::<k8s_openapi::api::core::v1::Event>,
-};
-
-/// coordination.k8s.io/v1 Lease.
-pub static LEASE: ResourceDef = ResourceDef {
-    group: "coordination.k8s.io",
-    version: "v1",
-    kind: "Lease",
-    plural: "leases",
-    singular: "lease",
-    short_names: &[],
-    namespaced: true,
-    verbs: CRUD,
-    subresources: &[],
-    behavior: Behavior::Plain,
-    schema_name: "io.k8s.api.coordination.v1.Lease",
-    normalise: typed::<k8s_openapi::api::coordination::v1::Lease>,
-};
-
-/// core v1 Node.
-pub static NODE: ResourceDef = ResourceDef {
-    group: "",
-    version: "v1",
-    kind: "Node",
-    plural: "nodes",
-    singular: "node",
-    short_names: &["no"],
-    namespaced: false,
-    verbs: CRUD,
-    subresources: &["status"],
-    behavior: Behavior::Node,
-    schema_name: "io.k8s.api.core.v1.Node",
-    normalise: typed::<k8s_openapi::api::core::v1::Node>,
-};
-
-/// core v1 Namespace.
-pub static NAMESPACE: ResourceDef = ResourceDef {
-    group: "",
-    version: "v1",
-    kind: "Namespace",
-    plural: "namespaces",
-    singular: "namespace",
-    short_names: &["ns"],
-    namespaced: false,
-    verbs: &[
-        "create", "delete", "get", "list", "patch", "update", "watch",
-    ],
-    subresources: &["status"],
-    behavior: Behavior::Namespace,
-    schema_name: "io.k8s.api.core.v1.Namespace",
-    normalise: typed::<k8s_openapi::api::core::v1::Namespace>,
-};
-
-/// authorization.k8s.io/v1 SubjectAccessReview.
-pub static SAR: ResourceDef = ResourceDef {
-    group: "authorization.k8s.io",
-    version: "v1",
-    kind: "SubjectAccessReview",
-    plural: "subjectaccessreviews",
-    singular: "subjectaccessreview",
-    short_names: &[],
-    namespaced: false,
-    verbs: &["create"],
-    subresources: &[],
-    behavior: Behavior::Sar,
-    schema_name: "io.k8s.api.authorization.v1.SubjectAccessReview",
-    normalise: typed::<k8s_openapi::api::authorization::v1::SubjectAccessReview>,
-};
-
-/// Every served resource.
-pub static ALL: &[&ResourceDef] = &[
-    &CSR,
-    &POLICY,
-    &CRD,
-    &EVENT,
-    &CORE_EVENT,
-    &LEASE,
-    &NODE,
-    &NAMESPACE,
-    &SAR,
-];
-
-/// The resource served at `group/version/plural`.
-pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static ResourceDef> {
-    ALL.iter()
-        .copied()
-        .find(|d| d.group == group && d.version == version && d.plural == plural)
+/// The names of a built-in resource.
+struct Names {
+    group: &'static str,
+    version: &'static str,
+    kind: &'static str,
+    plural: &'static str,
+    short_names: &'static [&'static str],
+    namespaced: bool,
 }
 
-/// The group/versions served, in discovery order.
-pub fn group_versions() -> Vec<(&'static str, &'static str)> {
+fn builtin<T: DeserializeOwned + Serialize + JsonSchema>(
+    names: Names,
+    subresources: &'static [&'static str],
+    behavior: Behavior,
+    schema_name: &str,
+) -> Arc<ResourceDef> {
+    Arc::new(ResourceDef {
+        group: names.group.into(),
+        version: names.version.into(),
+        kind: names.kind.into(),
+        plural: names.plural.into(),
+        singular: names.kind.to_lowercase(),
+        short_names: names.short_names.iter().map(|s| (*s).to_string()).collect(),
+        namespaced: names.namespaced,
+        verbs: CRUD,
+        subresources,
+        behavior,
+        generation: Generation::Absent,
+        store_key: key_of(names.group, names.plural),
+        schema_name: schema_name.into(),
+        model: Model::Typed {
+            normalise: typed::<T>,
+            schemas: schemas_of::<T>,
+        },
+    })
+}
+
+/// A shared, lazily built resource definition.
+pub type Def = LazyLock<Arc<ResourceDef>>;
+
+/// certificates.k8s.io/v1 CertificateSigningRequest.
+pub static CSR: Def = LazyLock::new(|| {
+    builtin::<k8s_openapi::api::certificates::v1::CertificateSigningRequest>(
+        Names {
+            group: "certificates.k8s.io",
+            version: "v1",
+            kind: "CertificateSigningRequest",
+            plural: "certificatesigningrequests",
+            short_names: &["csr"],
+            namespaced: false,
+        },
+        &["approval", "status"],
+        Behavior::Csr,
+        "io.k8s.api.certificates.v1.CertificateSigningRequest",
+    )
+});
+
+/// apiextensions.k8s.io/v1 CustomResourceDefinition.
+pub static CRD: Def = LazyLock::new(|| {
+    let mut def = builtin::<
+        k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+    >(
+        Names {
+            group: "apiextensions.k8s.io",
+            version: "v1",
+            kind: "CustomResourceDefinition",
+            plural: "customresourcedefinitions",
+            short_names: &["crd", "crds"],
+            namespaced: false,
+        },
+        &["status"],
+        Behavior::Crd,
+        "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinition",
+    );
+    Arc::make_mut(&mut def).generation = Generation::OnSpecChange;
+    def
+});
+
+/// events.k8s.io/v1 Event.
+pub static EVENT: Def = LazyLock::new(|| {
+    let mut def = builtin::<k8s_openapi::api::events::v1::Event>(
+        Names {
+            group: "events.k8s.io",
+            version: "v1",
+            kind: "Event",
+            plural: "events",
+            short_names: &["ev"],
+            namespaced: true,
+        },
+        &[],
+        Behavior::Plain,
+        "io.k8s.api.events.v1.Event",
+    );
+    // One Event store, two API shapes, as in the real server (see `events::present`).
+    Arc::make_mut(&mut def).store_key = key_of("", "events");
+    def
+});
+
+/// core v1 Event.
+pub static CORE_EVENT: Def = LazyLock::new(|| {
+    builtin::<k8s_openapi::api::core::v1::Event>(
+        Names {
+            group: "",
+            version: "v1",
+            kind: "Event",
+            plural: "events",
+            short_names: &["ev"],
+            namespaced: true,
+        },
+        &[],
+        Behavior::Plain,
+        "io.k8s.api.core.v1.Event",
+    )
+});
+
+/// coordination.k8s.io/v1 Lease.
+pub static LEASE: Def = LazyLock::new(|| {
+    builtin::<k8s_openapi::api::coordination::v1::Lease>(
+        Names {
+            group: "coordination.k8s.io",
+            version: "v1",
+            kind: "Lease",
+            plural: "leases",
+            short_names: &[],
+            namespaced: true,
+        },
+        &[],
+        Behavior::Plain,
+        "io.k8s.api.coordination.v1.Lease",
+    )
+});
+
+/// core v1 Node.
+pub static NODE: Def = LazyLock::new(|| {
+    let mut def = builtin::<k8s_openapi::api::core::v1::Node>(
+        Names {
+            group: "",
+            version: "v1",
+            kind: "Node",
+            plural: "nodes",
+            short_names: &["no"],
+            namespaced: false,
+        },
+        &["status"],
+        Behavior::Node,
+        "io.k8s.api.core.v1.Node",
+    );
+    Arc::make_mut(&mut def).generation = Generation::OnSpecChange;
+    def
+});
+
+/// core v1 Namespace.
+pub static NAMESPACE: Def = LazyLock::new(|| {
+    let mut def = builtin::<k8s_openapi::api::core::v1::Namespace>(
+        Names {
+            group: "",
+            version: "v1",
+            kind: "Namespace",
+            plural: "namespaces",
+            short_names: &["ns"],
+            namespaced: false,
+        },
+        &["status"],
+        Behavior::Namespace,
+        "io.k8s.api.core.v1.Namespace",
+    );
+    Arc::make_mut(&mut def).verbs = &[
+        "create", "delete", "get", "list", "patch", "update", "watch",
+    ];
+    def
+});
+
+/// authorization.k8s.io/v1 SubjectAccessReview.
+pub static SAR: Def = LazyLock::new(|| {
+    let mut def = builtin::<k8s_openapi::api::authorization::v1::SubjectAccessReview>(
+        Names {
+            group: "authorization.k8s.io",
+            version: "v1",
+            kind: "SubjectAccessReview",
+            plural: "subjectaccessreviews",
+            short_names: &[],
+            namespaced: false,
+        },
+        &[],
+        Behavior::Sar,
+        "io.k8s.api.authorization.v1.SubjectAccessReview",
+    );
+    Arc::make_mut(&mut def).verbs = &["create"];
+    def
+});
+
+/// Every built-in resource, in discovery order.
+static BUILTINS: LazyLock<Vec<Arc<ResourceDef>>> = LazyLock::new(|| {
+    [
+        &CSR,
+        &CRD,
+        &EVENT,
+        &CORE_EVENT,
+        &LEASE,
+        &NODE,
+        &NAMESPACE,
+        &SAR,
+    ]
+    .into_iter()
+    .map(|d| Arc::clone(d))
+    .collect()
+});
+
+/// Every served resource: the built-in ones, then each served version of each stored CRD.
+pub fn served(store: &Store) -> Vec<Arc<ResourceDef>> {
+    let mut all = BUILTINS.clone();
+    all.extend(crate::crd::served(store));
+    all
+}
+
+/// The resource served at `group/version/plural`: a built-in one, else one a stored CRD defines.
+pub fn find(store: &Store, group: &str, version: &str, plural: &str) -> Option<Arc<ResourceDef>> {
+    let matches = |d: &ResourceDef| d.group == group && d.version == version && d.plural == plural;
+    BUILTINS
+        .iter()
+        .find(|d| matches(d))
+        .cloned()
+        .or_else(|| crate::crd::served(store).into_iter().find(|d| matches(d)))
+}
+
+/// The group/versions of `defs`, in their order, each once.
+pub fn group_versions(defs: &[Arc<ResourceDef>]) -> Vec<(&str, &str)> {
     let mut out: Vec<(&str, &str)> = Vec::new();
-    for d in ALL {
-        if !out.contains(&(d.group, d.version)) {
-            out.push((d.group, d.version));
+    for d in defs {
+        if !out.contains(&(d.group.as_str(), d.version.as_str())) {
+            out.push((&d.group, &d.version));
         }
     }
     out
 }
 
-/// The store key of a resource (`group/plural`), shared by one resource's versions.
-pub fn store_key(def: &ResourceDef) -> &'static str {
-    match def.plural {
-        "certificatesigningrequests" => "certificates.k8s.io/certificatesigningrequests",
-        "csrapprovalpolicies" => "csrgate.dev/csrapprovalpolicies",
-        "customresourcedefinitions" => "apiextensions.k8s.io/customresourcedefinitions",
-        "events" => "core/events",
-        "leases" => "coordination.k8s.io/leases",
-        "nodes" => "core/nodes",
-        "namespaces" => "core/namespaces",
-        _ => "authorization.k8s.io/subjectaccessreviews",
+/// A store key: `group/plural`, `core/plural` for the core group.
+pub fn key_of(group: &str, plural: &str) -> String {
+    let group = if group.is_empty() { "core" } else { group };
+    format!("{group}/{plural}")
+}
+
+/// The store key of a resource.
+pub fn store_key(def: &ResourceDef) -> &str {
+    &def.store_key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_keys_name_the_group_and_plural() {
+        assert_eq!(
+            store_key(&CSR),
+            "certificates.k8s.io/certificatesigningrequests"
+        );
+        assert_eq!(store_key(&CORE_EVENT), store_key(&EVENT));
+        assert_eq!(store_key(&NODE), "core/nodes");
+    }
+
+    #[test]
+    fn a_built_in_resource_is_found_without_any_crd() {
+        let store = Store::new(10);
+        let found = find(&store, "coordination.k8s.io", "v1", "leases");
+        assert_eq!(found.map(|d| d.kind.clone()), Some("Lease".to_string()));
+        assert!(find(&store, "example.com", "v1", "widgets").is_none());
     }
 }

@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use serde_json::{Value, json};
+
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -20,7 +21,7 @@ use crate::faults::{FailRule, Faults};
 use crate::handlers::{self, Call, Target, json_response};
 use crate::identity;
 use crate::query::Query;
-use crate::registry::{self, CRD, POLICY, store_key};
+use crate::registry;
 use crate::sar::SarRule;
 use crate::signer::Ca;
 use crate::status::ApiError;
@@ -46,54 +47,10 @@ pub struct App {
     pub sar_rules: Vec<SarRule>,
     /// Period of watch bookmarks.
     pub bookmark_interval: Duration,
-    /// The policy CRD's schema read at start (used when the stored CRD is gone).
-    pub policy_schema_file: Option<Value>,
     /// The bound address.
     pub addr: SocketAddr,
     /// Field ownership for server-side apply.
     pub managed: crate::managed::Managed,
-}
-
-fn crd_version(crd: &Value) -> Option<&Value> {
-    crd.pointer("/spec/versions")?
-        .as_array()?
-        .iter()
-        .find(|v| v.get("name").and_then(Value::as_str) == Some(POLICY.version))
-}
-
-/// The `openAPIV3Schema` of the `v1alpha1` version in a CRD object.
-pub fn crd_schema(crd: &Value) -> Option<Value> {
-    crd_version(crd)?
-        .pointer("/schema/openAPIV3Schema")
-        .cloned()
-}
-
-impl App {
-    /// The schema policies are checked against: the stored CRD's, else the file's, else none.
-    pub fn policy_schema(&self) -> Option<Value> {
-        let name = format!("{}.{}", POLICY.plural, POLICY.group);
-        self.store
-            .get(store_key(&CRD), "", &name)
-            .and_then(|crd| crd_schema(&crd))
-            .or_else(|| self.policy_schema_file.clone())
-    }
-
-    /// The `additionalPrinterColumns` of the stored policy CRD, for `kubectl get csrpolicy`.
-    pub fn printer_columns(&self, def: &crate::registry::ResourceDef) -> Vec<Value> {
-        if def.behavior != crate::registry::Behavior::Policy {
-            return Vec::new();
-        }
-        let name = format!("{}.{}", POLICY.plural, POLICY.group);
-        self.store
-            .get(store_key(&CRD), "", &name)
-            .and_then(|crd| {
-                crd_version(&crd)?
-                    .get("additionalPrinterColumns")?
-                    .as_array()
-                    .cloned()
-            })
-            .unwrap_or_default()
-    }
 }
 
 /// Serve connections until `shutdown` changes; a `Faults::restart` drops every open connection.
@@ -176,37 +133,39 @@ async fn route(app: Arc<App>, req: Request, path: String) -> Result<Response, Ap
         .split('/')
         .filter(|s| !s.is_empty())
         .collect();
+    let served = || registry::served(&app.store);
     let (group, version, rest): (&str, &str, &[&str]) = match segments.as_slice() {
         ["version"] => return ok_json(&discovery::version()),
         ["healthz" | "readyz" | "livez"] => return Ok((StatusCode::OK, "ok").into_response()),
         ["api"] => return ok_json(&discovery::core_versions(&app.addr.to_string())),
-        ["apis"] => return ok_json(&discovery::groups()),
-        ["openapi", "v3"] => return ok_json(&openapi::index(app.policy_schema().as_ref())),
+        ["apis"] => return ok_json(&discovery::groups(&served())),
+        ["openapi", "v3"] => return ok_json(&openapi::index(&served())),
         ["openapi", "v3", "api", v] => {
-            return openapi::document("", v, app.policy_schema().as_ref())
+            return openapi::document(&served(), "", v)
                 .map_or_else(|| Err(ApiError::path_not_found()), |d| ok_json(&d));
         }
         ["openapi", "v3", "apis", g, v] => {
-            return openapi::document(g, v, app.policy_schema().as_ref())
+            return openapi::document(&served(), g, v)
                 .map_or_else(|| Err(ApiError::path_not_found()), |d| ok_json(&d));
         }
         ["api", v] => {
-            return discovery::resources("", v)
+            return discovery::resources(&served(), "", v)
                 .map_or_else(|| Err(ApiError::path_not_found()), |d| ok_json(&d));
         }
         ["apis", g] => {
-            return discovery::api_group(g)
+            return discovery::api_group(&served(), g)
                 .map_or_else(|| Err(ApiError::path_not_found()), |d| ok_json(&d));
         }
         ["apis", g, v] => {
-            return discovery::resources(g, v)
+            return discovery::resources(&served(), g, v)
                 .map_or_else(|| Err(ApiError::path_not_found()), |d| ok_json(&d));
         }
         ["api", v, rest @ ..] => ("", *v, rest),
         ["apis", g, v, rest @ ..] => (*g, *v, rest),
         _ => return Err(ApiError::path_not_found()),
     };
-    let target = parse_target(group, version, rest).ok_or_else(ApiError::path_not_found)?;
+    let target =
+        parse_target(&app.store, group, version, rest).ok_or_else(ApiError::path_not_found)?;
     let user = identity::authenticate(req.headers(), &app.token)?;
     let method = req.method().clone();
     let query = Query::parse(req.uri().query());
@@ -232,10 +191,10 @@ async fn route(app: Arc<App>, req: Request, path: String) -> Result<Response, Ap
     Ok(handlers::handle(app, target, call).await)
 }
 
-fn parse_target(group: &str, version: &str, rest: &[&str]) -> Option<Target> {
+fn parse_target(store: &Store, group: &str, version: &str, rest: &[&str]) -> Option<Target> {
     let owned = |s: &&str| s.to_string();
     if let ["namespaces", ns, plural, tail @ ..] = rest
-        && let Some(def) = registry::find(group, version, plural).filter(|d| d.namespaced)
+        && let Some(def) = registry::find(store, group, version, plural).filter(|d| d.namespaced)
     {
         if tail.len() > 2 {
             return None;
@@ -250,7 +209,7 @@ fn parse_target(group: &str, version: &str, rest: &[&str]) -> Option<Target> {
     let [plural, tail @ ..] = rest else {
         return None;
     };
-    let def = registry::find(group, version, plural)?;
+    let def = registry::find(store, group, version, plural)?;
     if tail.len() > 2 {
         return None;
     }
@@ -330,27 +289,34 @@ mod tests {
 
     #[test]
     fn namespaced_and_cluster_paths_parse() {
+        let store = Store::new(10);
         let t = parse_target(
+            &store,
             "coordination.k8s.io",
             "v1",
             &["namespaces", "kube-system", "leases", "l1"],
         );
         assert_eq!(
             t.as_ref()
-                .map(|t| (t.def.kind, t.namespace.clone(), t.name.clone())),
-            Some(("Lease", Some("kube-system".into()), Some("l1".into())))
+                .map(|t| (t.def.kind.clone(), t.namespace.clone(), t.name.clone())),
+            Some((
+                "Lease".to_string(),
+                Some("kube-system".into()),
+                Some("l1".into())
+            ))
         );
         let t = parse_target(
+            &store,
             "certificates.k8s.io",
             "v1",
             &["certificatesigningrequests", "a", "approval"],
         );
         assert_eq!(t.map(|t| t.sub), Some(Some("approval".to_string())));
-        let t = parse_target("", "v1", &["namespaces", "default"]);
+        let t = parse_target(&store, "", "v1", &["namespaces", "default"]);
         assert_eq!(
-            t.map(|t| (t.def.kind, t.name)),
-            Some(("Namespace", Some("default".to_string())))
+            t.map(|t| (t.def.kind.clone(), t.name)),
+            Some(("Namespace".to_string(), Some("default".to_string())))
         );
-        assert!(parse_target("", "v1", &["bogus"]).is_none());
+        assert!(parse_target(&store, "", "v1", &["bogus"]).is_none());
     }
 }

@@ -21,7 +21,7 @@ use crate::table;
 /// How a watch renders and filters.
 pub struct WatchSpec {
     /// The watched resource.
-    pub def: &'static ResourceDef,
+    pub def: Arc<ResourceDef>,
     /// Namespace, or all.
     pub namespace: Option<String>,
     /// Label selector.
@@ -30,25 +30,23 @@ pub struct WatchSpec {
     pub fields: Selector,
     /// Render objects as Tables (kubectl get -w).
     pub table: bool,
-    /// A CRD's printer columns for the Table.
-    pub printer: Vec<Value>,
     /// Put whole objects into Table rows.
     pub include_object: bool,
 }
 
 impl WatchSpec {
     fn matches(&self, obj: &Value) -> bool {
-        self.labels.matches_labels(obj) && self.fields.matches_fields(self.def, obj)
+        self.labels.matches_labels(obj) && self.fields.matches_fields(&self.def, obj)
     }
 
     /// The event to send for a change, after selectors (moves in and out become ADDED and DELETED).
     fn translate(&self, ev: &Event) -> Option<(EventType, Arc<Value>)> {
-        let object = Arc::new(events::present(self.def, &ev.object));
+        let object = Arc::new(events::present(&self.def, &ev.object));
         let now = self.matches(&object);
         let before = ev
             .old
             .as_ref()
-            .is_some_and(|o| self.matches(&events::present(self.def, o)));
+            .is_some_and(|o| self.matches(&events::present(&self.def, o)));
         match ev.kind {
             EventType::Added if now => Some((EventType::Added, object)),
             EventType::Modified if now && before => Some((EventType::Modified, object)),
@@ -95,7 +93,7 @@ pub fn watch(app: Arc<App>, spec: WatchSpec, query: &Query) -> ApiResult<Respons
     let resume_from = if send_initial { None } else { from };
     let start = app
         .store
-        .watch(store_key(spec.def), spec.namespace.as_deref(), resume_from);
+        .watch(store_key(&spec.def), spec.namespace.as_deref(), resume_from);
     let (tx, mut rx) = mpsc::channel::<Result<Bytes, Infallible>>(64);
     let mut closer = app.faults.watch_closer();
     let interval = app.bookmark_interval;
@@ -104,8 +102,8 @@ pub fn watch(app: Arc<App>, spec: WatchSpec, query: &Query) -> ApiResult<Respons
         let render = |obj: &Value, headers: &mut bool| -> Value {
             if spec.table {
                 let t = table::table(
-                    spec.def,
-                    &spec.printer,
+                    &spec.def,
+                    spec.def.printer_columns(),
                     std::slice::from_ref(obj),
                     None,
                     *headers,
@@ -142,7 +140,7 @@ pub fn watch(app: Arc<App>, spec: WatchSpec, query: &Query) -> ApiResult<Respons
         }
         if send_initial && bookmarks {
             let _ = tx
-                .send(Ok(line("BOOKMARK", &bookmark(spec.def, last_rv, true))))
+                .send(Ok(line("BOOKMARK", &bookmark(&spec.def, last_rv, true))))
                 .await;
         }
         let deadline = tokio::time::sleep(timeout);
@@ -157,7 +155,7 @@ pub fn watch(app: Arc<App>, spec: WatchSpec, query: &Query) -> ApiResult<Respons
                         if resume_from.is_some_and(|from| ev.rv <= from) {
                             continue;
                         }
-                        if ev.resource != store_key(spec.def)
+                        if *ev.resource != *store_key(&spec.def)
                             || spec.namespace.as_deref().is_some_and(|n| n != ev.namespace)
                         {
                             continue;
@@ -175,7 +173,7 @@ pub fn watch(app: Arc<App>, spec: WatchSpec, query: &Query) -> ApiResult<Respons
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
                 _ = ticker.tick(), if bookmarks => {
-                    if tx.send(Ok(line("BOOKMARK", &bookmark(spec.def, last_rv, false)))).await.is_err() {
+                    if tx.send(Ok(line("BOOKMARK", &bookmark(&spec.def, last_rv, false)))).await.is_err() {
                         return;
                     }
                 }
