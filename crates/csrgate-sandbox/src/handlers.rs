@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use k8s_openapi::api::certificates::v1::{
     CertificateSigningRequest, CertificateSigningRequestCondition,
@@ -21,7 +22,7 @@ use crate::patch::{self, PatchKind};
 use crate::query::{Query, Selector};
 use crate::registry::{self, Behavior, Generation, Model, ResourceDef, store_key};
 use crate::schema;
-use crate::server::App;
+use crate::server::{App, Resolved};
 use crate::signer;
 use crate::status::{self, ApiError, ApiResult, Cause};
 use crate::store::StoreError;
@@ -43,8 +44,6 @@ pub struct Target {
 
 /// Everything a handler needs from the request.
 pub struct Call {
-    /// HTTP method.
-    pub method: Method,
     /// Query parameters.
     pub query: Query,
     /// Request headers.
@@ -118,19 +117,53 @@ fn store_error(def: &ResourceDef, name: &str, err: StoreError) -> ApiError {
     }
 }
 
-/// Dispatch a resource request by method and URL shape.
-pub async fn handle(app: Arc<App>, target: Target, call: Call) -> Response {
-    let result = match (&call.method, &target.name, &target.sub) {
-        (&Method::GET, None, None) if call.query.flag("watch") => watch_list(&app, &target, &call),
-        (&Method::GET, None, None) => list(&app, &target, &call),
-        (&Method::GET, Some(name), _) => get(&app, &target, name, &call),
-        (&Method::POST, None, None) => create(&app, &target, &call),
-        (&Method::PUT, Some(name), sub) => update(&app, &target, name, sub.as_deref(), &call),
-        (&Method::PATCH, Some(name), sub) => {
-            patch_object(&app, &target, name, sub.as_deref(), &call)
-        }
-        (&Method::DELETE, Some(name), None) => delete(&app, &target, name, &call),
-        (&Method::DELETE, None, None) => delete_collection(&app, &target, &call),
+/// `GET`: a watch or list of the collection, or one object (or its subresource).
+pub async fn on_get(State(app): State<Arc<App>>, request: Resolved) -> Response {
+    let Resolved { target, call } = request;
+    let result = match &target.name {
+        None if call.query.flag("watch") => watch_list(&app, &target, &call),
+        None => list(&app, &target, &call),
+        Some(name) => get(&app, &target, name, &call),
+    };
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `POST` on a collection: create.
+pub async fn on_post(State(app): State<Arc<App>>, request: Resolved) -> Response {
+    let Resolved { target, call } = request;
+    let result = match (&target.name, &target.sub) {
+        (None, None) => create(&app, &target, &call),
+        _ => Err(ApiError::method_not_allowed()),
+    };
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `PUT` on an object or its subresource: update.
+pub async fn on_put(State(app): State<Arc<App>>, request: Resolved) -> Response {
+    let Resolved { target, call } = request;
+    let result = match &target.name {
+        Some(name) => update(&app, &target, name, target.sub.as_deref(), &call),
+        None => Err(ApiError::method_not_allowed()),
+    };
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `PATCH` on an object or its subresource (JSON, merge, strategic merge or apply).
+pub async fn on_patch(State(app): State<Arc<App>>, request: Resolved) -> Response {
+    let Resolved { target, call } = request;
+    let result = match &target.name {
+        Some(name) => patch_object(&app, &target, name, target.sub.as_deref(), &call),
+        None => Err(ApiError::method_not_allowed()),
+    };
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `DELETE` on an object, or on a collection (deletecollection).
+pub async fn on_delete(State(app): State<Arc<App>>, request: Resolved) -> Response {
+    let Resolved { target, call } = request;
+    let result = match (&target.name, &target.sub) {
+        (Some(name), None) => delete(&app, &target, name, &call),
+        (None, None) => delete_collection(&app, &target, &call),
         _ => Err(ApiError::method_not_allowed()),
     };
     result.unwrap_or_else(IntoResponse::into_response)
@@ -872,7 +905,6 @@ fn patch_object(
             if kind == PatchKind::Apply && sub.is_none() {
                 let body = patch::parse_body(&call.body, true)?;
                 let create_call = Call {
-                    method: Method::POST,
                     query: call.query.clone(),
                     headers: HeaderMap::new(),
                     body: Bytes::from(body.to_string()),

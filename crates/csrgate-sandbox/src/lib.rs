@@ -14,6 +14,7 @@
 //! # Ok(()) }
 //! ```
 
+mod admin;
 mod crd;
 mod csr;
 mod discovery;

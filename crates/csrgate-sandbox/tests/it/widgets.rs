@@ -91,11 +91,7 @@ async fn kubectl_serves_a_made_up_crd_applied_to_the_sandbox() {
         .map(|l| l.split_whitespace().collect())
         .collect();
     // No Age column: kube-apiserver adds it only to a CRD without additionalPrinterColumns.
-    assert_eq!(
-        lines[0],
-        ["NAME", "SIZE", "COLOR", "PHASE"],
-        "{shown}"
-    );
+    assert_eq!(lines[0], ["NAME", "SIZE", "COLOR", "PHASE"], "{shown}");
     assert_eq!(
         lines[1][..3],
         ["w1", "3", "red"],
