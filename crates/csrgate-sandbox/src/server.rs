@@ -53,6 +53,23 @@ pub struct App {
     pub managed: crate::managed::Managed,
 }
 
+/// A sandbox's state without a listener, for the routes' unit tests.
+#[cfg(test)]
+pub(crate) fn test_app() -> Arc<App> {
+    let store = Arc::new(Store::new(100));
+    Arc::new(App {
+        faults: Faults::new(store.clone()),
+        store,
+        ca: Ca::generate().unwrap_or_else(|e| panic!("a test CA: {e}")),
+        token: "test-token".into(),
+        sign_signers: Vec::new(),
+        sar_rules: Vec::new(),
+        bookmark_interval: Duration::from_secs(10),
+        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        managed: crate::managed::Managed::default(),
+    })
+}
+
 /// Serve connections until `shutdown` changes; a `Faults::restart` drops every open connection.
 pub async fn serve(
     listener: TcpListener,

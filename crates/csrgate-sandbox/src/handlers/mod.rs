@@ -8,6 +8,8 @@ mod delete;
 mod meta;
 mod read;
 mod signing;
+#[cfg(test)]
+mod tests;
 mod update;
 
 use std::sync::Arc;
