@@ -156,6 +156,7 @@ fn write(
     Ok(stored)
 }
 
+/// `PUT` on an object or its subresource.
 pub(super) fn update(
     app: &Arc<App>,
     target: &Target,
@@ -167,10 +168,7 @@ pub(super) fn update(
     check_verb(def, "update")?;
     check_sub(def, sub)?;
     let (obj, unknown) = decode(def, parse_body(call)?, &call.query)?;
-    let body_name = obj
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let body_name = object_meta(&obj)?.name.unwrap_or_default();
     if body_name != name {
         return Err(ApiError::bad_request(format!(
             "the name of the object ({body_name}) does not match the name on the URL ({name})"
@@ -183,6 +181,48 @@ pub(super) fn update(
     ))
 }
 
+/// A server-side apply of an object that does not exist creates it, as kube-apiserver does.
+fn apply_creates(app: &Arc<App>, target: &Target, call: &Call) -> ApiResult<Response> {
+    let body = patch::parse_body(&call.body, true)?;
+    let create_call = Call {
+        query: call.query.clone(),
+        headers: HeaderMap::new(),
+        body: Bytes::from(body.to_string()),
+        user: call.user.clone(),
+    };
+    let collection = Target {
+        name: None,
+        ..target.clone()
+    };
+    create(app, &collection, &create_call)
+}
+
+/// The body of a server-side apply, refused (409) when it changes fields another manager owns,
+/// unless `force`; `None` for the other patch kinds.
+fn applied_body(
+    app: &App,
+    def: &ResourceDef,
+    name: &str,
+    current: &Value,
+    kind: PatchKind,
+    call: &Call,
+) -> ApiResult<Option<Value>> {
+    if kind != PatchKind::Apply {
+        return Ok(None);
+    }
+    let body = patch::parse_body(&call.body, true)?;
+    if !call.query.flag("force")
+        && let Some(conflict) =
+            app.managed
+                .apply_conflicts(def, name, current, &body, &manager(call))
+    {
+        return Err(conflict);
+    }
+    Ok(Some(body))
+}
+
+/// `PATCH` on an object or its subresource; a conflict with a concurrent write is retried (up to 5
+/// times) unless the patch itself names a resourceVersion.
 pub(super) fn patch_object(
     app: &Arc<App>,
     target: &Target,
@@ -209,50 +249,22 @@ pub(super) fn patch_object(
             .map(|o| events::present(def, &o))
         else {
             if kind == PatchKind::Apply && sub.is_none() {
-                let body = patch::parse_body(&call.body, true)?;
-                let create_call = Call {
-                    query: call.query.clone(),
-                    headers: HeaderMap::new(),
-                    body: Bytes::from(body.to_string()),
-                    user: call.user.clone(),
-                };
-                let created = create(
-                    app,
-                    &Target {
-                        name: None,
-                        ..target.clone()
-                    },
-                    &create_call,
-                )?;
-                return Ok(created);
+                return apply_creates(app, target, call);
             }
             return Err(ApiError::not_found(def, name));
         };
-        let applied = if kind == PatchKind::Apply {
-            let body = patch::parse_body(&call.body, true)?;
-            if !call.query.flag("force")
-                && let Some(conflict) =
-                    app.managed
-                        .apply_conflicts(def, name, &current, &body, &manager(call))
-            {
-                return Err(conflict);
-            }
-            Some(body)
-        } else {
-            None
-        };
+        let applied = applied_body(app, def, name, &current, kind, call)?;
         let patched = patch::apply(kind, &current, &call.body)?;
         let (obj, unknown) = decode(def, patched, &call.query)?;
-        if obj.pointer("/metadata/name").and_then(Value::as_str) != Some(name) {
+        let meta = object_meta(&obj)?;
+        let body_name = meta.name.unwrap_or_default();
+        if body_name != name {
             return Err(ApiError::bad_request(format!(
-                "the name of the object ({}) does not match the name on the URL ({name})",
-                obj.pointer("/metadata/name")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
+                "the name of the object ({body_name}) does not match the name on the URL ({name})"
             )));
         }
-        let precondition = obj.pointer("/metadata/resourceVersion")
-            != current.pointer("/metadata/resourceVersion");
+        // A resourceVersion the patch sets is a precondition; otherwise a conflict is retried.
+        let precondition = meta.resource_version != object_meta(&current)?.resource_version;
         match write(app, target, name, obj, call, applied.as_ref()) {
             Err(e) if e.reason == "Conflict" && !precondition => continue,
             Err(e) => return Err(e),
