@@ -580,38 +580,46 @@ mod go_csr {
     }
 
     impl Csr {
-        /// `CheckSignature`, which for requests allows SHA-1 (x509.go passes `allowSHA1`).
-        pub(super) fn check_signature(&self) -> Result<(), String> {
+        /// The signature scheme of `signatureAlgorithm`, as Go's `getSignatureAlgorithmFromAI`
+        /// reads it; MD5 and MD2 are refused as insecure, unknown algorithms as unsupported.
+        fn scheme(&self) -> Result<Scheme, String> {
             let rsa_oid = |n: u8| [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 1, 1, n];
             let ec_oid = |n: u8| [0x2a, 0x86, 0x48, 0xce, 0x3d, 4, 3, n];
             let oid = self.algorithm.as_slice();
-            let scheme = if oid == rsa_oid(5) || oid == [0x2b, 0x0e, 0x03, 0x02, 0x1d] {
-                Scheme::Pkcs1(Hash::Sha1)
-            } else if oid == rsa_oid(11) {
-                Scheme::Pkcs1(Hash::Sha256)
-            } else if oid == rsa_oid(12) {
-                Scheme::Pkcs1(Hash::Sha384)
-            } else if oid == rsa_oid(13) {
-                Scheme::Pkcs1(Hash::Sha512)
-            } else if oid == [0x2a, 0x86, 0x48, 0xce, 0x3d, 4, 1] {
-                Scheme::Ecdsa(Hash::Sha1)
-            } else if oid == ec_oid(2) {
-                Scheme::Ecdsa(Hash::Sha256)
-            } else if oid == ec_oid(3) {
-                Scheme::Ecdsa(Hash::Sha384)
-            } else if oid == ec_oid(4) {
-                Scheme::Ecdsa(Hash::Sha512)
-            } else if oid == ED25519 && self.algorithm_params.is_none() {
-                Scheme::Ed25519
-            } else if oid == rsa_oid(10) {
-                Scheme::Pss(self.pss_hash().ok_or_else(|| UNSUPPORTED.to_string())?)
-            } else if oid == rsa_oid(4) {
-                return Err("x509: cannot verify signature: insecure algorithm MD5-RSA".into());
-            } else if oid == rsa_oid(2) {
-                return Err("x509: cannot verify signature: insecure algorithm MD2-RSA".into());
-            } else {
-                return Err(UNSUPPORTED.into());
-            };
+            Ok(
+                if oid == rsa_oid(5) || oid == [0x2b, 0x0e, 0x03, 0x02, 0x1d] {
+                    Scheme::Pkcs1(Hash::Sha1)
+                } else if oid == rsa_oid(11) {
+                    Scheme::Pkcs1(Hash::Sha256)
+                } else if oid == rsa_oid(12) {
+                    Scheme::Pkcs1(Hash::Sha384)
+                } else if oid == rsa_oid(13) {
+                    Scheme::Pkcs1(Hash::Sha512)
+                } else if oid == [0x2a, 0x86, 0x48, 0xce, 0x3d, 4, 1] {
+                    Scheme::Ecdsa(Hash::Sha1)
+                } else if oid == ec_oid(2) {
+                    Scheme::Ecdsa(Hash::Sha256)
+                } else if oid == ec_oid(3) {
+                    Scheme::Ecdsa(Hash::Sha384)
+                } else if oid == ec_oid(4) {
+                    Scheme::Ecdsa(Hash::Sha512)
+                } else if oid == ED25519 && self.algorithm_params.is_none() {
+                    Scheme::Ed25519
+                } else if oid == rsa_oid(10) {
+                    Scheme::Pss(self.pss_hash().ok_or_else(|| UNSUPPORTED.to_string())?)
+                } else if oid == rsa_oid(4) {
+                    return Err("x509: cannot verify signature: insecure algorithm MD5-RSA".into());
+                } else if oid == rsa_oid(2) {
+                    return Err("x509: cannot verify signature: insecure algorithm MD2-RSA".into());
+                } else {
+                    return Err(UNSUPPORTED.into());
+                },
+            )
+        }
+
+        /// `CheckSignature`, which for requests allows SHA-1 (x509.go passes `allowSHA1`).
+        pub(super) fn check_signature(&self) -> Result<(), String> {
+            let scheme = self.scheme()?;
             match (scheme, &self.key) {
                 (Scheme::Pkcs1(hash) | Scheme::Pss(hash), Key::Rsa(key)) => {
                     let bits = rsa::traits::PublicKeyParts::n_bits_precision(key);
@@ -872,6 +880,28 @@ pub fn validate(
     path: UpdatePath,
 ) -> Vec<Cause> {
     let mut causes = Vec::new();
+    validate_spec(csr, old, &mut causes);
+    validate_conditions(csr, old, &mut causes);
+    let unchanged_cert = old.is_some_and(|o| certificate(o) == certificate(csr));
+    if !unchanged_cert && let Err(e) = check_certificate(certificate(csr)) {
+        causes.push(Cause::invalid(
+            "status.certificate",
+            &serde_json::Value::String("<certificate data>".into()),
+            &e,
+        ));
+    }
+    if let Some(old) = old {
+        validate_update(csr, old, path, &mut causes);
+    }
+    causes
+}
+
+/// The spec: the request as kube-apiserver parses it, usages, signerName, expirationSeconds.
+fn validate_spec(
+    csr: &CertificateSigningRequest,
+    old: Option<&CertificateSigningRequest>,
+    causes: &mut Vec<Cause>,
+) {
     let spec = &csr.spec;
     if let Err(e) = check_request(&spec.request.0) {
         let shown = String::from_utf8_lossy(&spec.request.0).into_owned();
@@ -924,6 +954,15 @@ pub fn validate(
             "may not specify a duration less than 600 seconds (10 minutes)",
         ));
     }
+}
+
+/// The conditions: type and status present, `True` only for Approved, Denied and Failed, Approved
+/// and Denied exclusive (unless the stored object already had both), no type twice.
+fn validate_conditions(
+    csr: &CertificateSigningRequest,
+    old: Option<&CertificateSigningRequest>,
+    causes: &mut Vec<Cause>,
+) {
     let mut seen: Vec<&str> = Vec::new();
     let (mut approved, mut denied) = (false, false);
     for (i, c) in conditions(csr).iter().enumerate() {
@@ -975,61 +1014,60 @@ pub fn validate(
         }
         seen.push(&c.type_);
     }
-    let unchanged_cert = old.is_some_and(|o| certificate(o) == certificate(csr));
-    if !unchanged_cert && let Err(e) = check_certificate(certificate(csr)) {
-        causes.push(Cause::invalid(
-            "status.certificate",
-            &serde_json::Value::String("<certificate data>".into()),
-            &e,
-        ));
+}
+
+/// What an update through `path` may change: no condition removed, Approved and Denied only
+/// through `approval`, the certificate set once and only through `status`.
+fn validate_update(
+    csr: &CertificateSigningRequest,
+    old: &CertificateSigningRequest,
+    path: UpdatePath,
+    causes: &mut Vec<Cause>,
+) {
+    for t in ["Approved", "Denied", "Failed"] {
+        if count(csr, t) < count(old, t) {
+            causes.push(Cause::forbidden(
+                "status.conditions",
+                &format!("updates may not remove a condition of type {t:?}"),
+            ));
+        }
     }
-    if let Some(old) = old {
-        for t in ["Approved", "Denied", "Failed"] {
-            if count(csr, t) < count(old, t) {
+    if path != UpdatePath::Approval {
+        for t in ["Approved", "Denied"] {
+            let (o, n) = (count(old, t), count(csr, t));
+            let pick = |x: &CertificateSigningRequest| {
+                conditions(x)
+                    .iter()
+                    .filter(|c| c.type_ == t)
+                    .cloned()
+                    .collect::<Vec<_>>()
+            };
+            if n > o {
                 causes.push(Cause::forbidden(
                     "status.conditions",
-                    &format!("updates may not remove a condition of type {t:?}"),
+                    &format!("updates may not add a condition of type {t:?}"),
                 ));
-            }
-        }
-        if path != UpdatePath::Approval {
-            for t in ["Approved", "Denied"] {
-                let (o, n) = (count(old, t), count(csr, t));
-                let pick = |x: &CertificateSigningRequest| {
-                    conditions(x)
-                        .iter()
-                        .filter(|c| c.type_ == t)
-                        .cloned()
-                        .collect::<Vec<_>>()
-                };
-                if n > o {
-                    causes.push(Cause::forbidden(
-                        "status.conditions",
-                        &format!("updates may not add a condition of type {t:?}"),
-                    ));
-                } else if n == o && pick(old) != pick(csr) {
-                    causes.push(Cause::forbidden(
-                        "status.conditions",
-                        &format!("updates may not modify a condition of type {t:?}"),
-                    ));
-                }
-            }
-        }
-        if certificate(csr) != certificate(old) {
-            if path != UpdatePath::Status {
+            } else if n == o && pick(old) != pick(csr) {
                 causes.push(Cause::forbidden(
-                    "status.certificate",
-                    "updates may not set certificate content",
-                ));
-            } else if !certificate(old).is_empty() {
-                causes.push(Cause::forbidden(
-                    "status.certificate",
-                    "updates may not modify existing certificate content",
+                    "status.conditions",
+                    &format!("updates may not modify a condition of type {t:?}"),
                 ));
             }
         }
     }
-    causes
+    if certificate(csr) != certificate(old) {
+        if path != UpdatePath::Status {
+            causes.push(Cause::forbidden(
+                "status.certificate",
+                "updates may not set certificate content",
+            ));
+        } else if !certificate(old).is_empty() {
+            causes.push(Cause::forbidden(
+                "status.certificate",
+                "updates may not modify existing certificate content",
+            ));
+        }
+    }
 }
 
 /// `PrepareForCreate`: requester identity from the caller, status emptied.

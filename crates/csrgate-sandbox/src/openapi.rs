@@ -60,6 +60,49 @@ fn operation(def: &ResourceDef, action: &str, schema_ref: &Value, extra_params: 
     })
 }
 
+/// The paths of one resource: its collection (list, and create when allowed) and its items (get,
+/// put, patch with `fieldValidation`, delete) under `base` (`/api/v1`, `/apis/<group>/<version>`).
+fn add_paths(def: &ResourceDef, base: &str, paths: &mut Map<String, Value>) {
+    let schema_ref = json!({"$ref": format!("#/components/schemas/{}", def.schema_name)});
+    let scope = if def.namespaced {
+        "/namespaces/{namespace}"
+    } else {
+        ""
+    };
+    let validation = param(
+        "fieldValidation",
+        "fieldValidation instructs the server on how to handle objects in the request containing unknown or duplicate fields. Valid values are: Ignore, Warn, Strict.",
+    );
+    let manager = param(
+        "fieldManager",
+        "fieldManager is a name associated with the actor or entity that is making these changes.",
+    );
+    let writes = [validation, manager];
+    let collection = format!("{base}{scope}/{}", def.plural);
+    let mut ops = Map::new();
+    ops.insert("get".into(), operation(def, "list", &schema_ref, &[]));
+    if def.verbs.contains(&"create") {
+        ops.insert("post".into(), operation(def, "post", &schema_ref, &writes));
+    }
+    paths.insert(collection.clone(), Value::Object(ops));
+    if def.verbs.contains(&"get") {
+        let mut item = Map::new();
+        item.insert("get".into(), operation(def, "get", &schema_ref, &[]));
+        item.insert("put".into(), operation(def, "put", &schema_ref, &writes));
+        let mut patch_params = writes.to_vec();
+        patch_params.push(param(
+            "force",
+            "Force is going to \"force\" Apply requests.",
+        ));
+        item.insert(
+            "patch".into(),
+            operation(def, "patch", &schema_ref, &patch_params),
+        );
+        item.insert("delete".into(), operation(def, "delete", &schema_ref, &[]));
+        paths.insert(format!("{collection}/{{name}}"), Value::Object(item));
+    }
+}
+
 /// The OpenAPI v3 document of one group/version, if one of `defs` is in it.
 pub fn document(defs: &[Arc<ResourceDef>], group: &str, version: &str) -> Option<Value> {
     let defs: Vec<&ResourceDef> = defs
@@ -70,72 +113,16 @@ pub fn document(defs: &[Arc<ResourceDef>], group: &str, version: &str) -> Option
     if defs.is_empty() {
         return None;
     }
+    let base = if group.is_empty() {
+        format!("/api/{version}")
+    } else {
+        format!("/apis/{group}/{version}")
+    };
     let mut components = Map::new();
     let mut paths = Map::new();
     for def in defs {
         add_schemas(def, &mut components);
-        let schema_ref = json!({"$ref": format!("#/components/schemas/{}", def.schema_name)});
-        let base = if group.is_empty() {
-            format!("/api/{version}")
-        } else {
-            format!("/apis/{group}/{version}")
-        };
-        let scope = if def.namespaced {
-            "/namespaces/{namespace}"
-        } else {
-            ""
-        };
-        let validation = param(
-            "fieldValidation",
-            "fieldValidation instructs the server on how to handle objects in the request containing unknown or duplicate fields. Valid values are: Ignore, Warn, Strict.",
-        );
-        let manager = param(
-            "fieldManager",
-            "fieldManager is a name associated with the actor or entity that is making these changes.",
-        );
-        let collection = format!("{base}{scope}/{}", def.plural);
-        let mut ops = Map::new();
-        ops.insert("get".into(), operation(def, "list", &schema_ref, &[]));
-        if def.verbs.contains(&"create") {
-            ops.insert(
-                "post".into(),
-                operation(
-                    def,
-                    "post",
-                    &schema_ref,
-                    &[validation.clone(), manager.clone()],
-                ),
-            );
-        }
-        paths.insert(collection.clone(), Value::Object(ops));
-        if def.verbs.contains(&"get") {
-            let mut item = Map::new();
-            item.insert("get".into(), operation(def, "get", &schema_ref, &[]));
-            item.insert(
-                "put".into(),
-                operation(
-                    def,
-                    "put",
-                    &schema_ref,
-                    &[validation.clone(), manager.clone()],
-                ),
-            );
-            item.insert(
-                "patch".into(),
-                operation(
-                    def,
-                    "patch",
-                    &schema_ref,
-                    &[
-                        validation.clone(),
-                        manager.clone(),
-                        param("force", "Force is going to \"force\" Apply requests."),
-                    ],
-                ),
-            );
-            item.insert("delete".into(), operation(def, "delete", &schema_ref, &[]));
-            paths.insert(format!("{collection}/{{name}}"), Value::Object(item));
-        }
+        add_paths(def, &base, &mut paths);
     }
     Some(json!({
         "openapi": "3.0.0",
