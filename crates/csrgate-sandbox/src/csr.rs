@@ -208,33 +208,24 @@ mod go_csr {
     }
 
     /// Go's encoding/asn1 checks of the string types it reads into a Name; `None` for others.
-    fn check_string(tag: u8, bytes: &[u8]) -> Result<Option<String>, String> {
-        let printable = |b: u8| {
-            b.is_ascii_alphanumeric()
-                || matches!(
-                    b,
-                    b' ' | b'\''
-                        | b'('
-                        | b')'
-                        | b'+'
-                        | b','
-                        | b'-'
-                        | b'.'
-                        | b'/'
-                        | b':'
-                        | b'='
-                        | b'?'
-                        | b'*'
-                        | b'&'
-                )
+    /// The character sets are asn1-rs's; Go's PrintableString also takes `*` and `&`
+    /// (encoding/asn1 `isPrintable` with `allowAsterisk` and `allowAmpersand`, for compatibility).
+    pub(super) fn check_string(tag: u8, bytes: &[u8]) -> Result<Option<String>, String> {
+        use x509_parser::asn1_rs::{Ia5String, NumericString, PrintableString, TestValidCharset};
+        let printable = |bytes: &[u8]| {
+            let standard: Vec<u8> = bytes
+                .iter()
+                .map(|&b| if matches!(b, b'*' | b'&') { b' ' } else { b })
+                .collect();
+            PrintableString::test_valid_charset(&standard).is_ok()
         };
         let latin1 = |bytes: &[u8]| bytes.iter().map(|&b| char::from(b)).collect::<String>();
         Ok(Some(match tag {
-            0x13 if bytes.iter().all(|&b| printable(b)) => latin1(bytes),
+            0x13 if printable(bytes) => latin1(bytes),
             0x13 => return Err(syntax("PrintableString contains invalid character")),
-            0x16 if bytes.is_ascii() => latin1(bytes),
+            0x16 if Ia5String::test_valid_charset(bytes).is_ok() => latin1(bytes),
             0x16 => return Err(syntax("IA5String contains invalid character")),
-            0x12 if bytes.iter().all(|&b| b.is_ascii_digit() || b == b' ') => latin1(bytes),
+            0x12 if NumericString::test_valid_charset(bytes).is_ok() => latin1(bytes),
             0x12 => return Err(syntax("NumericString contains invalid character")),
             0x0c => std::str::from_utf8(bytes)
                 .map_err(|_| syntax("invalid UTF-8 string"))?
@@ -1149,6 +1140,21 @@ pub fn subject_restriction(csr: &CertificateSigningRequest) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn name_strings_are_checked_as_go_checks_them() {
+        let check = |tag, bytes: &[u8]| go_csr::check_string(tag, bytes);
+        assert_eq!(
+            check(0x13, b"a*b&c"),
+            Ok(Some("a*b&c".into())),
+            "Go allows * and &"
+        );
+        assert!(check(0x13, b"a@b").is_err(), "@ is not printable");
+        assert!(check(0x16, "é".as_bytes()).is_err(), "IA5 is ASCII");
+        assert_eq!(check(0x12, b"12 3"), Ok(Some("12 3".into())));
+        assert!(check(0x12, b"12a").is_err());
+        assert_eq!(check(0x04, b"x"), Ok(None), "not a string type");
+    }
 
     #[test]
     fn a_signer_name_without_a_path_is_invalid() {
