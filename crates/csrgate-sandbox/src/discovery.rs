@@ -77,11 +77,7 @@ fn resource_entry(d: &ResourceDef) -> Value {
 
 /// The APIResourceList of a group/version, if one of `defs` is in it.
 pub fn resources(defs: &[Arc<ResourceDef>], group: &str, version: &str) -> Option<Value> {
-    let defs: Vec<&ResourceDef> = defs
-        .iter()
-        .map(|d| &**d)
-        .filter(|d| d.group == group && d.version == version)
-        .collect();
+    let defs = registry::in_group_version(defs, group, version);
     if defs.is_empty() {
         return None;
     }

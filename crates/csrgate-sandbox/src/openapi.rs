@@ -105,11 +105,7 @@ fn add_paths(def: &ResourceDef, base: &str, paths: &mut Map<String, Value>) {
 
 /// The OpenAPI v3 document of one group/version, if one of `defs` is in it.
 pub fn document(defs: &[Arc<ResourceDef>], group: &str, version: &str) -> Option<Value> {
-    let defs: Vec<&ResourceDef> = defs
-        .iter()
-        .map(|d| &**d)
-        .filter(|d| d.group == group && d.version == version)
-        .collect();
+    let defs = registry::in_group_version(defs, group, version);
     if defs.is_empty() {
         return None;
     }

@@ -3,6 +3,8 @@
 
 use std::sync::{Arc, LazyLock};
 
+use k8s_openapi::api::{authorization, certificates, coordination, core, events};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions;
 use schemars::JsonSchema;
 use schemars::generate::SchemaSettings;
 use serde::Serialize;
@@ -146,36 +148,33 @@ pub const CRUD: &[&str] = &[
     "watch",
 ];
 
-/// The names of a built-in resource.
-struct Names {
-    group: &'static str,
-    version: &'static str,
-    kind: &'static str,
-    plural: &'static str,
-    short_names: &'static [&'static str],
-    namespaced: bool,
-}
-
-fn builtin<T: DeserializeOwned + Serialize + JsonSchema>(
-    names: Names,
+/// A built-in resource, named as k8s-openapi names `T` (group, version, kind, plural, scope) and
+/// its OpenAPI schema as schemars names it; `singular` is the lower-case kind, as for every built-in.
+fn builtin<T>(
+    short_names: &[&str],
     subresources: &'static [&'static str],
     behavior: Behavior,
-    schema_name: &str,
-) -> Arc<ResourceDef> {
+) -> Arc<ResourceDef>
+where
+    T: k8s_openapi::Resource + DeserializeOwned + Serialize + JsonSchema,
+    T::Scope: 'static,
+{
+    let namespaced = std::any::TypeId::of::<T::Scope>()
+        == std::any::TypeId::of::<k8s_openapi::NamespaceResourceScope>();
     Arc::new(ResourceDef {
-        group: names.group.into(),
-        version: names.version.into(),
-        kind: names.kind.into(),
-        plural: names.plural.into(),
-        singular: names.kind.to_lowercase(),
-        short_names: names.short_names.iter().map(|s| (*s).to_string()).collect(),
-        namespaced: names.namespaced,
+        group: T::GROUP.into(),
+        version: T::VERSION.into(),
+        kind: T::KIND.into(),
+        plural: T::URL_PATH_SEGMENT.into(),
+        singular: T::KIND.to_lowercase(),
+        short_names: short_names.iter().map(|s| (*s).to_string()).collect(),
+        namespaced,
         verbs: CRUD,
         subresources,
         behavior,
         generation: Generation::Absent,
-        store_key: key_of(names.group, names.plural),
-        schema_name: schema_name.into(),
+        store_key: key_of(T::GROUP, T::URL_PATH_SEGMENT),
+        schema_name: T::schema_name().into_owned(),
         model: Model::Typed {
             normalise: typed::<T>,
             schemas: schemas_of::<T>,
@@ -183,158 +182,69 @@ fn builtin<T: DeserializeOwned + Serialize + JsonSchema>(
     })
 }
 
+/// `def` with `edit` applied, for the built-ins that differ from the defaults.
+fn with(mut def: Arc<ResourceDef>, edit: impl FnOnce(&mut ResourceDef)) -> Arc<ResourceDef> {
+    edit(Arc::make_mut(&mut def));
+    def
+}
+
 /// A shared, lazily built resource definition.
 pub type Def = LazyLock<Arc<ResourceDef>>;
 
 /// certificates.k8s.io/v1 CertificateSigningRequest.
 pub static CSR: Def = LazyLock::new(|| {
-    builtin::<k8s_openapi::api::certificates::v1::CertificateSigningRequest>(
-        Names {
-            group: "certificates.k8s.io",
-            version: "v1",
-            kind: "CertificateSigningRequest",
-            plural: "certificatesigningrequests",
-            short_names: &["csr"],
-            namespaced: false,
-        },
+    builtin::<certificates::v1::CertificateSigningRequest>(
+        &["csr"],
         &["approval", "status"],
         Behavior::Csr,
-        "io.k8s.api.certificates.v1.CertificateSigningRequest",
     )
 });
 
 /// apiextensions.k8s.io/v1 CustomResourceDefinition.
 pub static CRD: Def = LazyLock::new(|| {
-    let mut def = builtin::<
-        k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
-    >(
-        Names {
-            group: "apiextensions.k8s.io",
-            version: "v1",
-            kind: "CustomResourceDefinition",
-            plural: "customresourcedefinitions",
-            short_names: &["crd", "crds"],
-            namespaced: false,
-        },
+    let def = builtin::<apiextensions::v1::CustomResourceDefinition>(
+        &["crd", "crds"],
         &["status"],
         Behavior::Crd,
-        "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinition",
     );
-    Arc::make_mut(&mut def).generation = Generation::OnSpecChange;
-    def
+    with(def, |d| d.generation = Generation::OnSpecChange)
 });
 
-/// events.k8s.io/v1 Event.
+/// events.k8s.io/v1 Event, stored as core Events (one store, two API shapes, as in the real
+/// server; see `events::present`).
 pub static EVENT: Def = LazyLock::new(|| {
-    let mut def = builtin::<k8s_openapi::api::events::v1::Event>(
-        Names {
-            group: "events.k8s.io",
-            version: "v1",
-            kind: "Event",
-            plural: "events",
-            short_names: &["ev"],
-            namespaced: true,
-        },
-        &[],
-        Behavior::Plain,
-        "io.k8s.api.events.v1.Event",
-    );
-    // One Event store, two API shapes, as in the real server (see `events::present`).
-    Arc::make_mut(&mut def).store_key = key_of("", "events");
-    def
+    let def = builtin::<events::v1::Event>(&["ev"], &[], Behavior::Plain);
+    with(def, |d| d.store_key = key_of("", "events"))
 });
 
 /// core v1 Event.
-pub static CORE_EVENT: Def = LazyLock::new(|| {
-    builtin::<k8s_openapi::api::core::v1::Event>(
-        Names {
-            group: "",
-            version: "v1",
-            kind: "Event",
-            plural: "events",
-            short_names: &["ev"],
-            namespaced: true,
-        },
-        &[],
-        Behavior::Plain,
-        "io.k8s.api.core.v1.Event",
-    )
-});
+pub static CORE_EVENT: Def =
+    LazyLock::new(|| builtin::<core::v1::Event>(&["ev"], &[], Behavior::Plain));
 
 /// coordination.k8s.io/v1 Lease.
-pub static LEASE: Def = LazyLock::new(|| {
-    builtin::<k8s_openapi::api::coordination::v1::Lease>(
-        Names {
-            group: "coordination.k8s.io",
-            version: "v1",
-            kind: "Lease",
-            plural: "leases",
-            short_names: &[],
-            namespaced: true,
-        },
-        &[],
-        Behavior::Plain,
-        "io.k8s.api.coordination.v1.Lease",
-    )
-});
+pub static LEASE: Def =
+    LazyLock::new(|| builtin::<coordination::v1::Lease>(&[], &[], Behavior::Plain));
 
 /// core v1 Node.
 pub static NODE: Def = LazyLock::new(|| {
-    let mut def = builtin::<k8s_openapi::api::core::v1::Node>(
-        Names {
-            group: "",
-            version: "v1",
-            kind: "Node",
-            plural: "nodes",
-            short_names: &["no"],
-            namespaced: false,
-        },
-        &["status"],
-        Behavior::Node,
-        "io.k8s.api.core.v1.Node",
-    );
-    Arc::make_mut(&mut def).generation = Generation::OnSpecChange;
-    def
+    let def = builtin::<core::v1::Node>(&["no"], &["status"], Behavior::Node);
+    with(def, |d| d.generation = Generation::OnSpecChange)
 });
 
-/// core v1 Namespace.
+/// core v1 Namespace (no deletecollection, as in the real server).
 pub static NAMESPACE: Def = LazyLock::new(|| {
-    let mut def = builtin::<k8s_openapi::api::core::v1::Namespace>(
-        Names {
-            group: "",
-            version: "v1",
-            kind: "Namespace",
-            plural: "namespaces",
-            short_names: &["ns"],
-            namespaced: false,
-        },
-        &["status"],
-        Behavior::Namespace,
-        "io.k8s.api.core.v1.Namespace",
-    );
-    Arc::make_mut(&mut def).verbs = &[
-        "create", "delete", "get", "list", "patch", "update", "watch",
-    ];
-    def
+    let def = builtin::<core::v1::Namespace>(&["ns"], &["status"], Behavior::Namespace);
+    with(def, |d| {
+        d.verbs = &[
+            "create", "delete", "get", "list", "patch", "update", "watch",
+        ];
+    })
 });
 
-/// authorization.k8s.io/v1 SubjectAccessReview.
+/// authorization.k8s.io/v1 SubjectAccessReview: create only.
 pub static SAR: Def = LazyLock::new(|| {
-    let mut def = builtin::<k8s_openapi::api::authorization::v1::SubjectAccessReview>(
-        Names {
-            group: "authorization.k8s.io",
-            version: "v1",
-            kind: "SubjectAccessReview",
-            plural: "subjectaccessreviews",
-            short_names: &[],
-            namespaced: false,
-        },
-        &[],
-        Behavior::Sar,
-        "io.k8s.api.authorization.v1.SubjectAccessReview",
-    );
-    Arc::make_mut(&mut def).verbs = &["create"];
-    def
+    let def = builtin::<authorization::v1::SubjectAccessReview>(&[], &[], Behavior::Sar);
+    with(def, |d| d.verbs = &["create"])
 });
 
 /// Every built-in resource, in discovery order.
@@ -371,6 +281,18 @@ pub fn find(store: &Store, group: &str, version: &str, plural: &str) -> Option<A
         .or_else(|| crate::crd::served(store).into_iter().find(|d| matches(d)))
 }
 
+/// The resources of `defs` in one group/version.
+pub fn in_group_version<'a>(
+    defs: &'a [Arc<ResourceDef>],
+    group: &str,
+    version: &str,
+) -> Vec<&'a ResourceDef> {
+    defs.iter()
+        .map(|d| &**d)
+        .filter(|d| d.group == group && d.version == version)
+        .collect()
+}
+
 /// The group/versions of `defs`, in their order, each once.
 pub fn group_versions(defs: &[Arc<ResourceDef>]) -> Vec<(&str, &str)> {
     let mut out: Vec<(&str, &str)> = Vec::new();
@@ -405,6 +327,28 @@ mod tests {
         );
         assert_eq!(store_key(&CORE_EVENT), store_key(&EVENT));
         assert_eq!(store_key(&NODE), "core/nodes");
+    }
+
+    #[test]
+    fn built_in_names_come_from_k8s_openapi_and_schemars() {
+        assert_eq!(
+            (
+                CSR.group.as_str(),
+                CSR.plural.as_str(),
+                CSR.singular.as_str()
+            ),
+            (
+                "certificates.k8s.io",
+                "certificatesigningrequests",
+                "certificatesigningrequest"
+            )
+        );
+        assert_eq!(
+            CSR.schema_name,
+            "io.k8s.api.certificates.v1.CertificateSigningRequest"
+        );
+        assert!(LEASE.namespaced && !NODE.namespaced);
+        assert_eq!(CORE_EVENT.api_version(), "v1");
     }
 
     #[test]

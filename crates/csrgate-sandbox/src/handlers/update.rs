@@ -6,6 +6,7 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::Value;
 
 use super::create::create;
@@ -156,6 +157,18 @@ fn write(
     Ok(stored)
 }
 
+/// 400 unless the body names the object the URL names.
+fn check_name(meta: &ObjectMeta, name: &str) -> ApiResult<()> {
+    let body_name = meta.name.as_deref().unwrap_or_default();
+    if body_name == name {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "the name of the object ({body_name}) does not match the name on the URL ({name})"
+        )))
+    }
+}
+
 /// `PUT` on an object or its subresource.
 pub(super) fn update(
     app: &Arc<App>,
@@ -168,12 +181,7 @@ pub(super) fn update(
     check_verb(def, "update")?;
     check_sub(def, sub)?;
     let (obj, unknown) = decode(def, parse_body(call)?, &call.query)?;
-    let body_name = object_meta(&obj)?.name.unwrap_or_default();
-    if body_name != name {
-        return Err(ApiError::bad_request(format!(
-            "the name of the object ({body_name}) does not match the name on the URL ({name})"
-        )));
-    }
+    check_name(&object_meta(&obj)?, name)?;
     let stored = write(app, target, name, obj, call, None)?;
     Ok(warning_headers(
         json_response(StatusCode::OK, &stored),
@@ -257,12 +265,7 @@ pub(super) fn patch_object(
         let patched = patch::apply(kind, &current, &call.body)?;
         let (obj, unknown) = decode(def, patched, &call.query)?;
         let meta = object_meta(&obj)?;
-        let body_name = meta.name.unwrap_or_default();
-        if body_name != name {
-            return Err(ApiError::bad_request(format!(
-                "the name of the object ({body_name}) does not match the name on the URL ({name})"
-            )));
-        }
+        check_name(&meta, name)?;
         // A resourceVersion the patch sets is a precondition; otherwise a conflict is retried.
         let precondition = meta.resource_version != object_meta(&current)?.resource_version;
         match write(app, target, name, obj, call, applied.as_ref()) {
