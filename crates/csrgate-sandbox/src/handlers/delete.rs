@@ -3,14 +3,15 @@
 
 use axum::http::StatusCode;
 use axum::response::Response;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{DeleteOptions, Time};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::meta::{has_finalizers, object_meta, set_object_meta};
 use super::{Call, Target, check_verb, json_response, ns_key, selectors, store_error};
 use crate::events;
 use crate::patch;
-use crate::registry::store_key;
+use crate::registry::{self, Behavior, store_key};
 use crate::server::App;
 use crate::status::{self, ApiError, ApiResult};
 
@@ -65,11 +66,36 @@ pub(super) fn delete(app: &App, target: &Target, name: &str, call: &Call) -> Api
         .delete(store_key(def), ns, name, rv)
         .map_err(|e| store_error(def, name, e))?;
     app.managed.forget(&gone);
+    if def.behavior == Behavior::Crd {
+        delete_custom_resources(app, &gone);
+    }
     let uid = object_meta(&gone)?.uid.unwrap_or_default();
     Ok(json_response(
         StatusCode::OK,
         &status::success(def, name, &uid),
     ))
+}
+
+/// The objects of a deleted CRD go with it, as apiextensions-apiserver's
+/// `customresourcecleanup` finalizer removes them before the CRD itself.
+fn delete_custom_resources(app: &App, crd: &Value) {
+    let Ok(crd) = serde_json::from_value::<CustomResourceDefinition>(crd.clone()) else {
+        return;
+    };
+    let key = registry::key_of(&crd.spec.group, &crd.spec.names.plural);
+    let (objects, _) = app.store.list(&key, None);
+    for obj in objects {
+        let Ok(meta) = object_meta(&obj) else {
+            continue;
+        };
+        let (ns, name) = (
+            meta.namespace.unwrap_or_default(),
+            meta.name.unwrap_or_default(),
+        );
+        if let Ok(gone) = app.store.delete(&key, &ns, &name, None) {
+            app.managed.forget(&gone);
+        }
+    }
 }
 
 /// `DELETE` on a collection: every object the selectors match, returned as a list.

@@ -229,7 +229,7 @@ async fn a_crd_created_through_the_api_is_established_and_serves_its_resource() 
                     "spec": {"type": "object", "properties": {"size": {"type": "integer"}}},
                     "status": {"type": "object", "properties": {"phase": {"type": "string"}}}}}}}]}});
     let path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
-    let (code, created) = send(&app, "POST", path, Some(crd)).await;
+    let (code, created) = send(&app, "POST", path, Some(crd.clone())).await;
     assert_eq!(code, StatusCode::CREATED, "{created}");
     assert_eq!(created["status"]["conditions"][1]["type"], "Established");
     let widget = json!({"apiVersion": "example.com/v1", "kind": "Widget",
@@ -259,6 +259,14 @@ async fn a_crd_created_through_the_api_is_established_and_serves_its_resource() 
     let (code, list) = send(&app, "GET", "/apis/example.com/v1", None).await;
     assert_eq!(code, StatusCode::OK);
     assert_eq!(list["resources"][1]["name"], "widgets/status");
+    let (code, _) = send(&app, "DELETE", &format!("{path}/widgets.example.com"), None).await;
+    assert_eq!(code, StatusCode::OK);
+    let (code, _) = send(&app, "GET", widgets, None).await;
+    assert_eq!(code, StatusCode::NOT_FOUND, "no longer served");
+    let (code, _) = send(&app, "POST", path, Some(crd)).await;
+    assert_eq!(code, StatusCode::CREATED);
+    let (_, list) = send(&app, "GET", widgets, None).await;
+    assert_eq!(list["items"], json!([]), "the widgets went with their CRD");
 }
 
 #[tokio::test]
