@@ -110,9 +110,8 @@ pub async fn on_post(State(app): State<Arc<App>>, request: Resolved) -> Response
 
 /// `PUT` on an object or its subresource: update.
 pub async fn on_put(State(app): State<Arc<App>>, request: Resolved) -> Response {
-    let Resolved { target, call } = request;
-    let result = match &target.name {
-        Some(name) => update::update(&app, &target, name, target.sub.as_deref(), &call),
+    let result = match &request.target.name {
+        Some(name) => update::update(&app, &request, name),
         None => Err(ApiError::method_not_allowed()),
     };
     result.unwrap_or_else(IntoResponse::into_response)
@@ -120,9 +119,8 @@ pub async fn on_put(State(app): State<Arc<App>>, request: Resolved) -> Response 
 
 /// `PATCH` on an object or its subresource (JSON, merge, strategic merge or apply).
 pub async fn on_patch(State(app): State<Arc<App>>, request: Resolved) -> Response {
-    let Resolved { target, call } = request;
-    let result = match &target.name {
-        Some(name) => update::patch_object(&app, &target, name, target.sub.as_deref(), &call),
+    let result = match &request.target.name {
+        Some(name) => update::patch_object(&app, &request, name),
         None => Err(ApiError::method_not_allowed()),
     };
     result.unwrap_or_else(IntoResponse::into_response)

@@ -21,7 +21,7 @@ use crate::csr::{self, UpdatePath};
 use crate::events;
 use crate::patch::{self, PatchKind};
 use crate::registry::{Behavior, Generation, ResourceDef, store_key};
-use crate::server::App;
+use crate::server::{App, Resolved};
 use crate::status::{ApiError, ApiResult};
 
 /// The status a write through `sub` leaves: the main resource keeps the current status when status
@@ -157,6 +157,13 @@ fn write(
     Ok(stored)
 }
 
+/// The resource of a write through `verb`, once the verb and the subresource are known served.
+fn writable<'a>(target: &'a Target, verb: &str) -> ApiResult<&'a ResourceDef> {
+    check_verb(&target.def, verb)?;
+    check_sub(&target.def, target.sub.as_deref())?;
+    Ok(&target.def)
+}
+
 /// 400 unless the body names the object the URL names.
 fn check_name(meta: &ObjectMeta, name: &str) -> ApiResult<()> {
     let body_name = meta.name.as_deref().unwrap_or_default();
@@ -170,16 +177,9 @@ fn check_name(meta: &ObjectMeta, name: &str) -> ApiResult<()> {
 }
 
 /// `PUT` on an object or its subresource.
-pub(super) fn update(
-    app: &Arc<App>,
-    target: &Target,
-    name: &str,
-    sub: Option<&str>,
-    call: &Call,
-) -> ApiResult<Response> {
-    let def = &target.def;
-    check_verb(def, "update")?;
-    check_sub(def, sub)?;
+pub(super) fn update(app: &Arc<App>, request: &Resolved, name: &str) -> ApiResult<Response> {
+    let (target, call) = (&request.target, &request.call);
+    let def = writable(target, "update")?;
     let (obj, unknown) = decode(def, parse_body(call)?, &call.query)?;
     check_name(&object_meta(&obj)?, name)?;
     let stored = write(app, target, name, obj, call, None)?;
@@ -231,16 +231,9 @@ fn applied_body(
 
 /// `PATCH` on an object or its subresource; a conflict with a concurrent write is retried (up to 5
 /// times) unless the patch itself names a resourceVersion.
-pub(super) fn patch_object(
-    app: &Arc<App>,
-    target: &Target,
-    name: &str,
-    sub: Option<&str>,
-    call: &Call,
-) -> ApiResult<Response> {
-    let def = &target.def;
-    check_verb(def, "patch")?;
-    check_sub(def, sub)?;
+pub(super) fn patch_object(app: &Arc<App>, request: &Resolved, name: &str) -> ApiResult<Response> {
+    let (target, call) = (&request.target, &request.call);
+    let (def, sub) = (writable(target, "patch")?, target.sub.as_deref());
     let kind = PatchKind::from_content_type(call.header("content-type"))?;
     if kind == PatchKind::Apply && call.query.get("fieldManager").is_none_or(str::is_empty) {
         return Err(ApiError::new(
