@@ -198,34 +198,31 @@ fn group_version(params: &RawPathParams) -> (&str, &str) {
     (get("group"), get("version"))
 }
 
-async fn openapi_document(
-    State(app): State<Arc<App>>,
-    params: RawPathParams,
+/// A document `make` builds for the served resources and the route's group/version, or 404.
+fn document(
+    app: &App,
+    params: &RawPathParams,
+    make: fn(&[Arc<registry::ResourceDef>], &str, &str) -> Option<Value>,
 ) -> Result<Response, ApiError> {
-    let (group, version) = group_version(&params);
-    openapi::document(&registry::served(&app.store), group, version)
+    let (group, version) = group_version(params);
+    make(&registry::served(&app.store), group, version)
         .map(|d| ok_json(&d))
         .ok_or_else(ApiError::path_not_found)
 }
 
-async fn resource_list(
-    State(app): State<Arc<App>>,
-    params: RawPathParams,
-) -> Result<Response, ApiError> {
-    let (group, version) = group_version(&params);
-    discovery::resources(&registry::served(&app.store), group, version)
-        .map(|d| ok_json(&d))
-        .ok_or_else(ApiError::path_not_found)
+async fn openapi_document(State(app): State<Arc<App>>, params: RawPathParams) -> Response {
+    document(&app, &params, openapi::document).unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn api_group(
-    State(app): State<Arc<App>>,
-    params: RawPathParams,
-) -> Result<Response, ApiError> {
-    let (group, _) = group_version(&params);
-    discovery::api_group(&registry::served(&app.store), group)
-        .map(|d| ok_json(&d))
-        .ok_or_else(ApiError::path_not_found)
+async fn resource_list(State(app): State<Arc<App>>, params: RawPathParams) -> Response {
+    document(&app, &params, discovery::resources).unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn api_group(State(app): State<Arc<App>>, params: RawPathParams) -> Response {
+    document(&app, &params, |defs, group, _| {
+        discovery::api_group(defs, group)
+    })
+    .unwrap_or_else(IntoResponse::into_response)
 }
 
 /// A resource request, read: what the URL names, who asks, and the rest of the request.

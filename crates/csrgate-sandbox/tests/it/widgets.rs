@@ -70,16 +70,8 @@ async fn kubectl_serves_a_made_up_crd_applied_to_the_sandbox() {
 
     let out = with_file(&env, "apply", "crd", CRD).await;
     assert!(out.status.success(), "{}", text(&out));
-    let out = kubectl(
-        &env,
-        &[
-            "wait",
-            "--for=condition=Established",
-            "crd/widgets.example.com",
-            "--timeout=10s",
-        ],
-    )
-    .await;
+    let wait = "--for=condition=Established";
+    let out = kubectl(&env, &["wait", wait, "crd/widgets.example.com"]).await;
     assert!(out.status.success(), "{}", text(&out));
 
     let out = with_file(&env, "create", "w1", &widget("w1", "  size: 3\n")).await;
