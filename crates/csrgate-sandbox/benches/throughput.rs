@@ -73,6 +73,14 @@ async fn create(
     created
 }
 
+/// How many of the requests' outcomes are successes.
+async fn successes(outcomes: impl futures::Stream<Item = bool>) -> usize {
+    outcomes
+        .filter(|ok| futures::future::ready(*ok))
+        .count()
+        .await
+}
+
 async fn list(api: &Api<CertificateSigningRequest>, n: usize) {
     let lists = (n / 20).max(10);
     let started = Instant::now();
@@ -85,11 +93,12 @@ async fn list(api: &Api<CertificateSigningRequest>, n: usize) {
                     .is_ok()
             }
         })
-        .buffer_unordered(CONCURRENCY)
-        .filter(|ok| futures::future::ready(*ok))
-        .count()
-        .await;
-    report(&format!("list ({n} items)"), ok, started.elapsed());
+        .buffer_unordered(CONCURRENCY);
+    report(
+        &format!("list ({n} items)"),
+        successes(ok).await,
+        started.elapsed(),
+    );
 }
 
 async fn approve(api: &Api<CertificateSigningRequest>, created: Vec<CertificateSigningRequest>) {
@@ -113,11 +122,8 @@ async fn approve(api: &Api<CertificateSigningRequest>, created: Vec<CertificateS
                     .is_ok()
             }
         })
-        .buffer_unordered(CONCURRENCY)
-        .filter(|ok| futures::future::ready(*ok))
-        .count()
-        .await;
-    report("approval PUT", approved, started.elapsed());
+        .buffer_unordered(CONCURRENCY);
+    report("approval PUT", successes(approved).await, started.elapsed());
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

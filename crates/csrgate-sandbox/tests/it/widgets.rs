@@ -28,16 +28,9 @@ spec:
       openAPIV3Schema:
         type: object
         properties:
-          spec:
-            type: object
-            required: [size]
-            properties:
-              size: {type: integer}
-              color: {type: string, enum: [red, blue], default: red}
-          status:
-            type: object
-            properties:
-              phase: {type: string}
+          spec: {type: object, required: [size], properties: {
+            size: {type: integer}, color: {type: string, enum: [red, blue], default: red}}}
+          status: {type: object, properties: {phase: {type: string}}}
 ";
 
 fn widget(name: &str, spec: &str) -> String {
