@@ -574,38 +574,43 @@ mod go_csr {
         /// The signature scheme of `signatureAlgorithm`, as Go's `getSignatureAlgorithmFromAI`
         /// reads it; MD5 and MD2 are refused as insecure, unknown algorithms as unsupported.
         fn scheme(&self) -> Result<Scheme, String> {
-            let rsa_oid = |n: u8| [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 1, 1, n];
-            let ec_oid = |n: u8| [0x2a, 0x86, 0x48, 0xce, 0x3d, 4, 3, n];
+            let rsa_oid = |n: u8| vec![0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 1, 1, n];
+            let ec_oid = |n: u8| vec![0x2a, 0x86, 0x48, 0xce, 0x3d, 4, 3, n];
             let oid = self.algorithm.as_slice();
-            Ok(
-                if oid == rsa_oid(5) || oid == [0x2b, 0x0e, 0x03, 0x02, 0x1d] {
-                    Scheme::Pkcs1(Hash::Sha1)
-                } else if oid == rsa_oid(11) {
-                    Scheme::Pkcs1(Hash::Sha256)
-                } else if oid == rsa_oid(12) {
-                    Scheme::Pkcs1(Hash::Sha384)
-                } else if oid == rsa_oid(13) {
-                    Scheme::Pkcs1(Hash::Sha512)
-                } else if oid == [0x2a, 0x86, 0x48, 0xce, 0x3d, 4, 1] {
-                    Scheme::Ecdsa(Hash::Sha1)
-                } else if oid == ec_oid(2) {
-                    Scheme::Ecdsa(Hash::Sha256)
-                } else if oid == ec_oid(3) {
-                    Scheme::Ecdsa(Hash::Sha384)
-                } else if oid == ec_oid(4) {
-                    Scheme::Ecdsa(Hash::Sha512)
-                } else if oid == ED25519 && self.algorithm_params.is_none() {
-                    Scheme::Ed25519
-                } else if oid == rsa_oid(10) {
-                    Scheme::Pss(self.pss_hash().ok_or_else(|| UNSUPPORTED.to_string())?)
-                } else if oid == rsa_oid(4) {
-                    return Err("x509: cannot verify signature: insecure algorithm MD5-RSA".into());
-                } else if oid == rsa_oid(2) {
-                    return Err("x509: cannot verify signature: insecure algorithm MD2-RSA".into());
-                } else {
-                    return Err(UNSUPPORTED.into());
-                },
-            )
+            // x509.go's signatureAlgorithmDetails, for the algorithms CheckSignature verifies.
+            let known = [
+                (rsa_oid(5), Scheme::Pkcs1(Hash::Sha1)),
+                (
+                    vec![0x2b, 0x0e, 0x03, 0x02, 0x1d],
+                    Scheme::Pkcs1(Hash::Sha1),
+                ),
+                (rsa_oid(11), Scheme::Pkcs1(Hash::Sha256)),
+                (rsa_oid(12), Scheme::Pkcs1(Hash::Sha384)),
+                (rsa_oid(13), Scheme::Pkcs1(Hash::Sha512)),
+                (
+                    vec![0x2a, 0x86, 0x48, 0xce, 0x3d, 4, 1],
+                    Scheme::Ecdsa(Hash::Sha1),
+                ),
+                (ec_oid(2), Scheme::Ecdsa(Hash::Sha256)),
+                (ec_oid(3), Scheme::Ecdsa(Hash::Sha384)),
+                (ec_oid(4), Scheme::Ecdsa(Hash::Sha512)),
+            ];
+            if let Some((_, scheme)) = known.into_iter().find(|(o, _)| o.as_slice() == oid) {
+                return Ok(scheme);
+            }
+            if oid == ED25519 && self.algorithm_params.is_none() {
+                Ok(Scheme::Ed25519)
+            } else if oid == rsa_oid(10) {
+                Ok(Scheme::Pss(
+                    self.pss_hash().ok_or_else(|| UNSUPPORTED.to_string())?,
+                ))
+            } else if oid == rsa_oid(4) {
+                Err("x509: cannot verify signature: insecure algorithm MD5-RSA".into())
+            } else if oid == rsa_oid(2) {
+                Err("x509: cannot verify signature: insecure algorithm MD2-RSA".into())
+            } else {
+                Err(UNSUPPORTED.into())
+            }
         }
 
         /// `CheckSignature`, which for requests allows SHA-1 (x509.go passes `allowSHA1`).
