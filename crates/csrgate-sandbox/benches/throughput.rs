@@ -22,13 +22,10 @@ fn report(what: &str, n: usize, took: Duration) {
     );
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let n: usize = std::env::var("SANDBOX_BENCH_N")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2000);
-    let sandbox = Sandbox::start(SandboxConfig::default()).await?;
+type Error = Box<dyn std::error::Error>;
+
+/// A client of `sandbox` and a PEM request the CSRs share.
+async fn setup(sandbox: &Sandbox) -> Result<(Api<CertificateSigningRequest>, String), Error> {
     let kubeconfig = Kubeconfig::from_yaml(&sandbox.kubeconfig())?;
     let config =
         kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
@@ -38,25 +35,34 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     params
         .distinguished_name
         .push(rcgen::DnType::CommonName, "bench");
-    let pem = params.serialize_request(&key)?.pem()?;
-    let csr = |i: usize| CertificateSigningRequest {
+    Ok((api, params.serialize_request(&key)?.pem()?))
+}
+
+fn csr(i: usize, pem: &str) -> CertificateSigningRequest {
+    CertificateSigningRequest {
         metadata: ObjectMeta {
             name: Some(format!("bench-{i}")),
             ..ObjectMeta::default()
         },
         spec: CertificateSigningRequestSpec {
-            request: k8s_openapi::ByteString(pem.clone().into_bytes()),
+            request: k8s_openapi::ByteString(pem.as_bytes().to_vec()),
             signer_name: "example.com/bench".into(),
             usages: Some(vec!["client auth".into()]),
             ..CertificateSigningRequestSpec::default()
         },
         status: None,
-    };
+    }
+}
 
+async fn create(
+    api: &Api<CertificateSigningRequest>,
+    pem: &str,
+    n: usize,
+) -> Vec<CertificateSigningRequest> {
     let started = Instant::now();
     let created: Vec<CertificateSigningRequest> = futures::stream::iter(0..n)
         .map(|i| {
-            let (api, obj) = (api.clone(), csr(i));
+            let (api, obj) = (api.clone(), csr(i, pem));
             async move { api.create(&PostParams::default(), &obj).await }
         })
         .buffer_unordered(CONCURRENCY)
@@ -64,7 +70,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect()
         .await;
     report("create", created.len(), started.elapsed());
+    created
+}
 
+/// How many of the requests' outcomes are successes.
+async fn successes(outcomes: impl futures::Stream<Item = bool>) -> usize {
+    outcomes
+        .filter(|ok| futures::future::ready(*ok))
+        .count()
+        .await
+}
+
+async fn list(api: &Api<CertificateSigningRequest>, n: usize) {
     let lists = (n / 20).max(10);
     let started = Instant::now();
     let ok = futures::stream::iter(0..lists)
@@ -76,12 +93,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .is_ok()
             }
         })
-        .buffer_unordered(CONCURRENCY)
-        .filter(|ok| futures::future::ready(*ok))
-        .count()
-        .await;
-    report(&format!("list ({n} items)"), ok, started.elapsed());
+        .buffer_unordered(CONCURRENCY);
+    report(
+        &format!("list ({n} items)"),
+        successes(ok).await,
+        started.elapsed(),
+    );
+}
 
+async fn approve(api: &Api<CertificateSigningRequest>, created: Vec<CertificateSigningRequest>) {
     let started = Instant::now();
     let approved = futures::stream::iter(created)
         .map(|mut obj| {
@@ -102,11 +122,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .is_ok()
             }
         })
-        .buffer_unordered(CONCURRENCY)
-        .filter(|ok| futures::future::ready(*ok))
-        .count()
-        .await;
-    report("approval PUT", approved, started.elapsed());
+        .buffer_unordered(CONCURRENCY);
+    report("approval PUT", successes(approved).await, started.elapsed());
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<(), Error> {
+    let n: usize = std::env::var("SANDBOX_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let sandbox = Sandbox::start(SandboxConfig::default()).await?;
+    let (api, pem) = setup(&sandbox).await?;
+    let created = create(&api, &pem, n).await;
+    list(&api, n).await;
+    approve(&api, created).await;
     sandbox.shutdown().await;
     Ok(())
 }

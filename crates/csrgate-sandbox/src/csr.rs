@@ -208,33 +208,24 @@ mod go_csr {
     }
 
     /// Go's encoding/asn1 checks of the string types it reads into a Name; `None` for others.
-    fn check_string(tag: u8, bytes: &[u8]) -> Result<Option<String>, String> {
-        let printable = |b: u8| {
-            b.is_ascii_alphanumeric()
-                || matches!(
-                    b,
-                    b' ' | b'\''
-                        | b'('
-                        | b')'
-                        | b'+'
-                        | b','
-                        | b'-'
-                        | b'.'
-                        | b'/'
-                        | b':'
-                        | b'='
-                        | b'?'
-                        | b'*'
-                        | b'&'
-                )
+    /// The character sets are asn1-rs's; Go's PrintableString also takes `*` and `&`
+    /// (encoding/asn1 `isPrintable` with `allowAsterisk` and `allowAmpersand`, for compatibility).
+    pub(super) fn check_string(tag: u8, bytes: &[u8]) -> Result<Option<String>, String> {
+        use x509_parser::asn1_rs::{Ia5String, NumericString, PrintableString, TestValidCharset};
+        let printable = |bytes: &[u8]| {
+            let standard: Vec<u8> = bytes
+                .iter()
+                .map(|&b| if matches!(b, b'*' | b'&') { b' ' } else { b })
+                .collect();
+            PrintableString::test_valid_charset(&standard).is_ok()
         };
         let latin1 = |bytes: &[u8]| bytes.iter().map(|&b| char::from(b)).collect::<String>();
         Ok(Some(match tag {
-            0x13 if bytes.iter().all(|&b| printable(b)) => latin1(bytes),
+            0x13 if printable(bytes) => latin1(bytes),
             0x13 => return Err(syntax("PrintableString contains invalid character")),
-            0x16 if bytes.is_ascii() => latin1(bytes),
+            0x16 if Ia5String::test_valid_charset(bytes).is_ok() => latin1(bytes),
             0x16 => return Err(syntax("IA5String contains invalid character")),
-            0x12 if bytes.iter().all(|&b| b.is_ascii_digit() || b == b' ') => latin1(bytes),
+            0x12 if NumericString::test_valid_charset(bytes).is_ok() => latin1(bytes),
             0x12 => return Err(syntax("NumericString contains invalid character")),
             0x0c => std::str::from_utf8(bytes)
                 .map_err(|_| syntax("invalid UTF-8 string"))?
@@ -580,38 +571,51 @@ mod go_csr {
     }
 
     impl Csr {
+        /// The signature scheme of `signatureAlgorithm`, as Go's `getSignatureAlgorithmFromAI`
+        /// reads it; MD5 and MD2 are refused as insecure, unknown algorithms as unsupported.
+        fn scheme(&self) -> Result<Scheme, String> {
+            let rsa_oid = |n: u8| vec![0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 1, 1, n];
+            let ec_oid = |n: u8| vec![0x2a, 0x86, 0x48, 0xce, 0x3d, 4, 3, n];
+            let oid = self.algorithm.as_slice();
+            // x509.go's signatureAlgorithmDetails, for the algorithms CheckSignature verifies.
+            let known = [
+                (rsa_oid(5), Scheme::Pkcs1(Hash::Sha1)),
+                (
+                    vec![0x2b, 0x0e, 0x03, 0x02, 0x1d],
+                    Scheme::Pkcs1(Hash::Sha1),
+                ),
+                (rsa_oid(11), Scheme::Pkcs1(Hash::Sha256)),
+                (rsa_oid(12), Scheme::Pkcs1(Hash::Sha384)),
+                (rsa_oid(13), Scheme::Pkcs1(Hash::Sha512)),
+                (
+                    vec![0x2a, 0x86, 0x48, 0xce, 0x3d, 4, 1],
+                    Scheme::Ecdsa(Hash::Sha1),
+                ),
+                (ec_oid(2), Scheme::Ecdsa(Hash::Sha256)),
+                (ec_oid(3), Scheme::Ecdsa(Hash::Sha384)),
+                (ec_oid(4), Scheme::Ecdsa(Hash::Sha512)),
+            ];
+            if let Some((_, scheme)) = known.into_iter().find(|(o, _)| o.as_slice() == oid) {
+                return Ok(scheme);
+            }
+            if oid == ED25519 && self.algorithm_params.is_none() {
+                Ok(Scheme::Ed25519)
+            } else if oid == rsa_oid(10) {
+                Ok(Scheme::Pss(
+                    self.pss_hash().ok_or_else(|| UNSUPPORTED.to_string())?,
+                ))
+            } else if oid == rsa_oid(4) {
+                Err("x509: cannot verify signature: insecure algorithm MD5-RSA".into())
+            } else if oid == rsa_oid(2) {
+                Err("x509: cannot verify signature: insecure algorithm MD2-RSA".into())
+            } else {
+                Err(UNSUPPORTED.into())
+            }
+        }
+
         /// `CheckSignature`, which for requests allows SHA-1 (x509.go passes `allowSHA1`).
         pub(super) fn check_signature(&self) -> Result<(), String> {
-            let rsa_oid = |n: u8| [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 1, 1, n];
-            let ec_oid = |n: u8| [0x2a, 0x86, 0x48, 0xce, 0x3d, 4, 3, n];
-            let oid = self.algorithm.as_slice();
-            let scheme = if oid == rsa_oid(5) || oid == [0x2b, 0x0e, 0x03, 0x02, 0x1d] {
-                Scheme::Pkcs1(Hash::Sha1)
-            } else if oid == rsa_oid(11) {
-                Scheme::Pkcs1(Hash::Sha256)
-            } else if oid == rsa_oid(12) {
-                Scheme::Pkcs1(Hash::Sha384)
-            } else if oid == rsa_oid(13) {
-                Scheme::Pkcs1(Hash::Sha512)
-            } else if oid == [0x2a, 0x86, 0x48, 0xce, 0x3d, 4, 1] {
-                Scheme::Ecdsa(Hash::Sha1)
-            } else if oid == ec_oid(2) {
-                Scheme::Ecdsa(Hash::Sha256)
-            } else if oid == ec_oid(3) {
-                Scheme::Ecdsa(Hash::Sha384)
-            } else if oid == ec_oid(4) {
-                Scheme::Ecdsa(Hash::Sha512)
-            } else if oid == ED25519 && self.algorithm_params.is_none() {
-                Scheme::Ed25519
-            } else if oid == rsa_oid(10) {
-                Scheme::Pss(self.pss_hash().ok_or_else(|| UNSUPPORTED.to_string())?)
-            } else if oid == rsa_oid(4) {
-                return Err("x509: cannot verify signature: insecure algorithm MD5-RSA".into());
-            } else if oid == rsa_oid(2) {
-                return Err("x509: cannot verify signature: insecure algorithm MD2-RSA".into());
-            } else {
-                return Err(UNSUPPORTED.into());
-            };
+            let scheme = self.scheme()?;
             match (scheme, &self.key) {
                 (Scheme::Pkcs1(hash) | Scheme::Pss(hash), Key::Rsa(key)) => {
                     let bits = rsa::traits::PublicKeyParts::n_bits_precision(key);
@@ -872,6 +876,28 @@ pub fn validate(
     path: UpdatePath,
 ) -> Vec<Cause> {
     let mut causes = Vec::new();
+    validate_spec(csr, old, &mut causes);
+    validate_conditions(csr, old, &mut causes);
+    let unchanged_cert = old.is_some_and(|o| certificate(o) == certificate(csr));
+    if !unchanged_cert && let Err(e) = check_certificate(certificate(csr)) {
+        causes.push(Cause::invalid(
+            "status.certificate",
+            &serde_json::Value::String("<certificate data>".into()),
+            &e,
+        ));
+    }
+    if let Some(old) = old {
+        validate_update(csr, old, path, &mut causes);
+    }
+    causes
+}
+
+/// The spec: the request as kube-apiserver parses it, usages, signerName, expirationSeconds.
+fn validate_spec(
+    csr: &CertificateSigningRequest,
+    old: Option<&CertificateSigningRequest>,
+    causes: &mut Vec<Cause>,
+) {
     let spec = &csr.spec;
     if let Err(e) = check_request(&spec.request.0) {
         let shown = String::from_utf8_lossy(&spec.request.0).into_owned();
@@ -924,6 +950,15 @@ pub fn validate(
             "may not specify a duration less than 600 seconds (10 minutes)",
         ));
     }
+}
+
+/// The conditions: type and status present, `True` only for Approved, Denied and Failed, Approved
+/// and Denied exclusive (unless the stored object already had both), no type twice.
+fn validate_conditions(
+    csr: &CertificateSigningRequest,
+    old: Option<&CertificateSigningRequest>,
+    causes: &mut Vec<Cause>,
+) {
     let mut seen: Vec<&str> = Vec::new();
     let (mut approved, mut denied) = (false, false);
     for (i, c) in conditions(csr).iter().enumerate() {
@@ -975,61 +1010,60 @@ pub fn validate(
         }
         seen.push(&c.type_);
     }
-    let unchanged_cert = old.is_some_and(|o| certificate(o) == certificate(csr));
-    if !unchanged_cert && let Err(e) = check_certificate(certificate(csr)) {
-        causes.push(Cause::invalid(
-            "status.certificate",
-            &serde_json::Value::String("<certificate data>".into()),
-            &e,
-        ));
+}
+
+/// What an update through `path` may change: no condition removed, Approved and Denied only
+/// through `approval`, the certificate set once and only through `status`.
+fn validate_update(
+    csr: &CertificateSigningRequest,
+    old: &CertificateSigningRequest,
+    path: UpdatePath,
+    causes: &mut Vec<Cause>,
+) {
+    for t in ["Approved", "Denied", "Failed"] {
+        if count(csr, t) < count(old, t) {
+            causes.push(Cause::forbidden(
+                "status.conditions",
+                &format!("updates may not remove a condition of type {t:?}"),
+            ));
+        }
     }
-    if let Some(old) = old {
-        for t in ["Approved", "Denied", "Failed"] {
-            if count(csr, t) < count(old, t) {
+    if path != UpdatePath::Approval {
+        for t in ["Approved", "Denied"] {
+            let (o, n) = (count(old, t), count(csr, t));
+            let pick = |x: &CertificateSigningRequest| {
+                conditions(x)
+                    .iter()
+                    .filter(|c| c.type_ == t)
+                    .cloned()
+                    .collect::<Vec<_>>()
+            };
+            if n > o {
                 causes.push(Cause::forbidden(
                     "status.conditions",
-                    &format!("updates may not remove a condition of type {t:?}"),
+                    &format!("updates may not add a condition of type {t:?}"),
                 ));
-            }
-        }
-        if path != UpdatePath::Approval {
-            for t in ["Approved", "Denied"] {
-                let (o, n) = (count(old, t), count(csr, t));
-                let pick = |x: &CertificateSigningRequest| {
-                    conditions(x)
-                        .iter()
-                        .filter(|c| c.type_ == t)
-                        .cloned()
-                        .collect::<Vec<_>>()
-                };
-                if n > o {
-                    causes.push(Cause::forbidden(
-                        "status.conditions",
-                        &format!("updates may not add a condition of type {t:?}"),
-                    ));
-                } else if n == o && pick(old) != pick(csr) {
-                    causes.push(Cause::forbidden(
-                        "status.conditions",
-                        &format!("updates may not modify a condition of type {t:?}"),
-                    ));
-                }
-            }
-        }
-        if certificate(csr) != certificate(old) {
-            if path != UpdatePath::Status {
+            } else if n == o && pick(old) != pick(csr) {
                 causes.push(Cause::forbidden(
-                    "status.certificate",
-                    "updates may not set certificate content",
-                ));
-            } else if !certificate(old).is_empty() {
-                causes.push(Cause::forbidden(
-                    "status.certificate",
-                    "updates may not modify existing certificate content",
+                    "status.conditions",
+                    &format!("updates may not modify a condition of type {t:?}"),
                 ));
             }
         }
     }
-    causes
+    if certificate(csr) != certificate(old) {
+        if path != UpdatePath::Status {
+            causes.push(Cause::forbidden(
+                "status.certificate",
+                "updates may not set certificate content",
+            ));
+        } else if !certificate(old).is_empty() {
+            causes.push(Cause::forbidden(
+                "status.certificate",
+                "updates may not modify existing certificate content",
+            ));
+        }
+    }
 }
 
 /// `PrepareForCreate`: requester identity from the caller, status emptied.
@@ -1111,6 +1145,21 @@ pub fn subject_restriction(csr: &CertificateSigningRequest) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn name_strings_are_checked_as_go_checks_them() {
+        let check = |tag, bytes: &[u8]| go_csr::check_string(tag, bytes);
+        assert_eq!(
+            check(0x13, b"a*b&c"),
+            Ok(Some("a*b&c".into())),
+            "Go allows * and &"
+        );
+        assert!(check(0x13, b"a@b").is_err(), "@ is not printable");
+        assert!(check(0x16, "é".as_bytes()).is_err(), "IA5 is ASCII");
+        assert_eq!(check(0x12, b"12 3"), Ok(Some("12 3".into())));
+        assert!(check(0x12, b"12a").is_err());
+        assert_eq!(check(0x04, b"x"), Ok(None), "not a string type");
+    }
 
     #[test]
     fn a_signer_name_without_a_path_is_invalid() {

@@ -1,5 +1,7 @@
 //! Discovery documents: `/version`, `/api`, `/apis`, `/apis/<group>` and the group-version resource lists.
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 
 use crate::registry::{self, ResourceDef};
@@ -28,8 +30,8 @@ pub fn core_versions(server: &str) -> Value {
     })
 }
 
-fn group(name: &str) -> Value {
-    let versions: Vec<Value> = registry::group_versions()
+fn group(defs: &[Arc<ResourceDef>], name: &str) -> Value {
+    let versions: Vec<Value> = registry::group_versions(defs)
         .into_iter()
         .filter(|(g, _)| *g == name)
         .map(|(g, v)| json!({"groupVersion": format!("{g}/{v}"), "version": v}))
@@ -38,21 +40,21 @@ fn group(name: &str) -> Value {
     json!({"name": name, "versions": versions, "preferredVersion": preferred})
 }
 
-/// `/apis`.
-pub fn groups() -> Value {
+/// `/apis`, for the served resources `defs`.
+pub fn groups(defs: &[Arc<ResourceDef>]) -> Value {
     let mut names: Vec<&str> = Vec::new();
-    for (g, _) in registry::group_versions() {
+    for (g, _) in registry::group_versions(defs) {
         if !g.is_empty() && !names.contains(&g) {
             names.push(g);
         }
     }
-    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": names.into_iter().map(group).collect::<Vec<_>>()})
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": names.into_iter().map(|n| group(defs, n)).collect::<Vec<_>>()})
 }
 
-/// `/apis/<group>`, if served.
-pub fn api_group(name: &str) -> Option<Value> {
-    registry::ALL.iter().any(|d| d.group == name).then(|| {
-        let mut g = group(name);
+/// `/apis/<group>`, if one of `defs` is in it.
+pub fn api_group(defs: &[Arc<ResourceDef>], name: &str) -> Option<Value> {
+    defs.iter().any(|d| d.group == name).then(|| {
+        let mut g = group(defs, name);
         g["kind"] = json!("APIGroup");
         g["apiVersion"] = json!("v1");
         g
@@ -73,20 +75,16 @@ fn resource_entry(d: &ResourceDef) -> Value {
     entry
 }
 
-/// The APIResourceList of a group/version, if served.
-pub fn resources(group: &str, version: &str) -> Option<Value> {
-    let defs: Vec<&ResourceDef> = registry::ALL
-        .iter()
-        .copied()
-        .filter(|d| d.group == group && d.version == version)
-        .collect();
+/// The APIResourceList of a group/version, if one of `defs` is in it.
+pub fn resources(defs: &[Arc<ResourceDef>], group: &str, version: &str) -> Option<Value> {
+    let defs = registry::in_group_version(defs, group, version);
     if defs.is_empty() {
         return None;
     }
     let mut list = Vec::new();
     for d in defs {
         list.push(resource_entry(d));
-        for sub in d.subresources {
+        for sub in d.subresources.iter() {
             list.push(json!({
                 "name": format!("{}/{sub}", d.plural),
                 "singularName": "",
@@ -109,17 +107,34 @@ pub fn resources(group: &str, version: &str) -> Option<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Store;
+
+    fn with_widgets() -> Vec<Arc<ResourceDef>> {
+        let crd = serde_json::from_value(json!({
+            "metadata": {"name": "widgets.example.com"},
+            "spec": {"group": "example.com", "scope": "Cluster",
+                "names": {"kind": "Widget", "plural": "widgets", "shortNames": ["wd"]},
+                "versions": [{"name": "v1", "served": true, "storage": true, "subresources": {"status": {}},
+                    "schema": {"openAPIV3Schema": {"type": "object"}}}]}
+        }))
+        .unwrap();
+        let mut defs = registry::served(&Store::new(10));
+        defs.extend(crate::crd::resources(&crd).into_iter().map(Arc::new));
+        defs
+    }
 
     #[test]
-    fn the_policy_resource_is_discoverable_by_its_short_name() {
-        let list = resources("csrgate.dev", "v1alpha1").unwrap_or_default();
-        assert_eq!(list["resources"][0]["shortNames"][0], "csrpolicy");
-        assert_eq!(list["resources"][1]["name"], "csrapprovalpolicies/status");
+    fn a_custom_resource_is_discoverable_by_its_short_name() {
+        let list = resources(&with_widgets(), "example.com", "v1").unwrap_or_default();
+        assert_eq!(list["resources"][0]["shortNames"][0], "wd");
+        assert_eq!(list["resources"][1]["name"], "widgets/status");
+        let group = api_group(&with_widgets(), "example.com").unwrap_or_default();
+        assert_eq!(group["preferredVersion"]["groupVersion"], "example.com/v1");
     }
 
     #[test]
     fn the_group_list_leaves_out_the_core_group() {
-        let names: Vec<Value> = groups()["groups"]
+        let names: Vec<Value> = groups(&with_widgets())["groups"]
             .as_array()
             .into_iter()
             .flatten()
@@ -127,5 +142,6 @@ mod tests {
             .collect();
         assert!(!names.contains(&json!("")));
         assert!(names.contains(&json!("certificates.k8s.io")));
+        assert!(names.contains(&json!("example.com")));
     }
 }

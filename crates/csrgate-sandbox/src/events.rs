@@ -52,12 +52,12 @@ mod tests {
     fn an_events_k8s_io_event_reads_as_a_core_event_and_back() {
         let ev = json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e"},
             "regarding": {"kind": "CertificateSigningRequest", "name": "a"}, "note": "approved",
-            "reason": "PolicyApproved", "reportingController": "csrgate.dev/controller"});
+            "reason": "PolicyApproved", "reportingController": "example.com/controller"});
         let core = present(&CORE_EVENT, &ev);
         assert_eq!(core["apiVersion"], "v1");
         assert_eq!(core["involvedObject"]["name"], "a");
         assert_eq!(core["message"], "approved");
-        assert_eq!(core["reportingComponent"], "csrgate.dev/controller");
+        assert_eq!(core["reportingComponent"], "example.com/controller");
         assert_eq!(present(&EVENT, &core), ev);
     }
 }

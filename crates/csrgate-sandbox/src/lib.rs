@@ -1,6 +1,8 @@
-//! A local, in-memory Kubernetes API server for CSRs, policies, events, leases, nodes and
-//! SubjectAccessReviews, faithful to the real kube-apiserver's rules for them, that kubectl and kube-rs
-//! talk to. It also plays the standard signer, issuing certificates for approved CSRs from its own CA.
+//! A local, in-memory Kubernetes API server for CSRs, events, leases, nodes, SubjectAccessReviews and
+//! the custom resources of any CustomResourceDefinition applied to it (or passed in
+//! [`SandboxConfig::crds`]), faithful to the real kube-apiserver's rules for them, that kubectl and
+//! kube-rs talk to. It also plays the standard signer, issuing certificates for approved CSRs from its
+//! own CA.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -12,6 +14,8 @@
 //! # Ok(()) }
 //! ```
 
+mod admin;
+mod crd;
 mod csr;
 mod discovery;
 mod events;
@@ -41,7 +45,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch as signal;
 use tokio::task::JoinHandle;
@@ -63,9 +68,15 @@ pub enum Error {
     /// Writing the kubeconfig or CA file failed.
     #[error("writing {0}")]
     WriteFile(PathBuf, #[source] std::io::Error),
-    /// Reading or parsing the policy CRD file failed.
-    #[error("reading the policy CRD {0}")]
-    ReadCrd(PathBuf, #[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A CRD of [`SandboxConfig::crds`] could not be stored (its name is not `<plural>.<group>`,
+    /// or two have one name).
+    #[error("storing the CustomResourceDefinition {name:?}: {message}")]
+    Crd {
+        /// `metadata.name` of the CRD.
+        name: String,
+        /// What kube-apiserver would have answered.
+        message: String,
+    },
     /// Accepting connections failed.
     #[error("serving connections")]
     Serve(#[source] std::io::Error),
@@ -94,10 +105,11 @@ pub struct SandboxConfig {
     pub bookmark_interval: Duration,
     /// The admin bearer token; `None` generates one.
     pub token: Option<String>,
-    /// A policy CRD file to serve instead of the built-in one (`crds/csrapprovalpolicies.csrgate.dev.yaml`
-    /// of this repository, compiled in). The CRD is stored at start; its schema prunes and strictly validates
-    /// policies and its printer columns shape `kubectl get csrpolicy`. A CRD applied later replaces it.
-    pub policy_crd: Option<PathBuf>,
+    /// CustomResourceDefinitions stored at start, as if created through the API: each one's resources
+    /// are served, its schema prunes, defaults and (with `fieldValidation=Strict`) strictly validates
+    /// them, and its printer columns shape `kubectl get`. CRDs applied later through the API are served
+    /// the same way.
+    pub crds: Vec<CustomResourceDefinition>,
     /// Namespaces that exist from the start (besides `default` and `kube-system`).
     pub namespaces: Vec<String>,
 }
@@ -112,7 +124,7 @@ impl Default for SandboxConfig {
             history_limit: 10_000,
             bookmark_interval: Duration::from_secs(10),
             token: None,
-            policy_crd: None,
+            crds: Vec::new(),
             namespaces: Vec::new(),
         }
     }
@@ -133,24 +145,6 @@ pub struct Sandbox {
     task: JoinHandle<std::io::Result<()>>,
 }
 
-/// The policy CRD served from the start, as generated from the Rust types.
-const POLICY_CRD: &str = include_str!("../../../crds/csrapprovalpolicies.csrgate.dev.yaml");
-
-fn read_policy_crd(path: Option<&Path>) -> Result<Value> {
-    let (text, origin) = match path {
-        Some(path) => (
-            std::fs::read_to_string(path)
-                .map_err(|e| Error::ReadCrd(path.to_path_buf(), Box::new(e)))?,
-            path.to_path_buf(),
-        ),
-        None => (
-            POLICY_CRD.to_string(),
-            PathBuf::from("crds/csrapprovalpolicies.csrgate.dev.yaml"),
-        ),
-    };
-    serde_saphyr::from_str(&text).map_err(|e| Error::ReadCrd(origin, Box::new(e)))
-}
-
 /// The CA file written next to a kubeconfig.
 pub fn ca_path_for(kubeconfig: &Path) -> PathBuf {
     kubeconfig.with_extension("ca.crt")
@@ -167,7 +161,7 @@ impl Sandbox {
     /// Bind, create the CA, write the kubeconfig and CA files, and start serving in the background.
     ///
     /// # Errors
-    /// When the address cannot be bound, the CA not generated, a file not written or the policy CRD not read.
+    /// When the address cannot be bound, the CA not generated, a file not written or a CRD not stored.
     pub async fn start(config: SandboxConfig) -> Result<Sandbox> {
         let listener = TcpListener::bind(config.listen)
             .await
@@ -177,8 +171,6 @@ impl Sandbox {
             .map_err(|e| Error::Bind(config.listen, e))?;
         let ca = signer::Ca::generate().map_err(Error::Ca)?;
         let token = config.token.clone().unwrap_or_else(token);
-        let policy_crd = read_policy_crd(config.policy_crd.as_deref())?;
-        let policy_schema_file = server::crd_schema(&policy_crd);
         let store = Arc::new(store::Store::new(config.history_limit));
         let mut namespaces = vec![
             "default".to_string(),
@@ -197,18 +189,12 @@ impl Sandbox {
             });
             let _ = store.create(registry::store_key(&registry::NAMESPACE), "", &ns, obj);
         }
-        let mut crd = (registry::CRD.normalise)(&policy_crd)
-            .map_err(|e| Error::ReadCrd(PathBuf::from("policy CRD"), Box::new(e)))?;
-        crd["metadata"]["uid"] = json!("csrgate-policy-crd");
-        crd["metadata"]["creationTimestamp"] =
-            json!(now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
-        crd["metadata"]["generation"] = json!(1);
-        let crd_name = crd
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let _ = store.create(registry::store_key(&registry::CRD), "", &crd_name, crd);
+        for crd in &config.crds {
+            crd::store_new(&store, crd).map_err(|e| Error::Crd {
+                name: crd.metadata.name.clone().unwrap_or_default(),
+                message: e.message,
+            })?;
+        }
         let faults = Faults::new(store.clone());
         let ca_pem = ca.pem().to_string();
         let (kubeconfig_path, ca_path) = match &config.kubeconfig_out {
@@ -230,7 +216,6 @@ impl Sandbox {
             sign_signers: config.sign_signers.clone(),
             sar_rules: config.sar_rules.clone(),
             bookmark_interval: config.bookmark_interval,
-            policy_schema_file,
             addr,
             managed: managed::Managed::default(),
         });

@@ -3,11 +3,11 @@
 
 use std::hash::{Hash, Hasher};
 
-use schemars::JsonSchema;
-use schemars::generate::SchemaSettings;
+use std::sync::Arc;
+
 use serde_json::{Map, Value, json};
 
-use crate::registry::{self, ResourceDef};
+use crate::registry::{self, Model, ResourceDef};
 
 fn hash_of(text: &str) -> String {
     let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -15,45 +15,23 @@ fn hash_of(text: &str) -> String {
     format!("{:016X}", h.finish())
 }
 
-fn schemas_of<T: JsonSchema>(components: &mut Map<String, Value>) {
-    let mut generator = SchemaSettings::openapi3().into_generator();
-    let _ = generator.subschema_for::<T>();
-    for (name, schema) in generator.take_definitions(true) {
-        components.insert(name, schema);
-    }
-}
-
-fn add_schemas(
-    def: &ResourceDef,
-    components: &mut Map<String, Value>,
-    policy_schema: Option<&Value>,
-) {
-    use k8s_openapi::api;
-    match def.plural {
-        "certificatesigningrequests" => schemas_of::<api::certificates::v1::CertificateSigningRequest>(components),
-        "customresourcedefinitions" => schemas_of::<
-            k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
-        >(components),
-        "events" if def.group.is_empty() => schemas_of::<api::core::v1::Event>(components),
-        "events" => schemas_of::<api::events::v1::Event>(components),
-        "leases" => schemas_of::<api::coordination::v1::Lease>(components),
-        "nodes" => schemas_of::<api::core::v1::Node>(components),
-        "namespaces" => schemas_of::<api::core::v1::Namespace>(components),
-        "subjectaccessreviews" => schemas_of::<api::authorization::v1::SubjectAccessReview>(components),
-        _ => {
-            let mut schema = policy_schema
-                .cloned()
-                .unwrap_or_else(|| json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}));
+fn add_schemas(def: &ResourceDef, components: &mut Map<String, Value>) {
+    match &def.model {
+        Model::Typed { schemas, .. } => schemas(components),
+        Model::Custom { schema, .. } => {
+            let mut schema = schema.clone();
             if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) {
-                props.entry("apiVersion").or_insert(json!({"type": "string"}));
+                props
+                    .entry("apiVersion")
+                    .or_insert(json!({"type": "string"}));
                 props.entry("kind").or_insert(json!({"type": "string"}));
                 props.insert("metadata".into(), json!({"type": "object"}));
             }
-            components.insert(def.schema_name.to_string(), schema);
+            components.insert(def.schema_name.clone(), schema);
         }
     }
     if let Some(schema) = components
-        .get_mut(def.schema_name)
+        .get_mut(&def.schema_name)
         .and_then(Value::as_object_mut)
     {
         schema.insert(
@@ -82,82 +60,65 @@ fn operation(def: &ResourceDef, action: &str, schema_ref: &Value, extra_params: 
     })
 }
 
-/// The OpenAPI v3 document of one group/version, if served.
-pub fn document(group: &str, version: &str, policy_schema: Option<&Value>) -> Option<Value> {
-    let defs: Vec<&ResourceDef> = registry::ALL
-        .iter()
-        .copied()
-        .filter(|d| d.group == group && d.version == version)
-        .collect();
+/// The paths of one resource: its collection (list, and create when allowed) and its items (get,
+/// put, patch with `fieldValidation`, delete) under `base` (`/api/v1`, `/apis/<group>/<version>`).
+fn add_paths(def: &ResourceDef, base: &str, paths: &mut Map<String, Value>) {
+    let schema_ref = json!({"$ref": format!("#/components/schemas/{}", def.schema_name)});
+    let scope = if def.namespaced {
+        "/namespaces/{namespace}"
+    } else {
+        ""
+    };
+    let validation = param(
+        "fieldValidation",
+        "fieldValidation instructs the server on how to handle objects in the request containing unknown or duplicate fields. Valid values are: Ignore, Warn, Strict.",
+    );
+    let manager = param(
+        "fieldManager",
+        "fieldManager is a name associated with the actor or entity that is making these changes.",
+    );
+    let writes = [validation, manager];
+    let collection = format!("{base}{scope}/{}", def.plural);
+    let mut ops = Map::new();
+    ops.insert("get".into(), operation(def, "list", &schema_ref, &[]));
+    if def.verbs.contains(&"create") {
+        ops.insert("post".into(), operation(def, "post", &schema_ref, &writes));
+    }
+    paths.insert(collection.clone(), Value::Object(ops));
+    if def.verbs.contains(&"get") {
+        let mut item = Map::new();
+        item.insert("get".into(), operation(def, "get", &schema_ref, &[]));
+        item.insert("put".into(), operation(def, "put", &schema_ref, &writes));
+        let mut patch_params = writes.to_vec();
+        patch_params.push(param(
+            "force",
+            "Force is going to \"force\" Apply requests.",
+        ));
+        item.insert(
+            "patch".into(),
+            operation(def, "patch", &schema_ref, &patch_params),
+        );
+        item.insert("delete".into(), operation(def, "delete", &schema_ref, &[]));
+        paths.insert(format!("{collection}/{{name}}"), Value::Object(item));
+    }
+}
+
+/// The OpenAPI v3 document of one group/version, if one of `defs` is in it.
+pub fn document(defs: &[Arc<ResourceDef>], group: &str, version: &str) -> Option<Value> {
+    let defs = registry::in_group_version(defs, group, version);
     if defs.is_empty() {
         return None;
     }
+    let base = if group.is_empty() {
+        format!("/api/{version}")
+    } else {
+        format!("/apis/{group}/{version}")
+    };
     let mut components = Map::new();
     let mut paths = Map::new();
     for def in defs {
-        add_schemas(def, &mut components, policy_schema);
-        let schema_ref = json!({"$ref": format!("#/components/schemas/{}", def.schema_name)});
-        let base = if group.is_empty() {
-            format!("/api/{version}")
-        } else {
-            format!("/apis/{group}/{version}")
-        };
-        let scope = if def.namespaced {
-            "/namespaces/{namespace}"
-        } else {
-            ""
-        };
-        let validation = param(
-            "fieldValidation",
-            "fieldValidation instructs the server on how to handle objects in the request containing unknown or duplicate fields. Valid values are: Ignore, Warn, Strict.",
-        );
-        let manager = param(
-            "fieldManager",
-            "fieldManager is a name associated with the actor or entity that is making these changes.",
-        );
-        let collection = format!("{base}{scope}/{}", def.plural);
-        let mut ops = Map::new();
-        ops.insert("get".into(), operation(def, "list", &schema_ref, &[]));
-        if def.verbs.contains(&"create") {
-            ops.insert(
-                "post".into(),
-                operation(
-                    def,
-                    "post",
-                    &schema_ref,
-                    &[validation.clone(), manager.clone()],
-                ),
-            );
-        }
-        paths.insert(collection.clone(), Value::Object(ops));
-        if def.verbs.contains(&"get") {
-            let mut item = Map::new();
-            item.insert("get".into(), operation(def, "get", &schema_ref, &[]));
-            item.insert(
-                "put".into(),
-                operation(
-                    def,
-                    "put",
-                    &schema_ref,
-                    &[validation.clone(), manager.clone()],
-                ),
-            );
-            item.insert(
-                "patch".into(),
-                operation(
-                    def,
-                    "patch",
-                    &schema_ref,
-                    &[
-                        validation.clone(),
-                        manager.clone(),
-                        param("force", "Force is going to \"force\" Apply requests."),
-                    ],
-                ),
-            );
-            item.insert("delete".into(), operation(def, "delete", &schema_ref, &[]));
-            paths.insert(format!("{collection}/{{name}}"), Value::Object(item));
-        }
+        add_schemas(def, &mut components);
+        add_paths(def, &base, &mut paths);
     }
     Some(json!({
         "openapi": "3.0.0",
@@ -168,15 +129,15 @@ pub fn document(group: &str, version: &str, policy_schema: Option<&Value>) -> Op
 }
 
 /// The `/openapi/v3` index, pointing at each group/version document with a hash of its content.
-pub fn index(policy_schema: Option<&Value>) -> Value {
+pub fn index(defs: &[Arc<ResourceDef>]) -> Value {
     let mut paths = Map::new();
-    for (g, v) in registry::group_versions() {
+    for (g, v) in registry::group_versions(defs) {
         let key = if g.is_empty() {
             format!("api/{v}")
         } else {
             format!("apis/{g}/{v}")
         };
-        let text = document(g, v, policy_schema)
+        let text = document(defs, g, v)
             .map(|d| d.to_string())
             .unwrap_or_default();
         paths.insert(
@@ -193,7 +154,8 @@ mod tests {
 
     #[test]
     fn the_csr_document_has_a_patch_operation_with_field_validation() {
-        let doc = document("certificates.k8s.io", "v1", None).unwrap_or_default();
+        let defs = registry::served(&crate::store::Store::new(10));
+        let doc = document(&defs, "certificates.k8s.io", "v1").unwrap_or_default();
         let patch = &doc["paths"]["/apis/certificates.k8s.io/v1/certificatesigningrequests/{name}"]
             ["patch"];
         assert_eq!(

@@ -200,7 +200,7 @@ impl Selector {
 /// The value of a selectable field, or `None` when `def` does not support that field.
 /// A missing value reads as the empty string, as in the real server.
 fn field_value(def: &ResourceDef, obj: &Value, field: &str) -> Option<String> {
-    let pointer = match (def.plural, field) {
+    let pointer = match (def.plural.as_str(), field) {
         (_, "metadata.name") => "/metadata/name",
         (_, "metadata.namespace") => "/metadata/namespace",
         ("certificatesigningrequests", "spec.signerName") => "/spec/signerName",

@@ -1,6 +1,6 @@
 //! Unknown-field detection: against the typed model (round trip) or a CRD's structural schema (pruning).
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::status::Cause;
 
@@ -167,66 +167,78 @@ pub fn validate(value: &Value, schema: &Value, path: &str, out: &mut Vec<Cause>)
             &list,
         ));
     }
-    let bound = |k: &str| {
-        schema
-            .get(k)
-            .and_then(Value::as_u64)
-            .and_then(|n| usize::try_from(n).ok())
-    };
     match value {
-        Value::Object(map) => {
-            for req in schema
-                .get("required")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-            {
-                if !map.contains_key(req) {
-                    out.push(Cause::required(join(path, req), ""));
-                }
-            }
-            if let Some(props) = schema.get("properties").and_then(Value::as_object) {
-                for (k, v) in map {
-                    if path.is_empty() && matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
-                        continue;
-                    }
-                    if let Some(sub) = props.get(k) {
-                        validate(v, sub, &join(path, k), out);
-                    }
-                }
-            }
-        }
-        Value::Array(items) => {
-            if let Some(max) = bound("maxItems").filter(|m| items.len() > *m) {
-                out.push(Cause::too_many(path, items.len(), max));
-            }
-            if let Some(min) = bound("minItems").filter(|m| items.len() < *m) {
-                out.push(Cause::invalid(
-                    path,
-                    value,
-                    &format!("{path} in body should have at least {min} items"),
-                ));
-            }
-            if let Some(sub) = schema.get("items") {
-                for (i, v) in items.iter().enumerate() {
-                    validate(v, sub, &format!("{path}[{i}]"), out);
-                }
-            }
-        }
-        Value::String(text) => {
-            if let Some(max) = bound("maxLength").filter(|m| text.chars().count() > *m) {
-                out.push(Cause::too_long(path, max));
-            }
-            if let Some(min) = bound("minLength").filter(|m| text.chars().count() < *m) {
-                out.push(Cause::invalid(
-                    path,
-                    value,
-                    &format!("{path} in body should be at least {min} chars long"),
-                ));
-            }
-        }
+        Value::Object(map) => validate_object(map, schema, path, out),
+        Value::Array(items) => validate_array(items, schema, path, out),
+        Value::String(text) => validate_string(text, schema, path, out),
         _ => {}
+    }
+}
+
+/// A schema bound (`maxItems`, `minLength`, ...) as a count.
+fn bound(schema: &Value, key: &str) -> Option<usize> {
+    schema
+        .get(key)
+        .and_then(Value::as_u64)
+        .and_then(|n| usize::try_from(n).ok())
+}
+
+/// `required`, then each declared property (at the root, not `apiVersion`, `kind`, `metadata`).
+fn validate_object(map: &Map<String, Value>, schema: &Value, path: &str, out: &mut Vec<Cause>) {
+    for req in schema
+        .get("required")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+    {
+        if !map.contains_key(req) {
+            out.push(Cause::required(join(path, req), ""));
+        }
+    }
+    if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+        for (k, v) in map {
+            if path.is_empty() && matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
+                continue;
+            }
+            if let Some(sub) = props.get(k) {
+                validate(v, sub, &join(path, k), out);
+            }
+        }
+    }
+}
+
+/// `maxItems`, `minItems`, then each item against `items`.
+fn validate_array(items: &[Value], schema: &Value, path: &str, out: &mut Vec<Cause>) {
+    if let Some(max) = bound(schema, "maxItems").filter(|m| items.len() > *m) {
+        out.push(Cause::too_many(path, items.len(), max));
+    }
+    if let Some(min) = bound(schema, "minItems").filter(|m| items.len() < *m) {
+        out.push(Cause::invalid(
+            path,
+            &Value::Array(items.to_vec()),
+            &format!("{path} in body should have at least {min} items"),
+        ));
+    }
+    if let Some(sub) = schema.get("items") {
+        for (i, v) in items.iter().enumerate() {
+            validate(v, sub, &format!("{path}[{i}]"), out);
+        }
+    }
+}
+
+/// `maxLength` and `minLength`, in characters.
+fn validate_string(text: &str, schema: &Value, path: &str, out: &mut Vec<Cause>) {
+    let chars = text.chars().count();
+    if let Some(max) = bound(schema, "maxLength").filter(|m| chars > *m) {
+        out.push(Cause::too_long(path, max));
+    }
+    if let Some(min) = bound(schema, "minLength").filter(|m| chars < *m) {
+        out.push(Cause::invalid(
+            path,
+            &Value::String(text.to_string()),
+            &format!("{path} in body should be at least {min} chars long"),
+        ));
     }
 }
 

@@ -34,7 +34,7 @@ pub struct Event {
     /// resourceVersion of the change.
     pub rv: u64,
     /// Store key of the resource (`registry::store_key`).
-    pub resource: &'static str,
+    pub resource: Arc<str>,
     /// Namespace, empty for cluster-scoped objects.
     pub namespace: String,
     /// Kind of change.
@@ -45,7 +45,7 @@ pub struct Event {
     pub object: Arc<Value>,
 }
 
-type ObjectKey = (&'static str, String, String);
+type ObjectKey = (Arc<str>, String, String);
 
 struct Inner {
     objects: BTreeMap<ObjectKey, Value>,
@@ -137,20 +137,20 @@ impl Store {
     }
 
     /// One object.
-    pub fn get(&self, resource: &'static str, namespace: &str, name: &str) -> Option<Value> {
+    pub fn get(&self, resource: &str, namespace: &str, name: &str) -> Option<Value> {
         self.lock()
             .objects
-            .get(&(resource, namespace.to_string(), name.to_string()))
+            .get(&(Arc::from(resource), namespace.to_string(), name.to_string()))
             .cloned()
     }
 
     /// Every object of a resource, in one namespace or all (`None`), with the list resourceVersion.
-    pub fn list(&self, resource: &'static str, namespace: Option<&str>) -> (Vec<Value>, u64) {
+    pub fn list(&self, resource: &str, namespace: Option<&str>) -> (Vec<Value>, u64) {
         let inner = self.lock();
         let items = inner
             .objects
             .iter()
-            .filter(|((r, ns, _), _)| *r == resource && namespace.is_none_or(|n| n == ns))
+            .filter(|((r, ns, _), _)| &**r == resource && namespace.is_none_or(|n| n == ns))
             .map(|(_, v)| v.clone())
             .collect();
         (items, inner.rv)
@@ -159,23 +159,23 @@ impl Store {
     /// Store a new object; sets its resourceVersion.
     pub fn create(
         &self,
-        resource: &'static str,
+        resource: &str,
         namespace: &str,
         name: &str,
         mut obj: Value,
     ) -> Result<Value, StoreError> {
         let mut inner = self.lock();
-        let key = (resource, namespace.to_string(), name.to_string());
+        let key: ObjectKey = (Arc::from(resource), namespace.to_string(), name.to_string());
         if inner.objects.contains_key(&key) {
             return Err(StoreError::AlreadyExists);
         }
         inner.rv += 1;
         let rv = inner.rv;
         set_rv(&mut obj, rv);
-        inner.objects.insert(key, obj.clone());
+        inner.objects.insert(key.clone(), obj.clone());
         let event = Event {
             rv,
-            resource,
+            resource: key.0.clone(),
             namespace: namespace.to_string(),
             kind: EventType::Added,
             old: None,
@@ -190,13 +190,13 @@ impl Store {
     /// current one is a conflict. Returns the stored object.
     pub fn update<E>(
         &self,
-        resource: &'static str,
+        resource: &str,
         namespace: &str,
         name: &str,
         change: impl FnOnce(&Value) -> Result<Option<Value>, E>,
     ) -> Result<Result<Value, StoreError>, E> {
         let mut inner = self.lock();
-        let key = (resource, namespace.to_string(), name.to_string());
+        let key: ObjectKey = (Arc::from(resource), namespace.to_string(), name.to_string());
         let Some(current) = inner.objects.get(&key).cloned() else {
             return Ok(Err(StoreError::NotFound));
         };
@@ -222,10 +222,10 @@ impl Store {
         inner.rv += 1;
         let rv = inner.rv;
         set_rv(&mut next, rv);
-        inner.objects.insert(key, next.clone());
+        inner.objects.insert(key.clone(), next.clone());
         let event = Event {
             rv,
-            resource,
+            resource: key.0.clone(),
             namespace: namespace.to_string(),
             kind: EventType::Modified,
             old: Some(Arc::new(current)),
@@ -238,13 +238,13 @@ impl Store {
     /// Remove an object, if `precondition_rv` (when given) is its current resourceVersion.
     pub fn delete(
         &self,
-        resource: &'static str,
+        resource: &str,
         namespace: &str,
         name: &str,
         precondition_rv: Option<&str>,
     ) -> Result<Value, StoreError> {
         let mut inner = self.lock();
-        let key = (resource, namespace.to_string(), name.to_string());
+        let key: ObjectKey = (Arc::from(resource), namespace.to_string(), name.to_string());
         let Some(current) = inner.objects.get(&key) else {
             return Err(StoreError::NotFound);
         };
@@ -265,7 +265,7 @@ impl Store {
         set_rv(&mut gone, rv);
         let event = Event {
             rv,
-            resource,
+            resource: key.0.clone(),
             namespace: namespace.to_string(),
             kind: EventType::Deleted,
             old: Some(old),
@@ -279,7 +279,7 @@ impl Store {
     /// `Some(rv)` means "changes after rv", which fails with the oldest kept version when rv was compacted.
     pub fn watch(
         &self,
-        resource: &'static str,
+        resource: &str,
         namespace: Option<&str>,
         from: Option<u64>,
     ) -> Result<WatchStart, u64> {
@@ -294,7 +294,7 @@ impl Store {
                 .map(|((r, ns, _), v)| {
                     Arc::new(Event {
                         rv: object_rv(v).unwrap_or(0),
-                        resource: r,
+                        resource: r.clone(),
                         namespace: ns.clone(),
                         kind: EventType::Added,
                         old: None,
@@ -309,7 +309,7 @@ impl Store {
                 inner
                     .history
                     .iter()
-                    .filter(|e| e.rv > rv && in_scope(e.resource, &e.namespace))
+                    .filter(|e| e.rv > rv && in_scope(&e.resource, &e.namespace))
                     .cloned()
                     .collect()
             }

@@ -104,7 +104,7 @@ fn columns(def: &ResourceDef) -> Vec<Value> {
         "CreationTimestamp is a timestamp representing the server time when this object was created.",
         0,
     );
-    match def.plural {
+    match def.plural.as_str() {
         "certificatesigningrequests" => vec![
             name,
             age,
@@ -134,7 +134,7 @@ fn cells(def: &ResourceDef, obj: &Value) -> Vec<Value> {
         .pointer("/metadata/name")
         .cloned()
         .unwrap_or(Value::Null);
-    match def.plural {
+    match def.plural.as_str() {
         "certificatesigningrequests" => {
             let text = |p: &str| {
                 obj.pointer(p)

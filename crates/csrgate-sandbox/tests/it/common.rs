@@ -4,6 +4,7 @@ use csrgate_sandbox::{Sandbox, SandboxConfig};
 use k8s_openapi::api::certificates::v1::{
     CertificateSigningRequest, CertificateSigningRequestSpec,
 };
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ObjectMeta, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
@@ -16,8 +17,21 @@ pub struct Env {
     pub dir: tempfile::TempDir,
 }
 
+/// A sandbox serving csrgate's policy CRD (`crds/` of this repository), as `csrgate sandbox` does.
 pub async fn start() -> Env {
-    start_with(SandboxConfig::default()).await
+    start_with(SandboxConfig {
+        crds: vec![policy_crd()],
+        ..SandboxConfig::default()
+    })
+    .await
+}
+
+/// csrgate's CsrApprovalPolicy CRD, read from the file `make crd` generates.
+pub fn policy_crd() -> CustomResourceDefinition {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../crds/csrapprovalpolicies.csrgate.dev.yaml");
+    let text = std::fs::read_to_string(&path).expect("the policy CRD file is readable");
+    serde_saphyr::from_str(&text).expect("the policy CRD parses")
 }
 
 pub async fn start_with(mut config: SandboxConfig) -> Env {

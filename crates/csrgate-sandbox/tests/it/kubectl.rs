@@ -8,7 +8,7 @@ use tokio::process::Command;
 
 use crate::common::*;
 
-fn have(tool: &str) -> bool {
+pub(crate) fn have(tool: &str) -> bool {
     std::process::Command::new(tool)
         .arg("version")
         .arg("--client")
@@ -20,7 +20,7 @@ fn have(tool: &str) -> bool {
             .is_ok()
 }
 
-async fn kubectl(env: &Env, args: &[&str]) -> Output {
+pub(crate) async fn kubectl(env: &Env, args: &[&str]) -> Output {
     let kubeconfig = env.sandbox.kubeconfig_path().unwrap();
     let cache = env.dir.path().join("cache");
     Command::new("kubectl")
@@ -34,7 +34,7 @@ async fn kubectl(env: &Env, args: &[&str]) -> Output {
         .expect("kubectl runs")
 }
 
-fn text(out: &Output) -> String {
+pub(crate) fn text(out: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -58,7 +58,7 @@ fn write_csr_yaml(dir: &Path, name: &str, pem: &str) -> std::path::PathBuf {
 
 macro_rules! require_kubectl {
     () => {
-        if !have("kubectl") {
+        if !$crate::kubectl::have("kubectl") {
             eprintln!("SKIPPED: kubectl is not on PATH (install kubernetes-client)");
             return;
         }

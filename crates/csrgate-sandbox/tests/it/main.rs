@@ -7,7 +7,9 @@ mod bad_input;
 mod common;
 mod csr;
 mod faults;
+#[macro_use]
 mod kubectl;
 mod resources;
 mod signer;
 mod watch;
+mod widgets;

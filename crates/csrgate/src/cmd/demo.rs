@@ -153,6 +153,7 @@ async fn demo(args: &DemoArgs) -> Result<Outcome, Error> {
             let sandbox = csrgate_sandbox::Sandbox::start(csrgate_sandbox::SandboxConfig {
                 kubeconfig_out: Some(kubeconfig.clone()),
                 sign_signers: vec!["csrgate.dev/workload-client".into()],
+                crds: vec![<CsrApprovalPolicy as kube::CustomResourceExt>::crd()],
                 ..csrgate_sandbox::SandboxConfig::default()
             })
             .await?;

@@ -1,6 +1,8 @@
 //! `csrgate sandbox`: run the local API server until SIGTERM or SIGINT.
 
+use csrgate_api::CsrApprovalPolicy;
 use csrgate_sandbox::{Sandbox, SandboxConfig, SarRule};
+use kube::CustomResourceExt;
 
 use super::{Error, Outcome};
 use crate::cli::SandboxArgs;
@@ -24,6 +26,8 @@ pub fn run(args: &SandboxArgs) -> Result<Outcome, Error> {
         sign_signers: args.sign.clone(),
         sar_rules,
         history_limit: args.history,
+        // The sandbox knows no policies: it serves csrgate's CRD as a cluster would once applied.
+        crds: vec![CsrApprovalPolicy::crd()],
         ..SandboxConfig::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
