@@ -219,7 +219,7 @@ async fn run_controllers(
     );
 
     let (csrs, csr_writer) = reflector::store::<CertificateSigningRequest>();
-    let pending_by_node = PendingByNode::default();
+    let pending_by_node = PendingByNode::new(Arc::clone(cache.engine()));
     // Node events re-queue the pending CSRs their Node requested (see `crate::nodes`).
     let (node_triggers_tx, node_triggers) = futures::channel::mpsc::unbounded();
     let nodes = if config.watch_nodes {
@@ -268,7 +268,10 @@ async fn run_controllers(
     }
     for policy in policies.state() {
         if cache.get(&policy).is_none() {
-            cache.insert(&policy, policy::compile(&policy, config.watch_nodes));
+            cache.insert(
+                &policy,
+                policy::compile(cache.engine(), &policy, config.watch_nodes),
+            );
         }
     }
     if let Some(nodes) = &nodes

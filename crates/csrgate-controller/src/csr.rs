@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 
 use csrgate_api::{CsrApprovalPolicy, PolicyMode};
 use csrgate_policy::{
-    CompiledPolicy, Decision, Nodes, Outcome, PendingCause, Verdict, decide_with, node_name,
-    reasons, subject_node_name,
+    CompiledPolicy, Decision, Inputs, Nodes, Outcome, PendingCause, Verdict, node_name, reasons,
 };
 use k8s_openapi::api::certificates::v1::{
     CertificateSigningRequest, CertificateSigningRequestCondition,
@@ -194,7 +193,10 @@ async fn evaluate(ctx: &CsrContext, csr: &CertificateSigningRequest) -> Result<D
         .nodes
         .as_ref()
         .and_then(|_| node_name(csr.spec.username.as_deref()?));
-    let subject_node = ctx.nodes.as_ref().and_then(|_| subject_node_name(csr));
+    let subject_node = ctx
+        .nodes
+        .as_ref()
+        .and_then(|_| ctx.cache.engine().subject_node_name(csr));
     let cached_node = |name: Option<&str>| {
         ctx.nodes
             .as_ref()
@@ -288,13 +290,18 @@ async fn evaluate_with(
         Arc::clone(&ctx.metrics),
     ));
     let authorizer: Arc<dyn csrgate_policy::Authorizer> = reviews.clone();
+    let engine = Arc::clone(ctx.cache.engine());
     let decision = tokio::task::spawn_blocking(move || {
         let _slot = slot;
         let nodes = Nodes {
             requestor: node.as_deref(),
             subject: subject_node.as_deref(),
         };
-        decide_with(&policies, &csr, nodes, Some(authorizer))
+        let inputs = Inputs {
+            nodes,
+            authorizer: Some(authorizer),
+        };
+        engine.decide(&policies, &csr, &inputs)
     })
     .await
     .map_err(|source| Error::EvaluationFailed {
@@ -754,7 +761,8 @@ mod tests {
         let (policies, mut policy_writer) = reflector::store::<CsrApprovalPolicy>();
         policy_writer.apply_watcher_event(&watcher::Event::Apply(policy.clone()));
         let cache = PolicyCache::default();
-        cache.insert(policy, csrgate_policy::CompiledPolicy::compile(policy));
+        let compiled = cache.engine().compile(policy);
+        cache.insert(policy, compiled);
         let (nodes, mut node_writer) = reflector::store::<Node>();
         node_writer.apply_watcher_event(&watcher::Event::Apply(cached));
         CsrContext {

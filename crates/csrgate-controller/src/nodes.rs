@@ -13,7 +13,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use csrgate_policy::{node_name, subject_node_name};
+use csrgate_policy::{Engine, node_name};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -26,9 +26,20 @@ use crate::csr::is_terminal;
 #[derive(Clone, Default)]
 pub struct PendingByNode {
     csrs: Arc<Mutex<HashMap<String, HashSet<String>>>>,
+    /// Reads the CN of a request (`subjectNode`); the decisions' engine, so a request is
+    /// parsed once for both.
+    engine: Arc<Engine>,
 }
 
 impl PendingByNode {
+    /// An empty index reading requests with `engine`.
+    pub fn new(engine: Arc<Engine>) -> Self {
+        Self {
+            csrs: Arc::default(),
+            engine,
+        }
+    }
+
     /// Follows one event of the CSR watch.
     pub fn observe(&self, event: &watcher::Event<CertificateSigningRequest>) {
         match event {
@@ -42,7 +53,10 @@ impl PendingByNode {
 
     fn set(&self, csr: &CertificateSigningRequest, pending: bool) {
         let requestor = csr.spec.username.as_deref().and_then(node_name);
-        let subject = subject_node_name(csr).filter(|name| Some(name.as_str()) != requestor);
+        let subject = self
+            .engine
+            .subject_node_name(csr)
+            .filter(|name| Some(name.as_str()) != requestor);
         for node in requestor.into_iter().chain(subject.as_deref()) {
             self.set_for(node, csr, pending);
         }

@@ -548,8 +548,9 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
+    use crate::fixtures::decide_with;
     use crate::fixtures::{CsrBuilder, errors, ready};
-    use crate::{Decision as Outcome_, Nodes, Outcome, decide_with, reasons};
+    use crate::{Decision as Outcome_, Nodes, Outcome, reasons};
 
     const CLIENT: &str = "kubernetes.io/kube-apiserver-client";
 
@@ -685,7 +686,7 @@ mod tests {
                 "signerNames: [{CLIENT}]\nvalidations:\n  - {{name: v, expression: \"{NODECLIENT}.allowed()\"}}\n"
             ),
         );
-        let decision = crate::decide(&[policy], &CsrBuilder::new().build(), None);
+        let decision = crate::fixtures::decide(&[policy], &CsrBuilder::new().build(), None);
         assert_eq!(decision.outcome, Outcome::Denied);
         assert!(
             decision

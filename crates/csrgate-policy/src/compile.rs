@@ -7,13 +7,17 @@
 //! expressions, duplicate names. Problems that do not stop the policy are kept apart as
 //! warnings, like ripgrep's `Partial` errors.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use csrgate_api::{CsrApprovalPolicy, DefaultAction, ExpressionWarning, FailureAction, PolicyMode};
 use kube::core::cel::cel;
 use kube::core::cel::cel::common::ast::{EntryExpr, Expr, IdedExpr, LiteralValue, operators};
 
-use crate::{budget, env, functions};
+use crate::engine::Engine;
+use crate::paths::{self, BoundPath};
+use crate::patterns::Patterns;
+use crate::{budget, env, functions, patterns};
 
 /// Longest expression accepted, in bytes.
 pub const MAX_EXPRESSION_BYTES: usize = 5 * 1024;
@@ -47,9 +51,10 @@ pub(crate) struct CompiledExpression {
     /// `variables.<name>` this expression reads, so a variable's evaluation error can be
     /// reported on the expressions that needed it.
     pub(crate) reads_variables: Vec<String>,
-    /// Field paths under `object`, `x509` and `node` this expression reads, flattened into
-    /// single identifiers (see [`flatten`]).
-    pub(crate) paths: Vec<String>,
+    /// The entries of every identifier [`flatten`] wrote into this expression: field paths
+    /// under `object`, `x509` and `node` flattened into single identifiers, and
+    /// `variables.<name>`; held so the identifiers stay this expression's while it lives.
+    pub(crate) entries: Vec<BoundPath>,
     /// The root variables this expression reads whole, not through a flattened path.
     pub(crate) roots: env::Roots,
 }
@@ -67,8 +72,9 @@ pub(crate) struct CompiledValidation {
 #[derive(Debug)]
 pub(crate) struct CompiledVariable {
     pub(crate) name: String,
-    /// The interned identifier expressions read it under, resolved once at compile time.
-    pub(crate) identifier: String,
+    /// The identifier expressions read it under (`variables.<name>`'s entry), resolved once
+    /// at compile time.
+    pub(crate) entry: BoundPath,
     pub(crate) expression: CompiledExpression,
 }
 
@@ -80,9 +86,13 @@ pub(crate) struct Rules {
     pub(crate) validations: Vec<CompiledValidation>,
     /// Every flattened field path the expressions read, once each, so a CSR's scope binds
     /// them without collecting and deduplicating them again per CSR.
-    pub(crate) scope_paths: Vec<env::BoundPath>,
+    pub(crate) scope_paths: Vec<BoundPath>,
     /// The root variables some expression reads whole.
     pub(crate) roots: env::Roots,
+    /// Every path entry the expressions use, so evaluation errors can name paths.
+    pub(crate) entries: Vec<BoundPath>,
+    /// The constant `matches` patterns, compiled with the policy, and its engine's cache.
+    pub(crate) patterns: Arc<Patterns>,
 }
 
 impl Rules {
@@ -101,18 +111,29 @@ impl Rules {
     /// Fills [`scope_paths`](Self::scope_paths) and [`roots`](Self::roots) from the
     /// expressions.
     fn with_scope_reads(mut self) -> Self {
-        let mut paths: Vec<env::BoundPath> = self
+        let mut entries: Vec<BoundPath> = self
             .expressions()
-            .flat_map(|e| e.paths.iter())
-            .map(|path| env::intern_path(path))
+            .flat_map(|e| e.entries.iter())
+            .chain(self.variables.iter().map(|v| &v.entry))
+            .cloned()
             .collect();
-        paths.sort_unstable_by_key(|p| p.index);
-        paths.dedup_by_key(|p| p.index);
+        entries.sort_unstable_by_key(|p| p.index);
+        entries.dedup_by_key(|p| p.index);
         self.roots = self
             .expressions()
             .fold(env::Roots::default(), |roots, e| roots.union(e.roots));
-        self.scope_paths = paths;
+        self.scope_paths = entries
+            .iter()
+            .filter(|p| !p.path.starts_with("variables."))
+            .cloned()
+            .collect();
+        self.entries = entries;
         self
+    }
+
+    /// An interpreter message with this policy's identifiers read back as paths.
+    pub(crate) fn describe(&self, message: &str) -> String {
+        paths::describe(message, &self.entries)
     }
 }
 
@@ -140,18 +161,17 @@ pub struct CompiledPolicy {
     warnings: Vec<ExpressionWarning>,
     /// The expression fields that read `subjectNode`, for [`Self::without_subject_node`].
     subject_node_fields: Vec<String>,
+    /// The [`Engine`] that compiled the rules (their identifiers are its).
+    engine: u64,
 }
 
 impl CompiledPolicy {
-    /// Compiles every expression of the policy's current spec.
-    ///
-    /// Never fails: an invalid policy is returned not Ready, with its [`errors`](Self::errors),
-    /// because a covering policy that is not Ready must still hold its CSRs pending.
-    pub fn compile(policy: &CsrApprovalPolicy) -> Self {
-        let (compiler, rules) = match compile_on_large_stack(policy) {
+    /// See [`Engine::compile`].
+    pub(crate) fn compile(engine: &Engine, policy: &CsrApprovalPolicy) -> Self {
+        let (compiler, rules) = match compile_on_large_stack(engine, policy) {
             Ok(compiled) => compiled,
             Err(message) => {
-                let mut compiler = Compiler::default();
+                let mut compiler = Compiler::new(engine);
                 compiler.error("spec", message);
                 (compiler, None)
             }
@@ -165,12 +185,32 @@ impl CompiledPolicy {
             rules,
             warnings: compiler.warnings,
             subject_node_fields: compiler.subject_node_fields,
+            engine: engine.id(),
             ..Self::header(policy)
         }
     }
 
+    /// Whether this policy can decide with the engine `id`: it was compiled by it, or it
+    /// decides nothing (not Ready).
+    pub(crate) fn compiled_by(&self, id: u64) -> bool {
+        self.engine == id || self.rules.is_err()
+    }
+
+    /// This policy for the engine `id`: itself when [`compiled_by`](Self::compiled_by) it,
+    /// else not Ready (its identifiers would be read as that engine's).
+    #[must_use]
+    pub(crate) fn for_engine(mut self, id: u64) -> Self {
+        if !self.compiled_by(id) {
+            self.rules = Err(NotReady::Invalid(vec![CompileError {
+                field: "spec".into(),
+                message: "compiled by another csrgate_policy::Engine than the one deciding".into(),
+            }]));
+        }
+        self
+    }
+
     /// A placeholder for a policy whose current generation is not compiled yet; it holds the
-    /// CSRs it covers (when Enforce) until it is replaced by [`compile`](Self::compile).
+    /// CSRs it covers (when Enforce) until it is replaced by [`Engine::compile`]'s result.
     pub fn not_compiled(policy: &CsrApprovalPolicy) -> Self {
         Self::header(policy)
     }
@@ -186,6 +226,7 @@ impl CompiledPolicy {
             rules: Err(NotReady::NotCompiled),
             warnings: Vec::new(),
             subject_node_fields: Vec::new(),
+            engine: 0,
         }
     }
 
@@ -340,13 +381,16 @@ const COMPILE_STACK_BYTES: usize = 256 * 1024 * 1024;
 /// Runs the compiler on its own thread with a stack deep enough for any input within
 /// [`MAX_EXPRESSION_BYTES`], so a hostile expression is refused instead of aborting the
 /// process; a panic inside the parser becomes an error, and the policy is not Ready.
-fn compile_on_large_stack(policy: &CsrApprovalPolicy) -> Result<(Compiler, Option<Rules>), String> {
+fn compile_on_large_stack<'e>(
+    engine: &'e Engine,
+    policy: &CsrApprovalPolicy,
+) -> Result<(Compiler<'e>, Option<Rules>), String> {
     std::thread::scope(|scope| {
         let worker = std::thread::Builder::new()
             .name("csrgate-compile".into())
             .stack_size(COMPILE_STACK_BYTES)
             .spawn_scoped(scope, || {
-                let mut compiler = Compiler::default();
+                let mut compiler = Compiler::new(engine);
                 let rules = compiler.policy(policy);
                 (compiler, Some(rules))
             })
@@ -368,15 +412,27 @@ fn signer_matches(pattern: &str, signer_name: &str) -> bool {
 }
 
 /// Collects errors and warnings while compiling one policy.
-#[derive(Default)]
-struct Compiler {
+struct Compiler<'e> {
+    engine: &'e Engine,
+    /// The constant `matches` patterns, compiled.
+    patterns: HashMap<String, Arc<regex::Regex>>,
     errors: Vec<CompileError>,
     warnings: Vec<ExpressionWarning>,
     /// Fields of the expressions that read `subjectNode`.
     subject_node_fields: Vec<String>,
 }
 
-impl Compiler {
+impl<'e> Compiler<'e> {
+    fn new(engine: &'e Engine) -> Self {
+        Self {
+            engine,
+            patterns: HashMap::new(),
+            errors: Vec::new(),
+            warnings: Vec::new(),
+            subject_node_fields: Vec::new(),
+        }
+    }
+
     fn policy(&mut self, policy: &CsrApprovalPolicy) -> Rules {
         let spec = &policy.spec;
         if spec.signer_names.is_empty() || spec.signer_names.len() > 16 {
@@ -420,7 +476,7 @@ impl Compiler {
             ) {
                 variables.push(CompiledVariable {
                     name: variable.name.clone(),
-                    identifier: env::path_identifier(&format!(
+                    entry: self.engine.paths().intern(&format!(
                         "{}.{}",
                         env::VARIABLES,
                         variable.name
@@ -489,6 +545,11 @@ impl Compiler {
             validations,
             scope_paths: Vec::new(),
             roots: env::Roots::default(),
+            entries: Vec::new(),
+            patterns: Arc::new(Patterns {
+                constant: std::mem::take(&mut self.patterns),
+                dynamic: Arc::clone(self.engine.patterns()),
+            }),
         }
         .with_scope_reads()
     }
@@ -558,6 +619,7 @@ impl Compiler {
                 return None;
             }
         };
+        let mut patterns = std::mem::take(&mut self.patterns);
         let mut check = Check {
             variables,
             scopes: Vec::new(),
@@ -565,22 +627,30 @@ impl Compiler {
             problems: Vec::new(),
             warnings: Vec::new(),
             reads_variables: Vec::new(),
+            patterns: &mut patterns,
         };
         check.walk(&expression, 0, 0);
-        for warning in std::mem::take(&mut check.warnings) {
+        let Check {
+            warnings,
+            problems,
+            reads_variables,
+            ..
+        } = check;
+        self.patterns = patterns;
+        for warning in warnings {
             self.warn(field, warning);
         }
-        if !check.problems.is_empty() {
-            for problem in check.problems {
+        if !problems.is_empty() {
+            for problem in problems {
                 self.error(field, problem);
             }
             return None;
         }
-        let mut reads_variables = check.reads_variables;
+        let mut reads_variables = reads_variables;
         reads_variables.sort();
         reads_variables.dedup();
         let mut expression = expression;
-        let mut reads = Reads::default();
+        let mut reads = Reads::new(self.engine.paths());
         flatten(&mut expression, &mut Vec::new(), &mut reads);
         if reads.whole_variables {
             self.error(
@@ -629,8 +699,6 @@ impl Compiler {
             return None;
         }
         instrument(&mut expression);
-        reads.paths.sort();
-        reads.paths.dedup();
         let shared_key = reads_variables.is_empty().then(|| {
             use std::hash::{Hash, Hasher};
             let mut hasher = std::collections::hash_map::DefaultHasher::new();
@@ -642,7 +710,7 @@ impl Compiler {
             source: Arc::from(source),
             shared_key,
             reads_variables,
-            paths: reads.paths,
+            entries: reads.entries,
             roots: reads.roots,
         })
     }
@@ -650,7 +718,7 @@ impl Compiler {
 
 /// Rewrites field selections on the root variables into single identifiers:
 /// `object.spec.username` becomes one identifier bound once per CSR, and `variables.name` one
-/// bound once per policy evaluation (short interned names, see `env::path_identifier`).
+/// bound once per policy evaluation (short names, see [`crate::paths`]).
 ///
 /// Why: the interpreter deep-copies the selected value at every step of a selection, so
 /// `object.spec.username` would copy the whole `spec` (the base64 request included) on every
@@ -663,7 +731,11 @@ fn flatten(node: &mut IdedExpr, bound: &mut Vec<String>, reads: &mut Reads) {
         if !path.starts_with("variables.") {
             reads.paths.push(path.clone());
         }
-        node.expr = Expr::Ident(env::path_identifier(&path));
+        let entry = reads.table.intern(&path);
+        node.expr = Expr::Ident(entry.identifier.clone());
+        if !reads.entries.iter().any(|e| e.index == entry.index) {
+            reads.entries.push(entry);
+        }
         return;
     }
     match &mut node.expr {
@@ -915,13 +987,28 @@ fn constant_range(node: &IdedExpr) -> Option<u64> {
 }
 
 /// What an expression reads of the per-CSR scope.
-#[derive(Default)]
-struct Reads {
+struct Reads<'t> {
+    /// Where flattened paths get their identifiers.
+    table: &'t paths::PathTable,
+    /// The entries of the identifiers written, once each.
+    entries: Vec<BoundPath>,
     paths: Vec<String>,
     roots: env::Roots,
     /// `variables` is read other than as `variables.<name>`; it is never bound whole, so
     /// such a read can never resolve.
     whole_variables: bool,
+}
+
+impl<'t> Reads<'t> {
+    fn new(table: &'t paths::PathTable) -> Self {
+        Self {
+            table,
+            entries: Vec::new(),
+            paths: Vec::new(),
+            roots: env::Roots::default(),
+            whole_variables: false,
+        }
+    }
 }
 
 fn flatten_entries(
@@ -1124,6 +1211,8 @@ struct Check<'a> {
     problems: Vec<String>,
     warnings: Vec<String>,
     reads_variables: Vec<String>,
+    /// The constant `matches` patterns of the policy so far, compiled.
+    patterns: &'a mut HashMap<String, Arc<regex::Regex>>,
 }
 
 impl Check<'_> {
@@ -1355,8 +1444,15 @@ impl Check<'_> {
     fn pattern(&mut self, pattern: Option<&IdedExpr>) {
         match pattern.map(|p| &p.expr) {
             Some(Expr::Literal(LiteralValue::String(literal))) => {
-                if let Err(message) = env::compiled_regex(literal.inner()) {
-                    self.problem(message);
+                let pattern = literal.inner();
+                if self.patterns.contains_key(pattern) {
+                    return;
+                }
+                match patterns::compile(pattern) {
+                    Ok(regex) => {
+                        self.patterns.insert(pattern.to_owned(), regex);
+                    }
+                    Err(message) => self.problem(message),
                 }
             }
             _ => self.warnings.push(
@@ -1407,7 +1503,7 @@ mod tests {
                 "{expression}"
             );
         }
-        assert!(!CompiledPolicy::compile(&policy("p", &one_rule("node ==="))).reads_node());
+        assert!(!crate::fixtures::compile(&policy("p", &one_rule("node ==="))).reads_node());
     }
 
     #[test]
@@ -1708,7 +1804,7 @@ validations:
 
     #[test]
     fn covers_exact_signers_and_domain_wildcards() {
-        let compiled = CompiledPolicy::compile(&policy(
+        let compiled = crate::fixtures::compile(&policy(
             "p",
             "signerNames: [kubernetes.io/kubelet-serving, example.com/*]\nvalidations:\n  - {name: v, expression: 'true'}\n",
         ));

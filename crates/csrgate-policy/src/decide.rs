@@ -1,6 +1,6 @@
 //! The decision for one pending CSR: DESIGN.md "The decision", step by step.
 //!
-//! The controller and `csrgate check` both call [`decide`], so what a pipeline tests is what
+//! The controller and `csrgate check` both call [`crate::Engine::decide`], so what a pipeline tests is what
 //! the cluster does. A bad request is a [`Decision`], not an error (as in cert-manager's
 //! approver-policy): the caller never has to guess what an `Err` would mean.
 
@@ -12,11 +12,12 @@ use serde::Serialize;
 
 use csrgate_api::{DefaultAction, FailureAction, PolicyMode};
 
-use crate::authorizer::{Authorizer, Reviews, Unavailable};
+use crate::authorizer::{Reviews, Unavailable};
 use crate::compile::CompiledPolicy;
+use crate::engine::{Engine, Inputs};
 use crate::env::CsrScope;
 use crate::evaluate::{Failure, Verdict, evaluate_with_unmatched};
-use crate::request::{RequestError, parse_request_cached};
+use crate::request::RequestError;
 
 /// Condition reasons csrgate writes, and the event reasons it records.
 pub mod reasons {
@@ -116,7 +117,7 @@ pub struct PolicyReport {
 pub struct Nodes<'a> {
     /// The Node named by a `system:node:<name>` requestor.
     pub requestor: Option<&'a Node>,
-    /// The Node named by a `system:node:<name>` CN (see [`crate::subject_node_name`]).
+    /// The Node named by a `system:node:<name>` CN (see [`crate::Engine::subject_node_name`]).
     pub subject: Option<&'a Node>,
 }
 
@@ -135,39 +136,15 @@ pub struct Decision {
     pub policies: Vec<PolicyReport>,
 }
 
-/// Decides one pending CSR.
-///
-/// `policies` may hold any policies (covering or not, Ready or not, Enforce or Audit);
-/// `node` is the Node named by a `system:node:<name>` requestor, if it exists; `subjectNode`
-/// is null and checks through the `authorizer` variable error ("no authorizer is
-/// configured"): see [`decide_with`]. The request is parsed and converted once, then offered
-/// to each covering policy in name order.
-pub fn decide(
+/// Decides one pending CSR: see [`crate::Engine::decide`]; `policies` were compiled by
+/// `engine`.
+pub(crate) fn decide(
+    engine: &Engine,
     policies: &[CompiledPolicy],
     csr: &CertificateSigningRequest,
-    node: Option<&Node>,
+    inputs: &Inputs<'_>,
 ) -> Decision {
-    decide_with(
-        policies,
-        csr,
-        Nodes {
-            requestor: node,
-            subject: None,
-        },
-        None,
-    )
-}
-
-/// [`decide`] with both Nodes a policy can read (`node` and `subjectNode`) and `authorizer`
-/// answering the `authorizer` variable's checks of the CSR's requestor (`None`: every check
-/// errors). Its answers are cached for this decision only, and at most
-/// [`crate::MAX_AUTHORIZATION_CHECKS`] distinct checks are asked (see [`crate::Authorizer`]).
-pub fn decide_with(
-    policies: &[CompiledPolicy],
-    csr: &CertificateSigningRequest,
-    nodes: Nodes<'_>,
-    authorizer: Option<Arc<dyn Authorizer>>,
-) -> Decision {
+    let nodes = inputs.nodes;
     let signer = csr.spec.signer_name.as_str();
     let mut covering: Vec<&CompiledPolicy> = policies.iter().filter(|p| p.covers(signer)).collect();
     covering.sort_by(|a, b| a.name().cmp(b.name()));
@@ -179,7 +156,7 @@ pub fn decide_with(
         );
     }
 
-    let request = parse_request_cached(&csr.spec.request.0);
+    let request = engine.parse_request(&csr.spec.request.0);
     let reports: Vec<PolicyReport> = match request.as_ref() {
         Ok(request) => {
             let mut scope = CsrScope::new(
@@ -189,7 +166,9 @@ pub fn decide_with(
                 nodes.subject,
                 covering.iter().copied(),
             );
-            let authorizer = authorizer
+            let authorizer = inputs
+                .authorizer
+                .clone()
                 .unwrap_or_else(|| Arc::new(Unavailable::new("no authorizer is configured")));
             scope.bind_authorizer(&Arc::new(Reviews::new(authorizer, csr)));
             covering
@@ -470,7 +449,7 @@ fn truncate(mut message: String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures::{CsrBuilder, node, policy, ready};
+    use crate::fixtures::{CsrBuilder, decide, decide_with, node, policy, ready};
 
     const CLIENT: &str = "kubernetes.io/kube-apiserver-client";
 
@@ -621,7 +600,7 @@ validations:
 
     #[test]
     fn an_invalid_enforce_policy_holds_its_csrs_even_if_another_approves() {
-        let broken = CompiledPolicy::compile(&policy(
+        let broken = crate::fixtures::compile(&policy(
             "broken",
             &format!(
                 "signerNames: [{CLIENT}]\nvalidations:\n  - {{name: v, expression: 'x509v == 1'}}\n"
@@ -1159,7 +1138,7 @@ validations:
 #[cfg(test)]
 mod proptests {
     use super::*;
-    use crate::fixtures::{CsrBuilder, ready, testdata};
+    use crate::fixtures::{CsrBuilder, decide, ready, testdata};
     use proptest::prelude::*;
 
     proptest! {

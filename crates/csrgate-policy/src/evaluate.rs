@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::budget::Meter;
 use crate::compile::{CompiledExpression, CompiledPolicy, CompiledValidation, Rules};
-use crate::env::{self, CsrScope};
+use crate::env::CsrScope;
 
 /// The `validation` name used for a failure that is not one validation's: a matchCondition
 /// that could not be evaluated, or a request that could not be parsed.
@@ -71,9 +71,11 @@ pub(crate) fn evaluate_with_unmatched(
         );
     };
     let meter = Meter::default();
+    let _patterns = rules.patterns.lend();
     let mut context = scope.context().new_inner_scope();
     let variable_errors = bind_variables(rules, &mut context, scope, &meter);
     let run = Run {
+        rules,
         context: &context,
         scope,
         variable_errors: &variable_errors,
@@ -130,13 +132,14 @@ fn bind_variables(
     let mut errors = HashMap::new();
     for variable in &rules.variables {
         let run = Run {
+            rules,
             context,
             scope,
             variable_errors: &errors,
             meter,
         };
         match run.evaluate_value(&variable.expression) {
-            Ok(value) => context.add_variable_from_value(variable.identifier.clone(), value),
+            Ok(value) => context.add_variable_from_value(variable.entry.identifier.clone(), value),
             Err(error) => {
                 errors.insert(variable.name.clone(), error);
             }
@@ -149,6 +152,7 @@ fn bind_variables(
 /// policy's variables), the scope itself for results shared between policies, the
 /// variables that could not be evaluated, and the policy's evaluation budget.
 struct Run<'r, 'c> {
+    rules: &'r Rules,
     context: &'r Context<'c>,
     scope: &'r CsrScope,
     variable_errors: &'r HashMap<String, String>,
@@ -185,7 +189,7 @@ impl Run<'_, '_> {
         self.meter.run(|| {
             self.context
                 .resolve(&expression.expression)
-                .map_err(|error| env::describe(&error.to_string()))
+                .map_err(|error| self.rules.describe(&error.to_string()))
         })
     }
 
@@ -244,8 +248,9 @@ mod tests {
     use csrgate_api::CsrApprovalPolicy;
     use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 
+    use crate::fixtures::decide;
     use crate::fixtures::{CsrBuilder, errors, ready};
-    use crate::{CompiledPolicy, Decision, Outcome, decide, reasons};
+    use crate::{CompiledPolicy, Decision, Outcome, reasons};
 
     const CLIENT: &str = "kubernetes.io/kube-apiserver-client";
 
@@ -261,7 +266,7 @@ mod tests {
         let mut policy: CsrApprovalPolicy =
             serde_saphyr::from_str(&case_file(case, "policy.yaml")).unwrap();
         policy.metadata.generation = Some(1);
-        CompiledPolicy::compile(&policy)
+        crate::fixtures::compile(&policy)
     }
 
     fn case_csr(case: &str) -> CertificateSigningRequest {
@@ -496,13 +501,14 @@ mod cel_differences {
     //! docs/policies.md ("Where csrgate's CEL differs"), so a dependency upgrade that changes
     //! one fails here and the document is updated with it.
 
+    use crate::Verdict;
+    use crate::fixtures::decide;
     use crate::fixtures::{CsrBuilder, policy};
-    use crate::{CompiledPolicy, Verdict, decide};
 
     /// What csrgate makes of one validation for jane's CSR: `true`, `false`, `error: ...`
     /// (an evaluation error) or `refused: ...` (a compile error).
     fn outcome(expression: &str) -> String {
-        let compiled = CompiledPolicy::compile(&policy(
+        let compiled = crate::fixtures::compile(&policy(
             "p",
             &format!(
                 "signerNames: [kubernetes.io/kube-apiserver-client]\nvalidations:\n  - {{name: v, expression: {}}}\n",
@@ -589,7 +595,7 @@ mod cel_differences {
     #[test]
     fn comparing_with_a_double_or_uint_literal_warns() {
         let warned = |expression: &str| {
-            !CompiledPolicy::compile(&policy(
+            !crate::fixtures::compile(&policy(
                 "p",
                 &format!(
                     "signerNames: [kubernetes.io/kube-apiserver-client]\nvalidations:\n  - {{name: v, expression: {}}}\n",

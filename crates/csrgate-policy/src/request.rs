@@ -26,7 +26,9 @@ mod fast;
 mod names;
 mod verify;
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::Serialize;
 
@@ -149,49 +151,63 @@ pub enum RequestError {
     },
 }
 
-/// Most verified requests remembered by [`parse_request_cached`]; past that the cache starts
-/// over. A request is at most 64 KiB, usually about 1 KiB.
+/// Most verified requests an [`crate::Engine`] remembers; past that its cache starts over. A
+/// request is at most 64 KiB, usually about 1 KiB.
 pub const REQUEST_CACHE_ENTRIES: usize = 1024;
+/// Most bytes of request text an [`crate::Engine`] remembers (the keys; the parsed forms are
+/// about as large); past that its cache starts over.
+pub const REQUEST_CACHE_BYTES: usize = 8 * 1024 * 1024;
 
-type RequestCache =
-    std::collections::HashMap<Vec<u8>, std::sync::Arc<Result<ParsedRequest, RequestError>>>;
+/// The outcome of parsing one request, shared by every decision that reads it.
+pub type SharedRequest = Arc<Result<ParsedRequest, RequestError>>;
 
-fn request_cache() -> &'static std::sync::Mutex<RequestCache> {
-    static CACHE: std::sync::OnceLock<std::sync::Mutex<RequestCache>> = std::sync::OnceLock::new();
-    CACHE.get_or_init(Default::default)
-}
-
-/// [`parse_request`], remembering the outcome per exact request bytes.
+/// [`parse_request`] outcomes by exact request bytes, bounded by [`REQUEST_CACHE_ENTRIES`]
+/// and [`REQUEST_CACHE_BYTES`]; owned by an [`crate::Engine`].
 ///
 /// Why: verifying the self-signature (an ECDSA verification is about 70 µs here) costs more
 /// than evaluating ten policies, and the controller decides the same pending CSR again on
 /// every policy change, conflict retry and resync. Parsing is deterministic, and the cache is
 /// keyed by the whole request (compared byte for byte, not by a hash), so a cached answer is
 /// the answer parsing would give.
-pub fn parse_request_cached(pem: &[u8]) -> std::sync::Arc<Result<ParsedRequest, RequestError>> {
-    // A poisoned lock only means a panic elsewhere mid-insert; the map is still consistent.
-    let lock = || {
-        request_cache()
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    };
-    if let Some(hit) = lock().get(pem) {
-        return std::sync::Arc::clone(hit);
-    }
-    let parsed = std::sync::Arc::new(parse_request(pem));
-    let mut cache = lock();
-    if cache.len() >= REQUEST_CACHE_ENTRIES {
-        cache.clear();
-    }
-    cache.insert(pem.to_vec(), std::sync::Arc::clone(&parsed));
-    parsed
+#[derive(Debug, Default)]
+pub(crate) struct RequestCache {
+    cache: Mutex<Requests>,
 }
 
-/// Forgets every cached request; benchmarks use it to measure a first sighting.
-pub fn clear_request_cache() {
-    *request_cache()
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner) = RequestCache::default();
+#[derive(Debug, Default)]
+struct Requests {
+    parsed: HashMap<Vec<u8>, SharedRequest>,
+    bytes: usize,
+}
+
+impl RequestCache {
+    /// [`parse_request`] of `pem`, remembered.
+    pub(crate) fn parse(&self, pem: &[u8]) -> SharedRequest {
+        // A poisoned lock only means a panic elsewhere mid-insert; the map is still consistent.
+        let lock = || self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(hit) = lock().parsed.get(pem) {
+            return Arc::clone(hit);
+        }
+        let parsed = Arc::new(parse_request(pem));
+        if pem.len() > MAX_REQUEST_BYTES {
+            // Refused on its length alone, before any parsing: nothing to save.
+            return parsed;
+        }
+        let mut cache = lock();
+        if cache.parsed.len() >= REQUEST_CACHE_ENTRIES
+            || cache.bytes + pem.len() > REQUEST_CACHE_BYTES
+        {
+            *cache = Requests::default();
+        }
+        cache.bytes += pem.len();
+        cache.parsed.insert(pem.to_vec(), Arc::clone(&parsed));
+        parsed
+    }
+
+    /// Forgets every request, so the next decision sees each for the first time.
+    pub(crate) fn clear(&self) {
+        *self.cache.lock().unwrap_or_else(PoisonError::into_inner) = Requests::default();
+    }
 }
 
 /// Parses and verifies the PEM `spec.request` of a CertificateSigningRequest.

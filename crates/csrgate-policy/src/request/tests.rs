@@ -955,10 +955,11 @@ fn refuses_requests_larger_than_64_kib() {
 
 #[test]
 fn the_cache_answers_exactly_what_parsing_answers() {
+    let cache = RequestCache::default();
     for file in ["jane.csr", "jane-forged.csr", "worker-1-serving.csr"] {
         let bytes = testdata(file);
-        let first = parse_request_cached(&bytes);
-        let second = parse_request_cached(&bytes);
+        let first = cache.parse(&bytes);
+        let second = cache.parse(&bytes);
         assert!(
             std::sync::Arc::ptr_eq(&first, &second),
             "{file}: second call is a hit"
@@ -967,10 +968,7 @@ fn the_cache_answers_exactly_what_parsing_answers() {
     }
     let mut longer = testdata("jane.csr");
     longer.extend_from_slice(b"x");
-    assert_eq!(
-        *parse_request_cached(&longer),
-        Err(RequestError::TrailingPem)
-    );
+    assert_eq!(*cache.parse(&longer), Err(RequestError::TrailingPem));
 }
 
 mod proptests {
@@ -1053,7 +1051,7 @@ validations:
             // And decided the same by a policy over both lists (a deny-list and an allow-list).
             let decide = |der: &[u8]| {
                 let csr = crate::fixtures::CsrBuilder::new().raw_request(pem_of(der).as_bytes()).build();
-                crate::decide(&[round_trip_policy()], &csr, None)
+                crate::fixtures::decide(&[round_trip_policy()], &csr, None)
             };
             let (a, b) = (decide(&original), decide(&reencoded));
             prop_assert_eq!((a.outcome, a.reason, a.message), (b.outcome, b.reason, b.message));
