@@ -108,10 +108,7 @@ pub async fn reconcile(
         let decision = evaluate(&ctx, &current).await?;
         report_once(&ctx, &current, &decision).await;
         let Some(condition) = condition_for(&decision) else {
-            debug!(
-                message = decision.message.as_deref().unwrap_or(""),
-                "left pending"
-            );
+            debug!(message = decision.message(), "left pending");
             return Ok(Action::await_change());
         };
         if held_by_cap(&ctx, &current, &decision).await {
@@ -207,7 +204,7 @@ async fn evaluate(ctx: &CsrContext, csr: &CertificateSigningRequest) -> Result<D
         cached_node(subject_node.as_deref()),
     );
     let decision = evaluate_with(ctx, csr, policies.clone(), cached.clone()).await?;
-    if decision.outcome == Outcome::Pending {
+    if decision.outcome() == Outcome::Pending {
         return Ok(decision);
     }
     let signer = &csr.spec.signer_name;
@@ -318,7 +315,7 @@ async fn evaluate_with(
 
 /// The condition to write, or `None` to leave the CSR pending.
 pub fn condition_for(decision: &Decision) -> Option<CertificateSigningRequestCondition> {
-    let type_ = match decision.outcome {
+    let type_ = match decision.outcome() {
         Outcome::Approved => "Approved",
         Outcome::Denied => "Denied",
         Outcome::Pending => return None,
@@ -327,8 +324,8 @@ pub fn condition_for(decision: &Decision) -> Option<CertificateSigningRequestCon
     Some(CertificateSigningRequestCondition {
         type_: type_.to_owned(),
         status: "True".to_owned(),
-        reason: decision.reason.map(str::to_owned),
-        message: decision.message.clone(),
+        reason: decision.reason().map(str::to_owned),
+        message: Some(decision.message().to_owned()),
         last_update_time: Some(now.clone()),
         last_transition_time: Some(now),
     })
@@ -337,12 +334,12 @@ pub fn condition_for(decision: &Decision) -> Option<CertificateSigningRequestCon
 /// After a successful write: the log line, the event, the metrics.
 async fn written(ctx: &CsrContext, csr: &CertificateSigningRequest, decision: &Decision) {
     let name = csr.name_any();
-    let reason = decision.reason.unwrap_or("");
+    let reason = decision.reason().unwrap_or("");
     let span = Span::current();
-    span.record("decision", decision.outcome.as_str());
+    span.record("decision", decision.outcome().as_str());
     span.record("reason", reason);
     let deciding: Vec<&str> = deciding_policies(decision);
-    info!(policies = ?deciding, message = decision.message.as_deref().unwrap_or(""), "decision written");
+    info!(policies = ?deciding, message = decision.message(), "decision written");
     if let Some(seen) = ctx.seen.lock().ok().and_then(|mut seen| seen.remove(&name)) {
         ctx.metrics
             .decision_duration
@@ -359,11 +356,11 @@ async fn written(ctx: &CsrContext, csr: &CertificateSigningRequest, decision: &D
             .get_or_create(&DecisionLabels {
                 policy,
                 signer: csr.spec.signer_name.clone(),
-                decision: decision.outcome.as_str().to_owned(),
+                decision: decision.outcome().as_str().to_owned(),
             })
             .inc();
     }
-    let type_ = if decision.outcome == Outcome::Approved {
+    let type_ = if decision.outcome() == Outcome::Approved {
         EventType::Normal
     } else {
         EventType::Warning
@@ -374,8 +371,8 @@ async fn written(ctx: &CsrContext, csr: &CertificateSigningRequest, decision: &D
             csr,
             type_,
             reason,
-            decision.outcome.as_str(),
-            decision.message.clone().unwrap_or_default(),
+            decision.outcome().as_str(),
+            decision.message().to_owned(),
         )
         .await;
 }
@@ -386,7 +383,7 @@ fn deciding_policies(decision: &Decision) -> Vec<&str> {
         .policies
         .iter()
         .filter(|p| p.mode == PolicyMode::Enforce)
-        .filter(|p| match decision.outcome {
+        .filter(|p| match decision.outcome() {
             Outcome::Approved => p.verdict == Verdict::Approve,
             Outcome::Denied => matches!(p.verdict, Verdict::Fail(_)),
             Outcome::Pending => false,
@@ -437,7 +434,7 @@ async fn held_by_cap(
     csr: &CertificateSigningRequest,
     decision: &Decision,
 ) -> bool {
-    if decision.outcome != Outcome::Approved {
+    if decision.outcome() != Outcome::Approved {
         return false;
     }
     let Some(hold) = ctx.cap.hold(csr).await else {
@@ -555,7 +552,7 @@ async fn report_once(ctx: &CsrContext, csr: &CertificateSigningRequest, decision
             ),
         ));
     }
-    match &decision.pending {
+    match decision.pending() {
         Some(PendingCause::PolicyNotReady { policy, .. })
             if first_time(ctx, &name, format!("held/{policy}")) =>
         {
@@ -563,14 +560,14 @@ async fn report_once(ctx: &CsrContext, csr: &CertificateSigningRequest, decision
             to_report.push((
                 EventType::Warning,
                 reasons::POLICY_NOT_READY,
-                decision.message.clone().unwrap_or_default(),
+                decision.message().to_owned(),
             ));
         }
         Some(PendingCause::InvalidRequest(_)) if first_time(ctx, &name, "invalid".to_owned()) => {
             to_report.push((
                 EventType::Warning,
                 reasons::INVALID_REQUEST,
-                decision.message.clone().unwrap_or_default(),
+                decision.message().to_owned(),
             ));
         }
         _ => {}
@@ -677,6 +674,7 @@ mod tests {
     use kube::runtime::{reflector, watcher};
 
     use super::*;
+    use csrgate_policy::Ruling;
 
     /// The kubelet serving request of `examples/csrs/worker-1-serving.yaml` (CN
     /// system:node:worker-1, DNS worker-1 and worker-1.cluster.internal, IP 10.0.0.11), as
@@ -786,10 +784,10 @@ mod tests {
         let ctx = context(client, &policy(SANS_ARE_THE_NODES), node(false)).await;
         let decision = evaluate(&ctx, &worker_1_serving()).await.unwrap();
         assert_eq!(
-            decision.outcome,
+            decision.outcome(),
             Outcome::Approved,
             "{:?}",
-            decision.message
+            decision.message()
         );
         assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
@@ -800,10 +798,10 @@ mod tests {
         let ctx = context(client, &policy(SANS_ARE_THE_NODES), node(true)).await;
         let decision = evaluate(&ctx, &worker_1_serving()).await.unwrap();
         assert_eq!(
-            decision.outcome,
+            decision.outcome(),
             Outcome::Approved,
             "{:?}",
-            decision.message
+            decision.message()
         );
         assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
@@ -830,7 +828,12 @@ mod tests {
         }))
         .unwrap();
         let decision = evaluate(&ctx, &csr).await.unwrap();
-        assert_eq!(decision.outcome, Outcome::Denied, "{:?}", decision.message);
+        assert_eq!(
+            decision.outcome(),
+            Outcome::Denied,
+            "{:?}",
+            decision.message()
+        );
         assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 
@@ -854,10 +857,10 @@ mod tests {
         .await;
         let decision = evaluate(&ctx, &worker_1_serving()).await.unwrap();
         assert_eq!(
-            decision.outcome,
+            decision.outcome(),
             Outcome::Approved,
             "{:?}",
-            decision.message
+            decision.message()
         );
         assert_eq!(calls.load(Ordering::SeqCst), 0);
     }
@@ -869,7 +872,12 @@ mod tests {
         pending.spec.failure_action = csrgate_api::FailureAction::Ignore;
         let ctx = context(client, &pending, node(false)).await;
         let decision = evaluate(&ctx, &worker_1_serving()).await.unwrap();
-        assert_eq!(decision.outcome, Outcome::Pending, "{:?}", decision.message);
+        assert_eq!(
+            decision.outcome(),
+            Outcome::Pending,
+            "{:?}",
+            decision.message()
+        );
         assert_eq!(calls.load(Ordering::SeqCst), 0);
     }
 
@@ -881,10 +889,10 @@ mod tests {
         let ctx = context(client, &policy(KUBELET_CLIENT_RULE), node(true)).await;
         let decision = evaluate(&ctx, &worker_1_serving()).await.unwrap();
         assert_eq!(
-            decision.outcome,
+            decision.outcome(),
             Outcome::Approved,
             "{:?}",
-            decision.message
+            decision.message()
         );
         assert_eq!(bodies.lock().unwrap().len(), 1);
     }
@@ -940,10 +948,10 @@ mod tests {
     #[test]
     fn pending_decisions_write_no_condition() {
         let decision = Decision {
-            outcome: Outcome::Pending,
-            reason: None,
-            message: Some("x".into()),
-            pending: Some(PendingCause::NoApproval),
+            ruling: Ruling::Pending {
+                cause: PendingCause::NoApproval,
+                message: "x".into(),
+            },
             policies: Vec::new(),
         };
         assert!(condition_for(&decision).is_none());
@@ -952,10 +960,10 @@ mod tests {
     #[test]
     fn a_denial_becomes_a_denied_condition_with_reason_and_message() {
         let decision = Decision {
-            outcome: Outcome::Denied,
-            reason: Some(reasons::POLICY_DENIED),
-            message: Some("csrgate: denied by ...".into()),
-            pending: None,
+            ruling: Ruling::Denied {
+                reason: reasons::POLICY_DENIED,
+                message: "csrgate: denied by ...".into(),
+            },
             policies: Vec::new(),
         };
         let condition = condition_for(&decision).unwrap();

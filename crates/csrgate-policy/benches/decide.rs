@@ -163,18 +163,18 @@ fn benches(c: &mut Criterion) {
     );
     let one = policy(0, false);
     let parsed = parse_request(REQUEST).expect("benchmark request parses");
-    assert_eq!(decide(&identical, &csr).outcome, Outcome::Approved);
+    assert_eq!(decide(&identical, &csr).outcome(), Outcome::Approved);
     for count in [1, 10, 100] {
         let decision = decide(&policies[..count], &csr);
         assert_eq!(
-            decision.outcome,
+            decision.outcome(),
             Outcome::Approved,
             "{:?}",
-            decision.message
+            decision.message()
         );
     }
     let matches_policy = [engine.compile(&policy_with_rule("matches", MATCHES_RULE))];
-    assert_eq!(decide(&matches_policy, &csr).outcome, Outcome::Approved);
+    assert_eq!(decide(&matches_policy, &csr).outcome(), Outcome::Approved);
 
     c.bench_function("parse_request", |b| {
         b.iter(|| parse_request(black_box(REQUEST)))

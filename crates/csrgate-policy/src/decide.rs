@@ -71,7 +71,7 @@ impl Outcome {
     }
 }
 
-/// Why a decision is [`Outcome::Pending`].
+/// Why a decision is [`Ruling::Pending`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PendingCause {
     /// No policy covers the CSR's signer.
@@ -121,19 +121,78 @@ pub struct Nodes<'a> {
     pub subject: Option<&'a Node>,
 }
 
+/// What csrgate concludes for one CSR (DESIGN.md, "The decision": `Approved | Denied |
+/// Pending`), each with what it carries, so a reason cannot come without a condition nor a
+/// pending cause with one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ruling {
+    /// Write an Approved condition.
+    Approved {
+        /// The condition reason, a [`reasons`] constant.
+        reason: &'static str,
+        /// The condition message an auditor reads, at most [`MAX_MESSAGE_BYTES`].
+        message: String,
+    },
+    /// Write a Denied condition.
+    Denied {
+        /// The condition reason, a [`reasons`] constant.
+        reason: &'static str,
+        /// The condition message an auditor reads, at most [`MAX_MESSAGE_BYTES`].
+        message: String,
+    },
+    /// Write nothing: leave the CSR to a person or another approver.
+    Pending {
+        /// Why nothing was decided.
+        cause: PendingCause,
+        /// Why nothing was decided, for events and `csrgate check`, at most
+        /// [`MAX_MESSAGE_BYTES`].
+        message: String,
+    },
+}
+
 /// The decision for one CSR, with every covering policy's verdict (Audit ones included).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
-    /// Approved, Denied or Pending.
-    pub outcome: Outcome,
-    /// The condition reason (a [`reasons`] constant); `None` when Pending.
-    pub reason: Option<&'static str>,
-    /// The condition message an auditor reads; for Pending, why nothing was decided.
-    pub message: Option<String>,
-    /// Why nothing was decided, when Pending.
-    pub pending: Option<PendingCause>,
+    /// Approved, Denied or Pending, with its reason, message or cause.
+    pub ruling: Ruling,
     /// The covering policies, sorted by name.
     pub policies: Vec<PolicyReport>,
+}
+
+impl Decision {
+    /// Approved, Denied or Pending, without what each carries.
+    pub fn outcome(&self) -> Outcome {
+        match self.ruling {
+            Ruling::Approved { .. } => Outcome::Approved,
+            Ruling::Denied { .. } => Outcome::Denied,
+            Ruling::Pending { .. } => Outcome::Pending,
+        }
+    }
+
+    /// The condition reason (a [`reasons`] constant); `None` when Pending.
+    pub fn reason(&self) -> Option<&'static str> {
+        match self.ruling {
+            Ruling::Approved { reason, .. } | Ruling::Denied { reason, .. } => Some(reason),
+            Ruling::Pending { .. } => None,
+        }
+    }
+
+    /// The condition message an auditor reads; for Pending, why nothing was decided.
+    pub fn message(&self) -> &str {
+        match &self.ruling {
+            Ruling::Approved { message, .. }
+            | Ruling::Denied { message, .. }
+            | Ruling::Pending { message, .. } => message,
+        }
+    }
+
+    /// Why nothing was decided, when Pending.
+    pub fn pending(&self) -> Option<&PendingCause> {
+        match &self.ruling {
+            Ruling::Pending { cause, .. } => Some(cause),
+            Ruling::Approved { .. } | Ruling::Denied { .. } => None,
+        }
+    }
 }
 
 /// Decides one pending CSR: see [`crate::Engine::decide`]; `policies` were compiled by
@@ -237,8 +296,7 @@ fn combine(mut reports: Vec<PolicyReport>) -> Decision {
         })
         .collect();
     if !denials.is_empty() {
-        return decided(
-            Outcome::Denied,
+        return denied(
             reasons::POLICY_DENIED,
             format!("csrgate: {}", denials.join("; ")),
             reports,
@@ -254,20 +312,14 @@ fn combine(mut reports: Vec<PolicyReport>) -> Decision {
         })
         .collect();
     if !approvals.is_empty() {
-        return decided(
-            Outcome::Approved,
+        return approved(
             reasons::POLICY_APPROVED,
             format!("csrgate: approved by {}", approvals.join(", ")),
             reports,
         );
     }
     if let Some(message) = default_denial(&reports, |r| r.mode == PolicyMode::Enforce) {
-        return decided(
-            Outcome::Denied,
-            reasons::NO_POLICY_APPROVED,
-            message,
-            reports,
-        );
+        return denied(reasons::NO_POLICY_APPROVED, message, reports);
     }
     let message = if enforced().next().is_none() {
         "csrgate: only Audit policies cover this CSR".to_owned()
@@ -372,8 +424,7 @@ fn invalid_request(
                 || p.default_action() == DefaultAction::Deny)
     });
     if denies {
-        decided(
-            Outcome::Denied,
+        denied(
             reasons::INVALID_REQUEST,
             format!("csrgate: invalid request: {error}"),
             reports,
@@ -407,29 +458,24 @@ fn report(policy: &CompiledPolicy, verdict: Verdict) -> PolicyReport {
     }
 }
 
-fn decided(
-    outcome: Outcome,
-    reason: &'static str,
-    message: String,
-    policies: Vec<PolicyReport>,
-) -> Decision {
-    Decision {
-        outcome,
-        reason: Some(reason),
-        message: Some(truncate(message)),
-        pending: None,
-        policies,
-    }
+fn approved(reason: &'static str, message: String, policies: Vec<PolicyReport>) -> Decision {
+    let message = truncate(message);
+    let ruling = Ruling::Approved { reason, message };
+    Decision { ruling, policies }
+}
+
+fn denied(reason: &'static str, message: String, policies: Vec<PolicyReport>) -> Decision {
+    let message = truncate(message);
+    let ruling = Ruling::Denied { reason, message };
+    Decision { ruling, policies }
 }
 
 fn pending(cause: PendingCause, message: String, policies: Vec<PolicyReport>) -> Decision {
-    Decision {
-        outcome: Outcome::Pending,
-        reason: None,
-        message: Some(truncate(message)),
-        pending: Some(cause),
-        policies,
-    }
+    let ruling = Ruling::Pending {
+        cause,
+        message: truncate(message),
+    };
+    Decision { ruling, policies }
 }
 
 fn truncate(mut message: String) -> String {
@@ -475,10 +521,10 @@ validations:
     #[test]
     fn approves_when_every_validation_holds() {
         let decision = decide(&[admins("")], &CsrBuilder::new().build(), None);
-        assert_eq!(decision.outcome, Outcome::Approved);
-        assert_eq!(decision.reason, Some(reasons::POLICY_APPROVED));
+        assert_eq!(decision.outcome(), Outcome::Approved);
+        assert_eq!(decision.reason(), Some(reasons::POLICY_APPROVED));
         assert_eq!(
-            decision.message.as_deref(),
+            Some(decision.message()),
             Some(r#"csrgate: approved by CsrApprovalPolicy "admins" (generation 1)"#)
         );
     }
@@ -490,10 +536,10 @@ validations:
             .username("bob")
             .build();
         let decision = decide(&[admins("")], &csr, None);
-        assert_eq!(decision.outcome, Outcome::Denied);
-        assert_eq!(decision.reason, Some(reasons::POLICY_DENIED));
+        assert_eq!(decision.outcome(), Outcome::Denied);
+        assert_eq!(decision.reason(), Some(reasons::POLICY_DENIED));
         assert_eq!(
-            decision.message.as_deref(),
+            Some(decision.message()),
             Some(
                 r#"csrgate: denied by CsrApprovalPolicy "admins" (generation 1): cn-is-requestor: CN jane is not bob; no-system-groups: O must not name a system: group"#
             )
@@ -504,8 +550,8 @@ validations:
     fn does_nothing_when_no_policy_covers_the_signer() {
         let csr = CsrBuilder::new().signer("example.com/other").build();
         let decision = decide(&[admins("")], &csr, None);
-        assert_eq!(decision.outcome, Outcome::Pending);
-        assert_eq!(decision.pending, Some(PendingCause::NoCoveringPolicy));
+        assert_eq!(decision.outcome(), Outcome::Pending);
+        assert_eq!(decision.pending(), Some(&PendingCause::NoCoveringPolicy));
         assert!(decision.policies.is_empty());
     }
 
@@ -524,9 +570,9 @@ validations:
             ),
         );
         let decision = decide(&[strict, lax], &CsrBuilder::new().build(), None);
-        assert_eq!(decision.outcome, Outcome::Denied);
+        assert_eq!(decision.outcome(), Outcome::Denied);
         assert_eq!(
-            decision.message.as_deref(),
+            Some(decision.message()),
             Some(
                 r#"csrgate: denied by CsrApprovalPolicy "b-strict" (generation 1): short: at most one hour"#
             )
@@ -550,7 +596,7 @@ validations:
         );
         let decision = decide(&[b, a], &CsrBuilder::new().build(), None);
         assert_eq!(
-            decision.message.as_deref(),
+            Some(decision.message()),
             Some(
                 r#"csrgate: approved by CsrApprovalPolicy "a" (generation 1), CsrApprovalPolicy "b" (generation 1)"#
             )
@@ -561,8 +607,8 @@ validations:
     fn failure_action_ignore_gives_no_opinion() {
         let csr = CsrBuilder::new().username("bob").build();
         let decision = decide(&[admins("failureAction: Ignore")], &csr, None);
-        assert_eq!(decision.outcome, Outcome::Pending);
-        assert_eq!(decision.pending, Some(PendingCause::NoApproval));
+        assert_eq!(decision.outcome(), Outcome::Pending);
+        assert_eq!(decision.pending(), Some(&PendingCause::NoApproval));
         assert!(matches!(decision.policies[0].verdict, Verdict::Fail(ref f) if f.len() == 1));
     }
 
@@ -570,11 +616,11 @@ validations:
     fn audit_policies_are_recorded_but_never_decide() {
         let csr = CsrBuilder::new().username("bob").build();
         let decision = decide(&[admins("mode: Audit")], &csr, None);
-        assert_eq!(decision.outcome, Outcome::Pending);
+        assert_eq!(decision.outcome(), Outcome::Pending);
         assert_eq!(decision.policies[0].mode, PolicyMode::Audit);
         assert!(matches!(decision.policies[0].verdict, Verdict::Fail(_)));
         let approving = decide(&[admins("mode: Audit")], &CsrBuilder::new().build(), None);
-        assert_eq!(approving.outcome, Outcome::Pending);
+        assert_eq!(approving.outcome(), Outcome::Pending);
         assert_eq!(approving.policies[0].verdict, Verdict::Approve);
     }
 
@@ -582,7 +628,7 @@ validations:
     fn dry_run_mode_turns_a_denial_into_a_record() {
         let csr = CsrBuilder::new().username("bob").build();
         let decision = decide(&[admins("").with_mode(PolicyMode::Audit)], &csr, None);
-        assert_eq!(decision.outcome, Outcome::Pending);
+        assert_eq!(decision.outcome(), Outcome::Pending);
     }
 
     #[test]
@@ -594,7 +640,7 @@ validations:
             &CsrBuilder::new().username("bob").build(),
             None,
         );
-        assert_eq!(decision.outcome, Outcome::Pending);
+        assert_eq!(decision.outcome(), Outcome::Pending);
         assert_eq!(decision.policies[0].verdict, Verdict::NotApplicable);
     }
 
@@ -607,16 +653,11 @@ validations:
             ),
         ));
         let decision = decide(&[broken, admins("")], &CsrBuilder::new().build(), None);
-        assert_eq!(decision.outcome, Outcome::Pending);
+        assert_eq!(decision.outcome(), Outcome::Pending);
         assert!(
-            matches!(decision.pending, Some(PendingCause::PolicyNotReady { ref policy, .. }) if policy == "broken")
+            matches!(decision.pending(), Some(PendingCause::PolicyNotReady { policy, .. }) if policy == "broken")
         );
-        assert!(
-            decision
-                .message
-                .unwrap()
-                .contains("unknown identifier x509v")
-        );
+        assert!(decision.message().contains("unknown identifier x509v"));
     }
 
     #[test]
@@ -632,10 +673,10 @@ validations:
             &CsrBuilder::new().build(),
             None,
         );
-        assert_eq!(held.outcome, Outcome::Pending);
+        assert_eq!(held.outcome(), Outcome::Pending);
         let audit = CompiledPolicy::not_compiled(&pending_policy).with_mode(PolicyMode::Audit);
         let decided = decide(&[audit, admins("")], &CsrBuilder::new().build(), None);
-        assert_eq!(decided.outcome, Outcome::Approved);
+        assert_eq!(decided.outcome(), Outcome::Approved);
     }
 
     #[test]
@@ -650,14 +691,9 @@ validations:
                 &CsrBuilder::new().request(file).build(),
                 None,
             );
-            assert_eq!(decision.outcome, Outcome::Denied, "{file}");
-            assert_eq!(decision.reason, Some(reasons::INVALID_REQUEST));
-            assert!(
-                decision
-                    .message
-                    .unwrap()
-                    .starts_with("csrgate: invalid request: ")
-            );
+            assert_eq!(decision.outcome(), Outcome::Denied, "{file}");
+            assert_eq!(decision.reason(), Some(reasons::INVALID_REQUEST));
+            assert!(decision.message().starts_with("csrgate: invalid request: "));
         }
     }
 
@@ -665,9 +701,9 @@ validations:
     fn an_unreadable_request_stays_pending_when_no_policy_denies_on_failure() {
         let csr = CsrBuilder::new().raw_request(b"junk").build();
         let decision = decide(&[admins("failureAction: Ignore")], &csr, None);
-        assert_eq!(decision.outcome, Outcome::Pending);
+        assert_eq!(decision.outcome(), Outcome::Pending);
         assert!(matches!(
-            decision.pending,
+            decision.pending(),
             Some(PendingCause::InvalidRequest(_))
         ));
     }
@@ -681,11 +717,10 @@ validations:
             ),
         );
         let decision = decide(&[p], &CsrBuilder::new().build(), None);
-        assert_eq!(decision.outcome, Outcome::Denied);
+        assert_eq!(decision.outcome(), Outcome::Denied);
         assert!(
             decision
-                .message
-                .unwrap()
+                .message()
                 .contains("bad-index: expression could not be evaluated: ")
         );
     }
@@ -699,11 +734,10 @@ validations:
             ),
         );
         let decision = decide(&[p], &CsrBuilder::new().build(), None);
-        assert_eq!(decision.outcome, Outcome::Denied);
+        assert_eq!(decision.outcome(), Outcome::Denied);
         assert!(
             decision
-                .message
-                .unwrap()
+                .message()
                 .contains("expression returned string, not bool")
         );
     }
@@ -717,8 +751,8 @@ validations:
             ),
         );
         let decision = decide(&[p], &CsrBuilder::new().build(), None);
-        assert_eq!(decision.outcome, Outcome::Denied);
-        let message = decision.message.unwrap();
+        assert_eq!(decision.outcome(), Outcome::Denied);
+        let message = decision.message();
         assert!(
             message.contains("matchConditions.broken: match condition could not be evaluated"),
             "{message}"
@@ -742,7 +776,7 @@ validations:
         );
         let decision = decide(&[p], &CsrBuilder::new().build(), None);
         assert_eq!(
-            decision.message.as_deref(),
+            Some(decision.message()),
             Some(
                 r#"csrgate: denied by CsrApprovalPolicy "p" (generation 1): with-bad-expression: static text; bare: failed validation "bare": false; multiline: fallback"#
             )
@@ -766,7 +800,7 @@ validations:
             ),
         );
         let decision = decide(&[p], &CsrBuilder::new().build(), None);
-        let message = decision.message.unwrap();
+        let message = decision.message();
         assert!(!message.contains("is-jane"), "{message}");
         assert!(message.contains("uses-broken: expression could not be evaluated: variables.broken could not be evaluated"), "{message}");
     }
@@ -800,25 +834,20 @@ validations:
             ],
         );
         assert_eq!(
-            decide(std::slice::from_ref(&serving), &csr, Some(&worker)).outcome,
+            decide(std::slice::from_ref(&serving), &csr, Some(&worker)).outcome(),
             Outcome::Approved
         );
         let missing = decide(std::slice::from_ref(&serving), &csr, None);
-        assert_eq!(missing.outcome, Outcome::Denied);
-        assert!(
-            missing
-                .message
-                .unwrap()
-                .contains("node-exists: no Node object")
-        );
+        assert_eq!(missing.outcome(), Outcome::Denied);
+        assert!(missing.message().contains("node-exists: no Node object"));
         let spoof = CsrBuilder::new()
             .signer("kubernetes.io/kubelet-serving")
             .request("worker-1-spoofing.csr")
             .username("system:node:worker-1")
             .build();
         let decision = decide(&[serving], &spoof, Some(&worker));
-        assert_eq!(decision.outcome, Outcome::Denied);
-        let message = decision.message.unwrap();
+        assert_eq!(decision.outcome(), Outcome::Denied);
+        let message = decision.message();
         assert!(
             message.contains("ips-are-the-nodes") && message.contains("dns-are-the-nodes"),
             "{message}"
@@ -847,10 +876,10 @@ validations:
         let ignoring = admins("failureAction: Ignore");
         let csr = CsrBuilder::new().username("bob").build();
         let decision = decide(&[catch_all, ignoring], &csr, None);
-        assert_eq!(decision.outcome, Outcome::Denied);
-        assert_eq!(decision.reason, Some(reasons::NO_POLICY_APPROVED));
+        assert_eq!(decision.outcome(), Outcome::Denied);
+        assert_eq!(decision.reason(), Some(reasons::NO_POLICY_APPROVED));
         assert_eq!(
-            decision.message.as_deref(),
+            Some(decision.message()),
             Some(
                 r#"csrgate: no CsrApprovalPolicy approved this CSR and defaultAction is Deny in CsrApprovalPolicy "a-nodes" (generation 1): CsrApprovalPolicy "a-nodes" (generation 1): matchCondition "is-node" is false; CsrApprovalPolicy "admins" (generation 1): failed with failureAction Ignore: cn-is-requestor: CN jane is not bob"#
             )
@@ -865,16 +894,16 @@ validations:
             &CsrBuilder::new().build(),
             None,
         );
-        assert_eq!(decision.outcome, Outcome::Approved);
-        assert_eq!(decision.reason, Some(reasons::POLICY_APPROVED));
+        assert_eq!(decision.outcome(), Outcome::Approved);
+        assert_eq!(decision.reason(), Some(reasons::POLICY_APPROVED));
     }
 
     #[test]
     fn issue_13_default_action_pending_and_audit_defaults_leave_the_csr_pending() {
         let csr = CsrBuilder::new().username("bob").build();
         let pending = decide(&[nodes_only("a-nodes", "")], &csr, None);
-        assert_eq!(pending.outcome, Outcome::Pending);
-        assert_eq!(pending.pending, Some(PendingCause::NoApproval));
+        assert_eq!(pending.outcome(), Outcome::Pending);
+        assert_eq!(pending.pending(), Some(&PendingCause::NoApproval));
         assert_eq!(pending.policies[0].default_denial, None);
 
         let audit = decide(
@@ -885,7 +914,7 @@ validations:
             &csr,
             None,
         );
-        assert_eq!(audit.outcome, Outcome::Pending);
+        assert_eq!(audit.outcome(), Outcome::Pending);
         let recorded = audit.policies[0].default_denial.as_deref().unwrap();
         assert!(
             recorded.starts_with(
@@ -905,7 +934,7 @@ validations:
             &CsrBuilder::new().build(),
             None,
         );
-        assert_eq!(approved.outcome, Outcome::Approved);
+        assert_eq!(approved.outcome(), Outcome::Approved);
         assert_eq!(approved.policies[0].default_denial, None);
         let node_csr = CsrBuilder::new().username("system:node:worker-1").build();
         let own = decide(
@@ -927,8 +956,8 @@ validations:
             &CsrBuilder::new().build(),
             None,
         );
-        assert_eq!(decision.outcome, Outcome::Denied);
-        assert!(decision.message.unwrap().ends_with(
+        assert_eq!(decision.outcome(), Outcome::Denied);
+        assert!(decision.message().ends_with(
             r#"CsrApprovalPolicy "admins" (generation 1): Audit, so it does not count; its verdict: approves"#
         ));
     }
@@ -941,8 +970,8 @@ validations:
             &csr,
             None,
         );
-        assert_eq!(decision.outcome, Outcome::Denied);
-        assert_eq!(decision.reason, Some(reasons::INVALID_REQUEST));
+        assert_eq!(decision.outcome(), Outcome::Denied);
+        assert_eq!(decision.reason(), Some(reasons::INVALID_REQUEST));
     }
 
     #[test]
@@ -967,7 +996,7 @@ validations:
             Nodes::default(),
             None,
         );
-        assert_eq!(new.outcome, Outcome::Approved, "{:?}", new.message);
+        assert_eq!(new.outcome(), Outcome::Approved, "{:?}", new.message());
         let existing = decide_with(
             std::slice::from_ref(&bootstrap),
             &csr,
@@ -977,11 +1006,10 @@ validations:
             },
             None,
         );
-        assert_eq!(existing.outcome, Outcome::Denied);
+        assert_eq!(existing.outcome(), Outcome::Denied);
         assert!(
             existing
-                .message
-                .unwrap()
+                .message()
                 .contains("new-node: a Node of this name exists")
         );
         // `node` is the requestor's alone: a bootstrap requestor has none.
@@ -1002,10 +1030,10 @@ validations:
             None,
         );
         assert_eq!(
-            decision.outcome,
+            decision.outcome(),
             Outcome::Approved,
             "{:?}",
-            decision.message
+            decision.message()
         );
     }
 
@@ -1026,10 +1054,10 @@ validations:
             .build();
         let decision = decide(&[p], &csr, None);
         assert_eq!(
-            decision.outcome,
+            decision.outcome(),
             Outcome::Approved,
             "{:?}",
-            decision.message
+            decision.message()
         );
     }
 
@@ -1043,11 +1071,11 @@ validations:
         );
         let unset = CsrBuilder::new().expiration(None).build();
         assert_eq!(
-            decide(std::slice::from_ref(&p), &unset, None).outcome,
+            decide(std::slice::from_ref(&p), &unset, None).outcome(),
             Outcome::Denied
         );
         let short = CsrBuilder::new().expiration(Some(600)).build();
-        assert_eq!(decide(&[p], &short, None).outcome, Outcome::Approved);
+        assert_eq!(decide(&[p], &short, None).outcome(), Outcome::Approved);
     }
 
     #[test]
@@ -1119,10 +1147,10 @@ validations:
         );
         let decision = decide(&[p], &CsrBuilder::new().build(), None);
         assert_eq!(
-            decision.outcome,
+            decision.outcome(),
             Outcome::Approved,
             "{:?}",
-            decision.message
+            decision.message()
         );
     }
 
@@ -1155,10 +1183,10 @@ mod proptests {
             bytes.truncate(bytes.len() - cut % bytes.len());
             let csr = CsrBuilder::new().raw_request(&bytes).build();
             let decision = decide(&[allow_all], &csr, None);
-            if decision.outcome == Outcome::Approved {
+            if decision.outcome() == Outcome::Approved {
                 prop_assert!(crate::parse_request(&bytes).is_ok());
             } else {
-                prop_assert_eq!(decision.reason, Some(reasons::INVALID_REQUEST));
+                prop_assert_eq!(decision.reason(), Some(reasons::INVALID_REQUEST));
             }
         }
     }

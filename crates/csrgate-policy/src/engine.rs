@@ -175,13 +175,13 @@ mod tests {
         assert_eq!(
             other
                 .decide(std::slice::from_ref(&compiled), &csr, &Inputs::default())
-                .outcome,
+                .outcome(),
             Outcome::Approved
         );
         let decision = mine.decide(&[compiled], &csr, &Inputs::default());
-        assert_eq!(decision.outcome, Outcome::Pending);
+        assert_eq!(decision.outcome(), Outcome::Pending);
         assert!(
-            matches!(&decision.pending, Some(PendingCause::PolicyNotReady { message, .. })
+            matches!(decision.pending(), Some(PendingCause::PolicyNotReady { message, .. })
                 if message.contains("another csrgate_policy::Engine")),
             "{decision:?}"
         );

@@ -285,13 +285,13 @@ mod tests {
     }
 
     fn assert_denied_with(decision: &Decision, needle: &str) {
-        assert_eq!(decision.outcome, Outcome::Denied, "{decision:?}");
+        assert_eq!(decision.outcome(), Outcome::Denied, "{decision:?}");
         assert_eq!(
-            decision.reason,
+            decision.reason(),
             Some(reasons::POLICY_DENIED),
             "{decision:?}"
         );
-        let message = decision.message.as_deref().unwrap_or_default();
+        let message = decision.message();
         assert!(message.contains(needle), "{needle:?} not in {message}");
     }
 
@@ -357,7 +357,7 @@ mod tests {
         }
         let decision = decide_with(&variables, &["size(variables.s39) > 0"]);
         assert_denied_with(&decision, "could not be evaluated");
-        let message = decision.message.unwrap_or_default();
+        let message = decision.message();
         assert!(
             message.contains("larger than 3145728 bytes") || message.contains("budget"),
             "{message}"
@@ -439,7 +439,7 @@ mod tests {
             "",
             &["[1, 2, 3].sum() == 6 && -(1) == -1 && [1.5].sum() == 1.5"],
         );
-        assert_eq!(decision.outcome, Outcome::Approved, "{decision:?}");
+        assert_eq!(decision.outcome(), Outcome::Approved, "{decision:?}");
     }
 
     #[test]
@@ -467,7 +467,7 @@ mod tests {
             &decision,
             "v12: expression could not be evaluated: evaluation cost exceeds the policy's budget of 10000000 units per CSR",
         );
-        assert!(!decision.message.unwrap_or_default().contains("v11:"));
+        assert!(!decision.message().contains("v11:"));
     }
 
     #[test]
@@ -482,7 +482,7 @@ mod tests {
                 "'%d-%s'.format([1, 'x']) == '1-x' && 'abc'.replace('b', 'x') == 'axc'",
             ],
         );
-        assert_eq!(decision.outcome, Outcome::Approved, "{decision:?}");
+        assert_eq!(decision.outcome(), Outcome::Approved, "{decision:?}");
     }
 
     #[test]

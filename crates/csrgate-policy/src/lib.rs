@@ -46,8 +46,8 @@
 //!              "request": "bm90IGEgQ1NS", "usages": ["client auth"], "username": "jane"}
 //! }))?;
 //! let decision = engine.decide(&[compiled], &csr, &Inputs::default());
-//! assert_eq!(decision.outcome, Outcome::Denied);
-//! assert_eq!(decision.reason, Some(reasons::INVALID_REQUEST));
+//! assert_eq!(decision.outcome(), Outcome::Denied);
+//! assert_eq!(decision.reason(), Some(reasons::INVALID_REQUEST));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
@@ -77,7 +77,7 @@ pub use compile::{
     MAX_EXPRESSION_BYTES,
 };
 pub use decide::{
-    Decision, MAX_MESSAGE_BYTES, Nodes, Outcome, PendingCause, PolicyReport, reasons,
+    Decision, MAX_MESSAGE_BYTES, Nodes, Outcome, PendingCause, PolicyReport, Ruling, reasons,
 };
 pub use engine::{Engine, Inputs};
 pub use env::{CsrScope, NODE_USER_PREFIX, UNCACHED_NODE_FIELDS, node_for_policies, node_name};

@@ -49,9 +49,9 @@ impl<'a> CsrReport<'a> {
     pub fn new(csr: &'a str, decision: &'a Decision) -> Self {
         Self {
             csr,
-            decision: decision.outcome.as_str(),
-            reason: decision.reason,
-            message: decision.message.as_deref(),
+            decision: decision.outcome().as_str(),
+            reason: decision.reason(),
+            message: Some(decision.message()),
             policies: decision
                 .policies
                 .iter()

@@ -1054,7 +1054,7 @@ validations:
                 crate::fixtures::decide(&[round_trip_policy()], &csr, None)
             };
             let (a, b) = (decide(&original), decide(&reencoded));
-            prop_assert_eq!((a.outcome, a.reason, a.message), (b.outcome, b.reason, b.message));
+            prop_assert_eq!((a.outcome(), a.reason(), a.message()), (b.outcome(), b.reason(), b.message()));
             prop_assert_eq!(
                 ParsedRequest { public_key: PublicKeyInfo::default(), ..first },
                 ParsedRequest { public_key: PublicKeyInfo::default(), ..second }

@@ -242,9 +242,9 @@ fn case_csr(
 
 /// `None` when the decision is as expected, else a `-expected/+got` diff.
 fn compare(expect: &Expect, decision: &csrgate_policy::Decision) -> Option<String> {
-    let got_decision = decision.outcome.as_str();
-    let got_reason = decision.reason;
-    let message = decision.message.as_deref().unwrap_or("");
+    let got_decision = decision.outcome().as_str();
+    let got_reason = decision.reason();
+    let message = decision.message();
     let missing: Vec<&String> = expect
         .message_contains
         .iter()
