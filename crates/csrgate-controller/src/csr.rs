@@ -514,7 +514,7 @@ async fn report_once(ctx: &CsrContext, csr: &CertificateSigningRequest, decision
                 ": {}",
                 failures
                     .iter()
-                    .map(|f| format!("{}: {}", f.validation, f.message))
+                    .map(|f| format!("{}: {}", f.source, f.message))
                     .collect::<Vec<_>>()
                     .join("; ")
             ),

@@ -16,7 +16,7 @@ use crate::authorizer::{Reviews, Unavailable};
 use crate::compile::CompiledPolicy;
 use crate::engine::{Engine, Inputs};
 use crate::env::CsrScope;
-use crate::evaluate::{Failure, Verdict, evaluate_with_unmatched};
+use crate::evaluate::{Failure, FailureSource, Verdict, evaluate_with_unmatched};
 use crate::request::RequestError;
 
 /// Condition reasons csrgate writes, and the event reasons it records.
@@ -274,7 +274,7 @@ pub(crate) fn decide(
 
 fn request_failure(error: &RequestError) -> Verdict {
     Verdict::Fail(vec![Failure {
-        validation: "request".into(),
+        source: FailureSource::Request,
         message: error.to_string(),
     }])
 }
@@ -440,7 +440,7 @@ fn invalid_request(
 fn failure_list(failures: &[Failure]) -> String {
     failures
         .iter()
-        .map(|f| format!("{}: {}", f.validation, f.message))
+        .map(|f| format!("{}: {}", f.source, f.message))
         .collect::<Vec<_>>()
         .join("; ")
 }

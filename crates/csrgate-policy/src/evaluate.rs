@@ -13,9 +13,54 @@ use crate::budget::Meter;
 use crate::compile::{CompiledExpression, CompiledPolicy, CompiledValidation, Rules};
 use crate::env::CsrScope;
 
-/// The `validation` name used for a failure that is not one validation's: a matchCondition
-/// that could not be evaluated, or a request that could not be parsed.
-pub const MATCH_CONDITION_FAILURE_PREFIX: &str = "matchConditions.";
+/// The prefix of a matchCondition's name in a failure's `validation` text
+/// (`matchConditions.<name>`, see [`FailureSource`]).
+pub(crate) const MATCH_CONDITION_FAILURE_PREFIX: &str = "matchConditions.";
+
+/// The `validation` text of a failure of the request itself (see [`FailureSource`]).
+pub(crate) const REQUEST_FAILURE: &str = "request";
+
+/// What failed: a validation, a matchCondition that could not be evaluated, or the request.
+///
+/// Written (and serialized, as the `validation` field of `csrgate check --output json`) as
+/// the validation's name, `matchConditions.<name>`, or `request`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailureSource {
+    /// A `spec.validations[]` entry that was false or could not be evaluated, by name.
+    Validation(String),
+    /// A `spec.matchConditions[]` entry that could not be evaluated, by name.
+    MatchCondition(String),
+    /// `spec.request` could not be read exactly.
+    Request,
+}
+
+impl FailureSource {
+    /// The validation's name, when a validation failed.
+    pub fn validation(&self) -> Option<&str> {
+        match self {
+            FailureSource::Validation(name) => Some(name),
+            FailureSource::MatchCondition(_) | FailureSource::Request => None,
+        }
+    }
+}
+
+impl std::fmt::Display for FailureSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FailureSource::Validation(name) => f.write_str(name),
+            FailureSource::MatchCondition(name) => {
+                write!(f, "{MATCH_CONDITION_FAILURE_PREFIX}{name}")
+            }
+            FailureSource::Request => f.write_str(REQUEST_FAILURE),
+        }
+    }
+}
+
+impl Serialize for FailureSource {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
 
 /// What one policy says about one CSR.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -46,8 +91,10 @@ impl Verdict {
 /// One failed validation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Failure {
-    /// The validation's name (or `matchConditions.<name>`, or `request`).
-    pub validation: String,
+    /// What failed; serialized as `validation`: the validation's name (or
+    /// `matchConditions.<name>`, or `request`).
+    #[serde(rename = "validation")]
+    pub source: FailureSource,
     /// Why it failed: its message, or the evaluation error.
     pub message: String,
 }
@@ -88,7 +135,7 @@ pub(crate) fn evaluate_with_unmatched(
             Ok(false) => return (Verdict::NotApplicable, Some(name.clone())),
             Err(error) => {
                 let failure = Failure {
-                    validation: format!("{MATCH_CONDITION_FAILURE_PREFIX}{name}"),
+                    source: FailureSource::MatchCondition(name.clone()),
                     message: format!("match condition could not be evaluated: {error}"),
                 };
                 return (Verdict::Fail(vec![failure]), None);
@@ -103,11 +150,11 @@ pub(crate) fn evaluate_with_unmatched(
             |validation| match run.evaluate_bool(&validation.expression) {
                 Ok(true) => None,
                 Ok(false) => Some(Failure {
-                    validation: validation.name.clone(),
+                    source: FailureSource::Validation(validation.name.clone()),
                     message: run.failure_message(validation),
                 }),
                 Err(error) => Some(Failure {
-                    validation: validation.name.clone(),
+                    source: FailureSource::Validation(validation.name.clone()),
                     message: format!("expression could not be evaluated: {error}"),
                 }),
             },
@@ -260,6 +307,34 @@ mod tests {
             env!("CARGO_MANIFEST_DIR")
         );
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    #[test]
+    fn a_failure_source_is_written_as_the_validation_text_of_the_json_output() {
+        let json = |source: FailureSource| {
+            serde_json::to_value(Failure {
+                source,
+                message: "m".into(),
+            })
+            .unwrap()
+        };
+        assert_eq!(
+            json(FailureSource::Request),
+            serde_json::json!({"validation": "request", "message": "m"})
+        );
+        assert_eq!(
+            json(FailureSource::MatchCondition("is-node".into()))["validation"],
+            "matchConditions.is-node"
+        );
+        assert_eq!(
+            json(FailureSource::Validation("cn".into()))["validation"],
+            "cn"
+        );
+        assert_eq!(
+            FailureSource::Validation("cn".into()).validation(),
+            Some("cn")
+        );
+        assert_eq!(FailureSource::Request.validation(), None);
     }
 
     fn case_policy(case: &str) -> CompiledPolicy {

@@ -81,6 +81,6 @@ pub use decide::{
 };
 pub use engine::{Engine, Inputs};
 pub use env::{CsrScope, NODE_USER_PREFIX, UNCACHED_NODE_FIELDS, node_for_policies, node_name};
-pub use evaluate::{Failure, Verdict, evaluate};
+pub use evaluate::{Failure, FailureSource, Verdict, evaluate};
 pub use patterns::{DYNAMIC_PATTERN_BYTES, DYNAMIC_PATTERN_ENTRIES, REGEX_SIZE_LIMIT};
 pub use request::{ParsedRequest, PublicKeyInfo, RequestError, SharedRequest, parse_request};

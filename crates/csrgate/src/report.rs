@@ -39,7 +39,7 @@ pub struct PolicyJson<'a> {
 #[derive(Debug, Serialize)]
 pub struct FailureJson<'a> {
     /// The validation's name.
-    pub validation: &'a str,
+    pub validation: String,
     /// Its message.
     pub message: &'a str,
 }
@@ -63,7 +63,7 @@ impl<'a> CsrReport<'a> {
                         Verdict::Fail(failures) => failures
                             .iter()
                             .map(|f| FailureJson {
-                                validation: &f.validation,
+                                validation: f.source.to_string(),
                                 message: &f.message,
                             })
                             .collect(),

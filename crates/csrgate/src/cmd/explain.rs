@@ -463,7 +463,9 @@ impl<'a> PolicyExplanation<'a> {
             .validations
             .iter()
             .map(|v| {
-                let failure = failures.iter().find(|f| f.validation == v.name);
+                let failure = failures
+                    .iter()
+                    .find(|f| f.source.validation() == Some(v.name.as_str()));
                 let result = match failure {
                     _ if !evaluated => "notEvaluated",
                     None => "true",
