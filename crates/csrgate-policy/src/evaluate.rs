@@ -311,6 +311,7 @@ mod tests {
 
     #[test]
     fn a_failure_source_is_written_as_the_validation_text_of_the_json_output() {
+        use crate::{Failure, FailureSource};
         let json = |source: FailureSource| {
             serde_json::to_value(Failure {
                 source,
