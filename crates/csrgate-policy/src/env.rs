@@ -56,7 +56,8 @@ pub fn node_for_policies(node: &mut Node) {
     }
 }
 
-/// The fields of the `x509` variable, for compile-time checks of `x509.<field>`.
+/// The fields of the `x509` variable, for compile-time checks of `x509.<field>`: the fields
+/// [`ParsedRequest`] serializes, which a test checks.
 pub const X509_FIELDS: [&str; 9] = [
     "commonName",
     "organizations",
@@ -68,7 +69,8 @@ pub const X509_FIELDS: [&str; 9] = [
     "publicKey",
     "extensions",
 ];
-/// The fields of `x509.publicKey`.
+/// The fields of `x509.publicKey`: the fields [`crate::PublicKeyInfo`] serializes, which a
+/// test checks.
 pub const PUBLIC_KEY_FIELDS: [&str; 3] = ["algorithm", "size", "curve"];
 
 /// Whether a field path under `object` (the CSR) or `node` can ever resolve, by the
@@ -604,6 +606,26 @@ mod tests {
             "declared but not in the root context: {missing:?}"
         );
         assert!(undeclared("noSuchFunction"));
+    }
+
+    #[test]
+    fn the_x509_field_lists_are_the_fields_of_the_parsed_request() {
+        use crate::fixtures::{CsrBuilder, with_engine};
+        let csr = CsrBuilder::new().build();
+        let parsed = with_engine(|engine| engine.parse_request(&csr.spec.request.0));
+        let value = serde_json::to_value(parsed.as_ref().as_ref().unwrap()).unwrap();
+        let keys = |value: &serde_json::Value| {
+            let mut keys: Vec<String> = value.as_object().unwrap().keys().cloned().collect();
+            keys.sort();
+            keys
+        };
+        let sorted = |fields: &[&str]| {
+            let mut fields: Vec<String> = fields.iter().map(|f| (*f).to_owned()).collect();
+            fields.sort();
+            fields
+        };
+        assert_eq!(keys(&value), sorted(&X509_FIELDS));
+        assert_eq!(keys(&value["publicKey"]), sorted(&PUBLIC_KEY_FIELDS));
     }
 
     #[test]

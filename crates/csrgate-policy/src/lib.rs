@@ -83,4 +83,6 @@ pub use engine::{Engine, Inputs};
 pub use env::{CsrScope, NODE_USER_PREFIX, UNCACHED_NODE_FIELDS, node_for_policies, node_name};
 pub use evaluate::{Failure, FailureSource, Verdict, evaluate};
 pub use patterns::{DYNAMIC_PATTERN_BYTES, DYNAMIC_PATTERN_ENTRIES, REGEX_SIZE_LIMIT};
-pub use request::{ParsedRequest, PublicKeyInfo, RequestError, SharedRequest, parse_request};
+pub use request::{
+    Curve, KeyAlgorithm, ParsedRequest, PublicKeyInfo, RequestError, SharedRequest, parse_request,
+};

@@ -49,8 +49,10 @@ pub const MAX_EXTENSIONS: usize = 64;
 /// The PEM label Kubernetes requires for `spec.request`.
 const PEM_LABEL: &str = "CERTIFICATE REQUEST";
 
+pub use self::verify::Curve;
+
 /// What a certificate request asks for, as the `x509` CEL variable exposes it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ParsedRequest {
     /// The subject's common name, or empty when there is none.
@@ -76,15 +78,61 @@ pub struct ParsedRequest {
 }
 
 /// The request's public key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PublicKeyInfo {
-    /// `RSA`, `ECDSA` or `Ed25519`.
-    pub algorithm: String,
+    /// The key algorithm; policies read `RSA`, `ECDSA` or `Ed25519`.
+    pub algorithm: KeyAlgorithm,
     /// Key size in bits: the exact bit length of the modulus for RSA (a 3071-bit key is
     /// 3071), the curve's for ECDSA (224, 256, 384, 521), 256 for Ed25519.
     pub size: i64,
-    /// `P-224`, `P-256`, `P-384` or `P-521` for ECDSA; empty otherwise.
-    pub curve: String,
+    /// The curve of an ECDSA key; policies read `P-224`, `P-256`, `P-384` or `P-521`, and
+    /// an empty string for other keys.
+    #[serde(serialize_with = "curve_text")]
+    pub curve: Option<Curve>,
+}
+
+impl PublicKeyInfo {
+    /// The curve as policies read it: its name, or empty for a key without one.
+    pub fn curve_name(&self) -> &'static str {
+        self.curve.map_or("", Curve::name)
+    }
+}
+
+/// Writes a curve as policies read it (see [`PublicKeyInfo::curve_name`]).
+fn curve_text<S: serde::Serializer>(
+    curve: &Option<Curve>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(curve.map_or("", Curve::name))
+}
+
+/// A public key algorithm csrgate verifies (the ones Go's crypto/x509 reads from a request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyAlgorithm {
+    /// rsaEncryption (RFC 3279 §2.3.1), 1024 to 16384 bits.
+    Rsa,
+    /// id-ecPublicKey on a named NIST curve (RFC 5480).
+    Ecdsa,
+    /// id-Ed25519 (RFC 8410).
+    Ed25519,
+}
+
+impl KeyAlgorithm {
+    /// The name policies read as `x509.publicKey.algorithm`: `RSA`, `ECDSA` or `Ed25519`
+    /// (Go's `x509.PublicKeyAlgorithm` names).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyAlgorithm::Rsa => "RSA",
+            KeyAlgorithm::Ecdsa => "ECDSA",
+            KeyAlgorithm::Ed25519 => "Ed25519",
+        }
+    }
+}
+
+impl Serialize for KeyAlgorithm {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
 }
 
 /// Why a request could not be read exactly. Each message says what was wrong, for the
@@ -281,8 +329,15 @@ pub fn parse_der(der: &[u8]) -> Result<ParsedRequest, RequestError> {
     verify::verify(algorithm, &key, info.encoding, signature)?;
 
     let mut parsed = ParsedRequest {
+        common_name: String::new(),
+        organizations: Vec::new(),
+        organizational_units: Vec::new(),
+        dns_names: Vec::new(),
+        ip_addresses: Vec::new(),
+        email_addresses: Vec::new(),
+        uris: Vec::new(),
         public_key,
-        ..ParsedRequest::default()
+        extensions: Vec::new(),
     };
     read_subject(subject.contents, &mut parsed)?;
     read_attributes(attributes.contents, &mut parsed)?;
@@ -776,10 +831,10 @@ fn check_limit(what: &str, count: usize, limit: usize) -> Result<(), RequestErro
 
 impl fmt::Display for PublicKeyInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.curve.is_empty() {
-            write!(f, "{} {}", self.algorithm, self.size)
-        } else {
-            write!(f, "{} {}", self.algorithm, self.curve)
+        let algorithm = self.algorithm.as_str();
+        match self.curve {
+            None => write!(f, "{algorithm} {}", self.size),
+            Some(curve) => write!(f, "{algorithm} {}", curve.name()),
         }
     }
 }
