@@ -26,7 +26,7 @@ fn says_whether_a_policy_reads_node_whole_through_a_field_or_a_variable() {
     let through_variable = ready(
         "p",
         "signerNames: [example.com/x]\nvariables:\n  - name: n\n    expression: node\n\
-         validations:\n  - name: rule\n    expression: variables.n == null\n",
+             validations:\n  - name: rule\n    expression: variables.n == null\n",
     );
     assert!(through_variable.reads_node());
     for expression in [
@@ -92,15 +92,15 @@ fn compiles_the_design_example() {
 signerNames: ["kubernetes.io/kubelet-serving"]
 variables:
   - name: nodeName
-expression: 'object.spec.username.substring(12)'
+    expression: 'object.spec.username.substring(12)'
 matchConditions:
   - name: is-node
-expression: 'object.spec.username.startsWith("system:node:") && "system:nodes" in object.spec.groups'
+    expression: 'object.spec.username.startsWith("system:node:") && "system:nodes" in object.spec.groups'
 validations:
   - name: cn-is-requestor
-expression: 'x509.commonName == object.spec.username'
-message: 'the certificate CN must name the requesting node'
-messageExpression: '"CN " + x509.commonName + " is not " + object.spec.username'
+    expression: 'x509.commonName == object.spec.username'
+    message: 'the certificate CN must name the requesting node'
+    messageExpression: '"CN " + x509.commonName + " is not " + object.spec.username'
 "#,
     );
     assert!(compiled.warnings().is_empty(), "{:?}", compiled.warnings());
