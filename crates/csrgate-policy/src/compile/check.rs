@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use kube::core::cel::cel;
-use kube::core::cel::cel::common::ast::{EntryExpr, Expr, IdedExpr, LiteralValue, operators};
+use kube::core::cel::cel::common::ast::{
+    CallExpr, ComprehensionExpr, EntryExpr, Expr, IdedExpr, LiteralValue, operators,
+};
 
 use super::limits::{MAX_AST_DEPTH, MAX_AST_NODES, MAX_COMPREHENSION_NESTING};
 use crate::{env, patterns};
@@ -43,32 +45,7 @@ impl Check<'_> {
                 self.select(&select.operand, &select.field);
                 self.walk(&select.operand, depth + 1, comprehensions);
             }
-            Expr::Call(call) => {
-                let namespaced = self.function(&call.func_name, call.target.as_deref());
-                if matches!(
-                    call.func_name.as_str(),
-                    operators::EQUALS | operators::NOT_EQUALS
-                ) && let [left, right] = call.args.as_slice()
-                {
-                    self.mixed_numbers(left, right);
-                }
-                if call.func_name == "matches" {
-                    self.pattern(call.args.last());
-                }
-                if call.func_name == crate::authorizer::CHECK {
-                    let problems =
-                        crate::authorizer::check_call_problems(call, |n| self.is_bound(n));
-                    problems.into_iter().for_each(|p| self.problem(p));
-                }
-                // In `sets.contains(a, b)` the target `sets` names a function namespace, not
-                // a variable.
-                if let Some(target) = call.target.as_deref().filter(|_| !namespaced) {
-                    self.walk(target, depth + 1, comprehensions);
-                }
-                for arg in &call.args {
-                    self.walk(arg, depth + 1, comprehensions);
-                }
-            }
+            Expr::Call(call) => self.call(call, depth, comprehensions),
             Expr::List(list) => {
                 for element in &list.elements {
                     self.walk(element, depth + 1, comprehensions);
@@ -83,27 +60,64 @@ impl Check<'_> {
                 self.entries(&structure.entries, depth, comprehensions);
             }
             Expr::Comprehension(comprehension) => {
-                let nesting = comprehensions + 1;
-                if nesting > MAX_COMPREHENSION_NESTING {
-                    self.problem(format!(
-                        "comprehensions (all, exists, map, filter, ...) nest {nesting} deep, more than {MAX_COMPREHENSION_NESTING}"
-                    ));
-                    return;
-                }
-                self.walk(&comprehension.iter_range, depth + 1, comprehensions);
-                self.walk(&comprehension.accu_init, depth + 1, comprehensions);
-                let mut bound = vec![
-                    comprehension.iter_var.clone(),
-                    comprehension.accu_var.clone(),
-                ];
-                bound.extend(comprehension.iter_var2.clone());
-                self.scopes.push(bound);
-                self.walk(&comprehension.loop_cond, depth + 1, nesting);
-                self.walk(&comprehension.loop_step, depth + 1, nesting);
-                self.walk(&comprehension.result, depth + 1, nesting);
-                self.scopes.pop();
+                self.comprehension(comprehension, depth, comprehensions);
             }
         }
+    }
+
+    /// A call: its function known, its arguments checked.
+    fn call(&mut self, call: &CallExpr, depth: usize, comprehensions: usize) {
+        let namespaced = self.function(&call.func_name, call.target.as_deref());
+        if matches!(
+            call.func_name.as_str(),
+            operators::EQUALS | operators::NOT_EQUALS
+        ) && let [left, right] = call.args.as_slice()
+        {
+            self.mixed_numbers(left, right);
+        }
+        if call.func_name == "matches" {
+            self.pattern(call.args.last());
+        }
+        if call.func_name == crate::authorizer::CHECK {
+            let problems = crate::authorizer::check_call_problems(call, |n| self.is_bound(n));
+            problems.into_iter().for_each(|p| self.problem(p));
+        }
+        // In `sets.contains(a, b)` the target `sets` names a function namespace, not
+        // a variable.
+        if let Some(target) = call.target.as_deref().filter(|_| !namespaced) {
+            self.walk(target, depth + 1, comprehensions);
+        }
+        for arg in &call.args {
+            self.walk(arg, depth + 1, comprehensions);
+        }
+    }
+
+    /// A comprehension: within the nesting limit, its variables in scope in its body.
+    fn comprehension(
+        &mut self,
+        comprehension: &ComprehensionExpr,
+        depth: usize,
+        comprehensions: usize,
+    ) {
+        let nesting = comprehensions + 1;
+        if nesting > MAX_COMPREHENSION_NESTING {
+            self.problem(format!(
+                "comprehensions (all, exists, map, filter, ...) nest {nesting} deep, more than {MAX_COMPREHENSION_NESTING}"
+            ));
+            return;
+        }
+        self.walk(&comprehension.iter_range, depth + 1, comprehensions);
+        self.walk(&comprehension.accu_init, depth + 1, comprehensions);
+        let mut bound = vec![
+            comprehension.iter_var.clone(),
+            comprehension.accu_var.clone(),
+        ];
+        bound.extend(comprehension.iter_var2.clone());
+        self.scopes.push(bound);
+        self.walk(&comprehension.loop_cond, depth + 1, nesting);
+        self.walk(&comprehension.loop_step, depth + 1, nesting);
+        self.walk(&comprehension.result, depth + 1, nesting);
+        self.scopes.pop();
     }
 
     fn entries(

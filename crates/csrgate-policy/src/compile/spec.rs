@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use csrgate_api::{CsrApprovalPolicy, ExpressionWarning};
+use csrgate_api::{CsrApprovalPolicy, CsrApprovalPolicySpec, ExpressionWarning};
 use kube::core::cel::cel;
 
 use super::check::Check;
@@ -51,6 +51,27 @@ impl<'e> Compiler<'e> {
 
     pub(super) fn policy(&mut self, policy: &CsrApprovalPolicy) -> Rules {
         let spec = &policy.spec;
+        self.counts_and_signers(spec);
+        let (variables, declared) = self.variables(spec);
+        let match_conditions = self.match_conditions(spec, &declared);
+        let validations = self.validations(spec, &declared);
+        Rules {
+            variables,
+            match_conditions,
+            validations,
+            scope_paths: Vec::new(),
+            roots: env::Roots::default(),
+            entries: Vec::new(),
+            patterns: Arc::new(Patterns {
+                constant: std::mem::take(&mut self.patterns),
+                dynamic: Arc::clone(self.engine.patterns()),
+            }),
+        }
+        .with_scope_reads()
+    }
+
+    /// The bounds on the spec's lists, and each signer name's form.
+    fn counts_and_signers(&mut self, spec: &CsrApprovalPolicySpec) {
         if spec.signer_names.is_empty() || spec.signer_names.len() > 16 {
             self.error(
                 "spec.signerNames",
@@ -74,7 +95,10 @@ impl<'e> Compiler<'e> {
         if spec.match_conditions.len() > 64 {
             self.error("spec.matchConditions", "must have at most 64 entries");
         }
+    }
 
+    /// `spec.variables`, each seeing the ones before it; with the names declared.
+    fn variables(&mut self, spec: &CsrApprovalPolicySpec) -> (Vec<CompiledVariable>, Vec<String>) {
         let mut declared: Vec<String> = Vec::new();
         let mut variables = Vec::new();
         for (i, variable) in spec.variables.iter().enumerate() {
@@ -102,7 +126,15 @@ impl<'e> Compiler<'e> {
             }
             declared.push(variable.name.clone());
         }
+        (variables, declared)
+    }
 
+    /// `spec.matchConditions`, by name.
+    fn match_conditions(
+        &mut self,
+        spec: &CsrApprovalPolicySpec,
+        declared: &[String],
+    ) -> Vec<(String, CompiledExpression)> {
         let mut names = Vec::new();
         let mut match_conditions = Vec::new();
         for (i, condition) in spec.match_conditions.iter().enumerate() {
@@ -117,12 +149,20 @@ impl<'e> Compiler<'e> {
             if let Some(expression) = self.expression(
                 &format!("{path}.expression"),
                 &condition.expression,
-                &declared,
+                declared,
             ) {
                 match_conditions.push((condition.name.clone(), expression));
             }
         }
+        match_conditions
+    }
 
+    /// `spec.validations`, with their messages.
+    fn validations(
+        &mut self,
+        spec: &CsrApprovalPolicySpec,
+        declared: &[String],
+    ) -> Vec<CompiledValidation> {
         let mut names = Vec::new();
         let mut validations = Vec::new();
         for (i, validation) in spec.validations.iter().enumerate() {
@@ -140,12 +180,12 @@ impl<'e> Compiler<'e> {
                 self.error(format!("{path}.message"), "must be one line");
             }
             let message_expression = validation.message_expression.as_ref().and_then(|source| {
-                self.expression(&format!("{path}.messageExpression"), source, &declared)
+                self.expression(&format!("{path}.messageExpression"), source, declared)
             });
             if let Some(expression) = self.expression(
                 &format!("{path}.expression"),
                 &validation.expression,
-                &declared,
+                declared,
             ) {
                 validations.push(CompiledValidation {
                     name: validation.name.clone(),
@@ -155,19 +195,7 @@ impl<'e> Compiler<'e> {
                 });
             }
         }
-        Rules {
-            variables,
-            match_conditions,
-            validations,
-            scope_paths: Vec::new(),
-            roots: env::Roots::default(),
-            entries: Vec::new(),
-            patterns: Arc::new(Patterns {
-                constant: std::mem::take(&mut self.patterns),
-                dynamic: Arc::clone(self.engine.patterns()),
-            }),
-        }
-        .with_scope_reads()
+        validations
     }
 
     pub(super) fn error(&mut self, field: impl Into<String>, message: impl Into<String>) {
@@ -200,13 +228,49 @@ impl<'e> Compiler<'e> {
         }
     }
 
-    /// Checks and parses one expression; `None` (with errors recorded) when it is unusable.
+    /// Checks, parses and lowers one expression; `None` (with errors recorded) when it is
+    /// unusable.
     fn expression(
         &mut self,
         field: &str,
         source: &str,
         variables: &[String],
     ) -> Option<CompiledExpression> {
+        let mut expression = self.parse(field, source)?;
+        let reads_variables = self.check(field, &expression, variables)?;
+        let mut reads = Reads::new(self.engine.paths());
+        flatten(&mut expression, &mut Vec::new(), &mut reads);
+        self.check_reads(field, &reads)?;
+        let estimate = estimated_cost(&expression);
+        if estimate > budget::PER_CALL_LIMIT {
+            self.error(
+                field,
+                format!(
+                    "estimated evaluation cost {estimate} exceeds the limit of {} units per expression",
+                    budget::PER_CALL_LIMIT
+                ),
+            );
+            return None;
+        }
+        instrument(&mut expression);
+        let shared_key = reads_variables.is_empty().then(|| {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            source.hash(&mut hasher);
+            hasher.finish()
+        });
+        Some(CompiledExpression {
+            expression,
+            source: Arc::from(source),
+            shared_key,
+            reads_variables,
+            entries: reads.entries,
+            roots: reads.roots,
+        })
+    }
+
+    /// Parses one expression within the size and nesting limits.
+    fn parse(&mut self, field: &str, source: &str) -> Option<cel::IdedExpr> {
         if source.len() > MAX_EXPRESSION_BYTES {
             self.error(
                 field,
@@ -228,13 +292,23 @@ impl<'e> Compiler<'e> {
         let parsed = cel::parser::Parser::new()
             .max_recursion_depth(u16::try_from(MAX_AST_DEPTH).unwrap_or(u16::MAX))
             .parse(source);
-        let expression = match parsed {
-            Ok(expression) => expression,
+        match parsed {
+            Ok(expression) => Some(expression),
             Err(errors) => {
                 self.error(field, parse_error_text(&errors));
-                return None;
+                None
             }
-        };
+        }
+    }
+
+    /// The static checks of one parsed expression ([`Check`]); the `variables.<name>` it
+    /// reads, sorted, or `None` when it has problems.
+    fn check(
+        &mut self,
+        field: &str,
+        expression: &cel::IdedExpr,
+        variables: &[String],
+    ) -> Option<Vec<String>> {
         let mut patterns = std::mem::take(&mut self.patterns);
         let mut check = Check {
             variables,
@@ -245,11 +319,11 @@ impl<'e> Compiler<'e> {
             reads_variables: Vec::new(),
             patterns: &mut patterns,
         };
-        check.walk(&expression, 0, 0);
+        check.walk(expression, 0, 0);
         let Check {
             warnings,
             problems,
-            reads_variables,
+            mut reads_variables,
             ..
         } = check;
         self.patterns = patterns;
@@ -262,12 +336,15 @@ impl<'e> Compiler<'e> {
             }
             return None;
         }
-        let mut reads_variables = reads_variables;
         reads_variables.sort();
         reads_variables.dedup();
-        let mut expression = expression;
-        let mut reads = Reads::new(self.engine.paths());
-        flatten(&mut expression, &mut Vec::new(), &mut reads);
+        Some(reads_variables)
+    }
+
+    /// Checks what a lowered expression reads: `variables` only as `variables.<name>`, and
+    /// field paths the schemas know; records whether it reads `subjectNode`. `None` when a
+    /// read can never resolve.
+    fn check_reads(&mut self, field: &str, reads: &Reads<'_>) -> Option<()> {
         if reads.whole_variables {
             self.error(
                 field,
@@ -303,32 +380,7 @@ impl<'e> Compiler<'e> {
         {
             self.subject_node_fields.push(field.to_owned());
         }
-        let estimate = estimated_cost(&expression);
-        if estimate > budget::PER_CALL_LIMIT {
-            self.error(
-                field,
-                format!(
-                    "estimated evaluation cost {estimate} exceeds the limit of {} units per expression",
-                    budget::PER_CALL_LIMIT
-                ),
-            );
-            return None;
-        }
-        instrument(&mut expression);
-        let shared_key = reads_variables.is_empty().then(|| {
-            use std::hash::{Hash, Hasher};
-            let mut hasher = std::collections::hash_map::DefaultHasher::new();
-            source.hash(&mut hasher);
-            hasher.finish()
-        });
-        Some(CompiledExpression {
-            expression,
-            source: Arc::from(source),
-            shared_key,
-            reads_variables,
-            entries: reads.entries,
-            roots: reads.roots,
-        })
+        Some(())
     }
 }
 
