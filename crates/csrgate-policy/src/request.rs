@@ -644,40 +644,53 @@ fn read_attributes(contents: &[u8], parsed: &mut ParsedRequest) -> Result<(), Re
                 read_extensions(value.contents, parsed)?;
             }
             oid::CHALLENGE_PASSWORD | oid::UNSTRUCTURED_NAME => {
-                let name = if oid.is(oid::CHALLENGE_PASSWORD) {
-                    "challengePassword"
-                } else {
-                    "unstructuredName"
-                };
-                if oid.is(oid::CHALLENGE_PASSWORD) && values.len() != 1 {
-                    return Err(RequestError::Attributes(format!(
-                        "{name} has {} values; it is single-valued (RFC 2985 §5.4.1)",
-                        values.len()
-                    )));
-                }
-                for value in &values {
-                    let text = match value.tag {
-                        tag::UNIVERSAL_STRING => Some(decode_universal(value.contents)),
-                        // IA5String is a PKCS9String for unstructuredName, not a DirectoryString.
-                        tag::IA5_STRING if oid.is(oid::CHALLENGE_PASSWORD) => None,
-                        tag::NUMERIC_STRING => None,
-                        other => decode_string(other, value.contents),
-                    };
-                    match text {
-                        Some(Ok(_)) => {}
-                        Some(Err(why)) => {
-                            return Err(RequestError::Attributes(format!("{name}: {why}")));
-                        }
-                        None => {
-                            return Err(RequestError::Attributes(format!(
-                                "{name} value has tag {:#04x}, not a DirectoryString",
-                                value.tag
-                            )));
-                        }
-                    }
-                }
+                check_string_attribute(&oid, &values)?;
             }
             _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// A challengePassword or unstructuredName attribute (RFC 2985 §5.4.1, §5.2.2): values that
+/// are valid strings of their type, one value for challengePassword.
+///
+/// # Errors
+/// A value of the wrong type or encoding, or several challengePasswords.
+fn check_string_attribute(
+    oid: &der::Oid<'_>,
+    values: &[der::Element<'_>],
+) -> Result<(), RequestError> {
+    let name = if oid.is(oid::CHALLENGE_PASSWORD) {
+        "challengePassword"
+    } else {
+        "unstructuredName"
+    };
+    if oid.is(oid::CHALLENGE_PASSWORD) && values.len() != 1 {
+        return Err(RequestError::Attributes(format!(
+            "{name} has {} values; it is single-valued (RFC 2985 §5.4.1)",
+            values.len()
+        )));
+    }
+    for value in values {
+        let text = match value.tag {
+            tag::UNIVERSAL_STRING => Some(decode_universal(value.contents)),
+            // IA5String is a PKCS9String for unstructuredName, not a DirectoryString.
+            tag::IA5_STRING if oid.is(oid::CHALLENGE_PASSWORD) => None,
+            tag::NUMERIC_STRING => None,
+            other => decode_string(other, value.contents),
+        };
+        match text {
+            Some(Ok(_)) => {}
+            Some(Err(why)) => {
+                return Err(RequestError::Attributes(format!("{name}: {why}")));
+            }
+            None => {
+                return Err(RequestError::Attributes(format!(
+                    "{name} value has tag {:#04x}, not a DirectoryString",
+                    value.tag
+                )));
+            }
         }
     }
     Ok(())
