@@ -268,10 +268,8 @@ async fn run_controllers(
     }
     for policy in policies.state() {
         if cache.get(&policy).is_none() {
-            cache.insert(
-                &policy,
-                policy::compile(cache.engine(), &policy, config.watch_nodes),
-            );
+            let compiled = policy::compile(cache.engine(), &policy, config.watch_nodes);
+            cache.insert(&policy, compiled);
         }
     }
     if let Some(nodes) = &nodes
