@@ -139,13 +139,7 @@ impl<'e> Compiler<'e> {
         let mut match_conditions = Vec::new();
         for (i, condition) in spec.match_conditions.iter().enumerate() {
             let path = format!("spec.matchConditions[{i}]");
-            self.name(
-                &format!("{path}.name"),
-                &condition.name,
-                &names,
-                NameKind::Label,
-            );
-            names.push(condition.name.clone());
+            self.label(&path, &condition.name, &mut names);
             if let Some(expression) = self.expression(
                 &format!("{path}.expression"),
                 &condition.expression,
@@ -167,13 +161,7 @@ impl<'e> Compiler<'e> {
         let mut validations = Vec::new();
         for (i, validation) in spec.validations.iter().enumerate() {
             let path = format!("spec.validations[{i}]");
-            self.name(
-                &format!("{path}.name"),
-                &validation.name,
-                &names,
-                NameKind::Label,
-            );
-            names.push(validation.name.clone());
+            self.label(&path, &validation.name, &mut names);
             if let Some(message) = &validation.message
                 && (message.contains('\n') || message.contains('\r'))
             {
@@ -210,6 +198,13 @@ impl<'e> Compiler<'e> {
             field_ref: field.to_owned(),
             warning: warning.into(),
         });
+    }
+
+    /// Checks the `name` of the list entry at `path` (a DNS label, unique in `names`) and
+    /// adds it to `names`.
+    fn label(&mut self, path: &str, name: &str, names: &mut Vec<String>) {
+        self.name(&format!("{path}.name"), name, names, NameKind::Label);
+        names.push(name.to_owned());
     }
 
     fn name(&mut self, field: &str, name: &str, earlier: &[String], kind: NameKind) {
