@@ -81,6 +81,8 @@ pub const PUBLIC_KEY_FIELDS: [&str; 3] = ["algorithm", "size", "curve"];
 /// # Errors
 /// A field of the path is not in the schema at that point.
 pub(crate) fn check_schema_path(path: &str) -> Result<(), String> {
+    // Lazily built statics because they are immutable once built (the schemas of the types
+    // csrgate is compiled against): no engine or policy state lives in them.
     static OBJECT_SCHEMA: OnceLock<serde_json::Value> = OnceLock::new();
     static NODE_SCHEMA: OnceLock<serde_json::Value> = OnceLock::new();
     fn inline<T: schemars::JsonSchema>() -> serde_json::Value {
