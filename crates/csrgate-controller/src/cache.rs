@@ -8,17 +8,24 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use csrgate_api::{CsrApprovalPolicy, PolicyMode};
-use csrgate_policy::CompiledPolicy;
+use csrgate_policy::{CompiledPolicy, Engine};
 use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 
-/// Compiled policies keyed by uid, each for one generation.
+/// Compiled policies keyed by uid, each for one generation, with the engine that compiles
+/// and decides them (one per process: its caches are shared by every decision).
 #[derive(Clone, Default)]
 pub struct PolicyCache {
     compiled: Arc<RwLock<HashMap<String, CompiledPolicy>>>,
+    engine: Arc<Engine>,
 }
 
 impl PolicyCache {
+    /// The policy engine the cached policies were compiled by and decide with.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
     /// The compiled form of `policy`'s current generation, if already compiled.
     pub fn get(&self, policy: &CsrApprovalPolicy) -> Option<CompiledPolicy> {
         let key = policy.uid().unwrap_or_else(|| policy.name_any());

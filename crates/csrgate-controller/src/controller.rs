@@ -175,7 +175,7 @@ async fn run_controllers(
         spawn_policy_controller(&health.policies, policy_context, changed_tx, &shutdown);
 
     let (csrs, csr_writer) = reflector::store::<CertificateSigningRequest>();
-    let pending_by_node = PendingByNode::default();
+    let pending_by_node = PendingByNode::new(Arc::clone(cache.engine()));
     // Node events re-queue the pending CSRs their Node requested (see `crate::nodes`).
     let (node_triggers_tx, node_triggers) = futures::channel::mpsc::unbounded();
     let nodes = config.watch_nodes.then(|| {
@@ -410,7 +410,12 @@ async fn sync(
     }
     for policy in policies.state() {
         if cache.get(&policy).is_none() {
-            let compiled = policy::compile_blocking(Arc::clone(&policy), watch_nodes).await;
+            let compiled = policy::compile_blocking(
+                Arc::clone(cache.engine()),
+                Arc::clone(&policy),
+                watch_nodes,
+            )
+            .await;
             cache.insert(&policy, compiled);
         }
     }

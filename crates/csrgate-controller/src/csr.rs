@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use csrgate_api::{CsrApprovalPolicy, PolicyMode};
 use csrgate_policy::{
-    CompiledPolicy, Decision, NodeNames, Nodes, Outcome, PendingCause, PolicyReport, Verdict,
-    decide_with, reasons,
+    CompiledPolicy, Decision, Inputs, NodeNames, Nodes, Outcome, PendingCause, PolicyReport,
+    Verdict, reasons,
 };
 use k8s_openapi::api::certificates::v1::{
     CertificateSigningRequest, CertificateSigningRequestCondition,
@@ -117,10 +117,7 @@ pub async fn reconcile(
         let decision = evaluate(&ctx, &current).await?;
         report_once(&ctx, &current, &decision).await;
         let Some(condition) = condition_for(&decision) else {
-            debug!(
-                message = decision.message.as_deref().unwrap_or(""),
-                "left pending"
-            );
+            debug!(message = decision.message(), "left pending");
             return Ok(Action::await_change());
         };
         if held_by_cap(&ctx, &current, &decision).await {
@@ -202,7 +199,7 @@ async fn evaluate(ctx: &CsrContext, csr: &CertificateSigningRequest) -> Result<D
     let names = ctx
         .nodes
         .as_ref()
-        .map(|_| NodeNames::of(csr))
+        .map(|_| NodeNames::of(ctx.cache.engine(), csr))
         .unwrap_or_default();
     let requesting_node = names.requestor.as_deref();
     let subject_node = names.subject;
@@ -216,7 +213,7 @@ async fn evaluate(ctx: &CsrContext, csr: &CertificateSigningRequest) -> Result<D
         cached_node(subject_node.as_deref()),
     );
     let decision = evaluate_with(ctx, csr, policies.clone(), cached.clone()).await?;
-    if decision.outcome == Outcome::Pending {
+    if decision.outcome() == Outcome::Pending {
         return Ok(decision);
     }
     let signer = &csr.spec.signer_name;
@@ -299,13 +296,18 @@ async fn evaluate_with(
         Arc::clone(&ctx.metrics),
     ));
     let authorizer: Arc<dyn csrgate_policy::Authorizer> = reviews.clone();
+    let engine = Arc::clone(ctx.cache.engine());
     let decision = tokio::task::spawn_blocking(move || {
         let _slot = slot;
         let nodes = Nodes {
             requestor: node.as_deref(),
             subject: subject_node.as_deref(),
         };
-        decide_with(&policies, &csr, nodes, Some(authorizer))
+        let inputs = Inputs {
+            nodes,
+            authorizer: Some(authorizer),
+        };
+        engine.decide(&policies, &csr, &inputs)
     })
     .await
     .map_err(|source| Error::EvaluationFailed {
@@ -322,7 +324,7 @@ async fn evaluate_with(
 
 /// The condition to write, or `None` to leave the CSR pending.
 pub fn condition_for(decision: &Decision) -> Option<CertificateSigningRequestCondition> {
-    let type_ = match decision.outcome {
+    let type_ = match decision.outcome() {
         Outcome::Approved => "Approved",
         Outcome::Denied => "Denied",
         Outcome::Pending => return None,
@@ -331,8 +333,8 @@ pub fn condition_for(decision: &Decision) -> Option<CertificateSigningRequestCon
     Some(CertificateSigningRequestCondition {
         type_: type_.to_owned(),
         status: "True".to_owned(),
-        reason: decision.reason.map(str::to_owned),
-        message: decision.message.clone(),
+        reason: decision.reason().map(str::to_owned),
+        message: Some(decision.message().to_owned()),
         last_update_time: Some(now.clone()),
         last_transition_time: Some(now),
     })
@@ -341,19 +343,19 @@ pub fn condition_for(decision: &Decision) -> Option<CertificateSigningRequestCon
 /// After a successful write: the log line, the event, the metrics.
 async fn written(ctx: &CsrContext, csr: &CertificateSigningRequest, decision: &Decision) {
     let name = csr.name_any();
-    let reason = decision.reason.unwrap_or("");
+    let reason = decision.reason().unwrap_or("");
     let span = Span::current();
-    span.record("decision", decision.outcome.as_str());
+    span.record("decision", decision.outcome().as_str());
     span.record("reason", reason);
     let deciding: Vec<&str> = deciding_policies(decision);
-    info!(policies = ?deciding, message = decision.message.as_deref().unwrap_or(""), "decision written");
+    info!(policies = ?deciding, message = decision.message(), "decision written");
     if let Some(seen) = ctx.seen.lock().ok().and_then(|mut seen| seen.remove(&name)) {
         ctx.metrics
             .decision_duration
             .observe(seen.first.elapsed().as_secs_f64());
     }
     // Written decisions are Approved or Denied; Pending writes nothing (see `condition_for`).
-    let label = if decision.outcome == Outcome::Approved {
+    let label = if decision.outcome() == Outcome::Approved {
         DecisionLabel::Approved
     } else {
         DecisionLabel::Denied
@@ -373,7 +375,7 @@ async fn written(ctx: &CsrContext, csr: &CertificateSigningRequest, decision: &D
             })
             .inc();
     }
-    let type_ = if decision.outcome == Outcome::Approved {
+    let type_ = if decision.outcome() == Outcome::Approved {
         EventType::Normal
     } else {
         EventType::Warning
@@ -384,8 +386,8 @@ async fn written(ctx: &CsrContext, csr: &CertificateSigningRequest, decision: &D
             csr,
             type_,
             reason,
-            decision.outcome.as_str(),
-            decision.message.clone().unwrap_or_default(),
+            decision.outcome().as_str(),
+            decision.message().to_owned(),
         )
         .await;
 }
@@ -396,7 +398,7 @@ fn deciding_policies(decision: &Decision) -> Vec<&str> {
         .policies
         .iter()
         .filter(|p| p.mode == PolicyMode::Enforce)
-        .filter(|p| match decision.outcome {
+        .filter(|p| match decision.outcome() {
             Outcome::Approved => p.verdict == Verdict::Approve,
             Outcome::Denied => matches!(p.verdict, Verdict::Fail(_)),
             Outcome::Pending => false,
@@ -448,7 +450,7 @@ async fn held_by_cap(
     csr: &CertificateSigningRequest,
     decision: &Decision,
 ) -> bool {
-    if decision.outcome != Outcome::Approved {
+    if decision.outcome() != Outcome::Approved {
         return false;
     }
     let Some(hold) = ctx.cap.hold(csr).await else {
@@ -527,7 +529,7 @@ async fn report_once(ctx: &CsrContext, csr: &CertificateSigningRequest, decision
         }
         to_report.push(audit_event(ctx, report));
     }
-    match &decision.pending {
+    match decision.pending() {
         Some(PendingCause::PolicyNotReady { policy, .. })
             if first_time(ctx, &name, Reported::Held(policy.clone())) =>
         {
@@ -535,7 +537,7 @@ async fn report_once(ctx: &CsrContext, csr: &CertificateSigningRequest, decision
             to_report.push((
                 EventType::Warning,
                 reasons::POLICY_NOT_READY,
-                decision.message.clone().unwrap_or_default(),
+                decision.message().to_owned(),
             ));
         }
         Some(PendingCause::InvalidRequest(_))
@@ -544,7 +546,7 @@ async fn report_once(ctx: &CsrContext, csr: &CertificateSigningRequest, decision
             to_report.push((
                 EventType::Warning,
                 reasons::INVALID_REQUEST,
-                decision.message.clone().unwrap_or_default(),
+                decision.message().to_owned(),
             ));
         }
         _ => {}
@@ -571,7 +573,7 @@ fn audit_event(ctx: &CsrContext, report: &PolicyReport) -> (EventType, &'static 
             ": {}",
             failures
                 .iter()
-                .map(|f| format!("{}: {}", f.validation, f.message))
+                .map(|f| format!("{}: {}", f.source, f.message))
                 .collect::<Vec<_>>()
                 .join("; ")
         ),
@@ -706,6 +708,7 @@ mod tests {
 
     use super::*;
     use crate::fixtures::{ApiServerVerifier, mock_client, status};
+    use csrgate_policy::Ruling;
 
     /// The kubelet serving request of `examples/csrs/worker-1-serving.yaml` (CN
     /// system:node:worker-1, DNS worker-1 and worker-1.cluster.internal, IP 10.0.0.11), as
@@ -790,7 +793,8 @@ mod tests {
         let (policies, mut policy_writer) = reflector::store::<CsrApprovalPolicy>();
         policy_writer.apply_watcher_event(&watcher::Event::Apply(policy.clone()));
         let cache = PolicyCache::default();
-        cache.insert(policy, csrgate_policy::CompiledPolicy::compile(policy));
+        let compiled = cache.engine().compile(policy);
+        cache.insert(policy, compiled);
         let (nodes, mut node_writer) = reflector::store::<Node>();
         node_writer.apply_watcher_event(&watcher::Event::Apply(cached));
         CsrContext {
@@ -814,10 +818,10 @@ mod tests {
         let ctx = context(client, &policy(SANS_ARE_THE_NODES), node(false)).await;
         let decision = evaluate(&ctx, &worker_1_serving()).await.unwrap();
         assert_eq!(
-            decision.outcome,
+            decision.outcome(),
             Outcome::Approved,
             "{:?}",
-            decision.message
+            decision.message()
         );
         assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
@@ -828,10 +832,10 @@ mod tests {
         let ctx = context(client, &policy(SANS_ARE_THE_NODES), node(true)).await;
         let decision = evaluate(&ctx, &worker_1_serving()).await.unwrap();
         assert_eq!(
-            decision.outcome,
+            decision.outcome(),
             Outcome::Approved,
             "{:?}",
-            decision.message
+            decision.message()
         );
         assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
@@ -858,7 +862,12 @@ mod tests {
         }))
         .unwrap();
         let decision = evaluate(&ctx, &csr).await.unwrap();
-        assert_eq!(decision.outcome, Outcome::Denied, "{:?}", decision.message);
+        assert_eq!(
+            decision.outcome(),
+            Outcome::Denied,
+            "{:?}",
+            decision.message()
+        );
         assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 
@@ -882,10 +891,10 @@ mod tests {
         .await;
         let decision = evaluate(&ctx, &worker_1_serving()).await.unwrap();
         assert_eq!(
-            decision.outcome,
+            decision.outcome(),
             Outcome::Approved,
             "{:?}",
-            decision.message
+            decision.message()
         );
         assert_eq!(calls.load(Ordering::SeqCst), 0);
     }
@@ -897,7 +906,12 @@ mod tests {
         pending.spec.failure_action = csrgate_api::FailureAction::Ignore;
         let ctx = context(client, &pending, node(false)).await;
         let decision = evaluate(&ctx, &worker_1_serving()).await.unwrap();
-        assert_eq!(decision.outcome, Outcome::Pending, "{:?}", decision.message);
+        assert_eq!(
+            decision.outcome(),
+            Outcome::Pending,
+            "{:?}",
+            decision.message()
+        );
         assert_eq!(calls.load(Ordering::SeqCst), 0);
     }
 
@@ -1034,10 +1048,10 @@ mod tests {
         let ctx = context(client, &policy(KUBELET_CLIENT_RULE), node(true)).await;
         let decision = evaluate(&ctx, &worker_1_serving()).await.unwrap();
         assert_eq!(
-            decision.outcome,
+            decision.outcome(),
             Outcome::Approved,
             "{:?}",
-            decision.message
+            decision.message()
         );
         assert_eq!(bodies.lock().unwrap().len(), 1);
     }
@@ -1093,10 +1107,10 @@ mod tests {
     #[test]
     fn pending_decisions_write_no_condition() {
         let decision = Decision {
-            outcome: Outcome::Pending,
-            reason: None,
-            message: Some("x".into()),
-            pending: Some(PendingCause::NoApproval),
+            ruling: Ruling::Pending {
+                cause: PendingCause::NoApproval,
+                message: "x".into(),
+            },
             policies: Vec::new(),
         };
         assert!(condition_for(&decision).is_none());
@@ -1105,10 +1119,10 @@ mod tests {
     #[test]
     fn a_denial_becomes_a_denied_condition_with_reason_and_message() {
         let decision = Decision {
-            outcome: Outcome::Denied,
-            reason: Some(reasons::POLICY_DENIED),
-            message: Some("csrgate: denied by ...".into()),
-            pending: None,
+            ruling: Ruling::Denied {
+                reason: reasons::POLICY_DENIED,
+                message: "csrgate: denied by ...".into(),
+            },
             policies: Vec::new(),
         };
         let condition = condition_for(&decision).unwrap();

@@ -1,6 +1,6 @@
 //! The csrgate operator: watches CertificateSigningRequests and CsrApprovalPolicies, decides
-//! each pending CSR with `csrgate_policy::decide`, and writes the Approved or Denied condition
-//! through the `approval` subresource.
+//! each pending CSR with `csrgate_policy::Engine::decide`, and writes the Approved or Denied
+//! condition through the `approval` subresource.
 //!
 //! [`run`] wires the parts: a policy controller that compiles each policy once per generation
 //! and keeps its status, a CSR controller that decides (re-run for every pending CSR when a

@@ -13,7 +13,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use csrgate_policy::NodeNames;
+use csrgate_policy::{Engine, NodeNames};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -26,9 +26,20 @@ use crate::csr::is_terminal;
 #[derive(Clone, Default)]
 pub struct PendingByNode {
     csrs: Arc<Mutex<HashMap<String, HashSet<String>>>>,
+    /// Reads the CN of a request (`subjectNode`); the decisions' engine, so a request is
+    /// parsed once for both.
+    engine: Arc<Engine>,
 }
 
 impl PendingByNode {
+    /// An empty index reading requests with `engine`.
+    pub fn new(engine: Arc<Engine>) -> Self {
+        Self {
+            csrs: Arc::default(),
+            engine,
+        }
+    }
+
     /// Follows one event of the CSR watch.
     pub fn observe(&self, event: &watcher::Event<CertificateSigningRequest>) {
         match event {
@@ -41,7 +52,7 @@ impl PendingByNode {
     }
 
     fn set(&self, csr: &CertificateSigningRequest, pending: bool) {
-        for node in NodeNames::of(csr).distinct() {
+        for node in NodeNames::of(&self.engine, csr).distinct() {
             self.set_for(node, csr, pending);
         }
     }

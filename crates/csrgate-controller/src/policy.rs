@@ -9,7 +9,7 @@ use csrgate_api::{
     CONDITION_READY, CsrApprovalPolicy, CsrApprovalPolicyStatus, REASON_COMPILED,
     REASON_INVALID_EXPRESSION,
 };
-use csrgate_policy::CompiledPolicy;
+use csrgate_policy::{CompiledPolicy, Engine};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
@@ -44,11 +44,11 @@ pub struct PolicyContext {
 /// Why a policy reading `subjectNode` is refused when the Node watch is off.
 pub const SUBJECT_NODE_WITHOUT_WATCH: &str = "csrgate controller runs with --no-node-watch, so no Node can be looked up and subjectNode would always be null (every name would look new); run it with the Node watch, or remove subjectNode from the policy";
 
-/// Compiles a policy for this controller: as [`CompiledPolicy::compile`], and, when Nodes
+/// Compiles a policy for this controller: as [`Engine::compile`], and, when Nodes
 /// are not watched, a policy reading `subjectNode` is not Ready, with an error naming each
 /// expression that reads it (issue #13: a null `subjectNode` would approve takeovers).
-pub fn compile(policy: &CsrApprovalPolicy, watch_nodes: bool) -> CompiledPolicy {
-    let compiled = CompiledPolicy::compile(policy);
+pub fn compile(engine: &Engine, policy: &CsrApprovalPolicy, watch_nodes: bool) -> CompiledPolicy {
+    let compiled = engine.compile(policy);
     if watch_nodes {
         compiled
     } else {
@@ -63,9 +63,13 @@ const FORBIDDEN_RECHECK: Duration = Duration::from_secs(60);
 /// [`compile`] on the blocking pool: compiling parses and checks every expression
 /// (milliseconds for a large policy), which must not hold a runtime worker. Should the task
 /// fail, the policy stays not compiled, which holds the CSRs it covers.
-pub async fn compile_blocking(policy: Arc<CsrApprovalPolicy>, watch_nodes: bool) -> CompiledPolicy {
+pub async fn compile_blocking(
+    engine: Arc<Engine>,
+    policy: Arc<CsrApprovalPolicy>,
+    watch_nodes: bool,
+) -> CompiledPolicy {
     let task_policy = Arc::clone(&policy);
-    tokio::task::spawn_blocking(move || compile(&task_policy, watch_nodes))
+    tokio::task::spawn_blocking(move || compile(&engine, &task_policy, watch_nodes))
         .await
         .unwrap_or_else(|_| CompiledPolicy::not_compiled(&policy))
 }
@@ -76,7 +80,12 @@ pub async fn reconcile(policy: Arc<CsrApprovalPolicy>, ctx: Arc<PolicyContext>) 
     let compiled = match ctx.cache.get(&policy) {
         Some(compiled) => compiled,
         None => {
-            let compiled = compile_blocking(Arc::clone(&policy), ctx.watch_nodes).await;
+            let compiled = compile_blocking(
+                Arc::clone(ctx.cache.engine()),
+                Arc::clone(&policy),
+                ctx.watch_nodes,
+            )
+            .await;
             ctx.cache.insert(&policy, compiled.clone());
             if compiled.is_ready() {
                 info!("compiled");
@@ -280,8 +289,8 @@ mod tests {
     #[test]
     fn issue_13_a_policy_reading_subject_node_is_not_ready_without_the_node_watch() {
         let p = policy("subjectNode == null");
-        assert!(compile(&p, true).is_ready());
-        let status = desired_status(&p, &compile(&p, false), None);
+        assert!(compile(&Engine::new(), &p, true).is_ready());
+        let status = desired_status(&p, &compile(&Engine::new(), &p, false), None);
         let ready = &status.conditions[0];
         assert_eq!(ready.status, "False");
         assert_eq!(ready.reason, REASON_INVALID_EXPRESSION);
@@ -292,13 +301,13 @@ mod tests {
             "{}",
             ready.message
         );
-        assert!(compile(&policy("node == null"), false).is_ready());
+        assert!(compile(&Engine::new(), &policy("node == null"), false).is_ready());
     }
 
     #[test]
     fn a_compiled_policy_is_ready_at_its_generation() {
         let p = policy("true");
-        let status = desired_status(&p, &CompiledPolicy::compile(&p), None);
+        let status = desired_status(&p, &Engine::new().compile(&p), None);
         assert_eq!(status.observed_generation, Some(3));
         assert_eq!(status.conditions[0].status, "True");
         assert_eq!(status.conditions[0].reason, "Compiled");
@@ -307,7 +316,7 @@ mod tests {
     #[test]
     fn an_invalid_policy_is_not_ready_with_the_field_path() {
         let p = policy("x509v == 1");
-        let status = desired_status(&p, &CompiledPolicy::compile(&p), None);
+        let status = desired_status(&p, &Engine::new().compile(&p), None);
         assert_eq!(status.conditions[0].status, "False");
         assert_eq!(status.conditions[0].reason, "InvalidExpression");
         assert!(
@@ -321,7 +330,7 @@ mod tests {
     fn a_policy_for_a_signer_csrgate_may_not_approve_for_says_so_beside_ready() {
         let p = policy("true");
         let forbidden = Authorization::Forbidden(vec![("example.com/x".into(), String::new())]);
-        let status = desired_status(&p, &CompiledPolicy::compile(&p), Some(&forbidden));
+        let status = desired_status(&p, &Engine::new().compile(&p), Some(&forbidden));
         assert_eq!(status.conditions[0].type_, "Ready");
         assert_eq!(status.conditions[0].status, "True");
         assert_eq!(status.conditions[1].type_, "Authorized");
@@ -332,11 +341,8 @@ mod tests {
     #[test]
     fn an_unchanged_policy_produces_an_equal_status_so_nothing_is_written() {
         let mut p = policy("true");
-        let first = desired_status(&p, &CompiledPolicy::compile(&p), None);
+        let first = desired_status(&p, &Engine::new().compile(&p), None);
         p.status = Some(first.clone());
-        assert_eq!(
-            desired_status(&p, &CompiledPolicy::compile(&p), None),
-            first
-        );
+        assert_eq!(desired_status(&p, &Engine::new().compile(&p), None), first);
     }
 }

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use csrgate_api::CsrApprovalPolicy;
-use csrgate_policy::{CompiledPolicy, CsrScope, Outcome, decide, parse_request};
+use csrgate_policy::{CompiledPolicy, CsrScope, Decision, Engine, Inputs, Outcome, parse_request};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 
@@ -144,14 +144,17 @@ fn write_peer_fixture(csr: &CertificateSigningRequest) {
 }
 
 fn benches(c: &mut Criterion) {
+    let engine = Engine::new();
+    let decide = |policies: &[CompiledPolicy], csr: &CertificateSigningRequest| -> Decision {
+        engine.decide(policies, csr, &Inputs::default())
+    };
     let csr = csr();
     write_peer_fixture(&csr);
     let policies: Vec<CompiledPolicy> = (0..100)
-        .map(|i| CompiledPolicy::compile(&policy(i, false)))
+        .map(|i| engine.compile(&policy(i, false)))
         .collect();
-    let identical: Vec<CompiledPolicy> = (0..10)
-        .map(|i| CompiledPolicy::compile(&policy(i, true)))
-        .collect();
+    let identical: Vec<CompiledPolicy> =
+        (0..10).map(|i| engine.compile(&policy(i, true))).collect();
     assert!(
         policies
             .iter()
@@ -160,24 +163,18 @@ fn benches(c: &mut Criterion) {
     );
     let one = policy(0, false);
     let parsed = parse_request(REQUEST).expect("benchmark request parses");
-    assert_eq!(decide(&identical, &csr, None).outcome, Outcome::Approved);
+    assert_eq!(decide(&identical, &csr).outcome(), Outcome::Approved);
     for count in [1, 10, 100] {
-        let decision = decide(&policies[..count], &csr, None);
+        let decision = decide(&policies[..count], &csr);
         assert_eq!(
-            decision.outcome,
+            decision.outcome(),
             Outcome::Approved,
             "{:?}",
-            decision.message
+            decision.message()
         );
     }
-    let matches_policy = [CompiledPolicy::compile(&policy_with_rule(
-        "matches",
-        MATCHES_RULE,
-    ))];
-    assert_eq!(
-        decide(&matches_policy, &csr, None).outcome,
-        Outcome::Approved
-    );
+    let matches_policy = [engine.compile(&policy_with_rule("matches", MATCHES_RULE))];
+    assert_eq!(decide(&matches_policy, &csr).outcome(), Outcome::Approved);
 
     c.bench_function("parse_request", |b| {
         b.iter(|| parse_request(black_box(REQUEST)))
@@ -190,27 +187,27 @@ fn benches(c: &mut Criterion) {
     for count in [1, 10, 100] {
         c.bench_function(&format!("decide_{count}_policies"), |b| {
             b.iter(|| {
-                csrgate_policy::clear_request_cache();
-                decide(black_box(&policies[..count]), black_box(&csr), None)
+                engine.forget_requests();
+                decide(black_box(&policies[..count]), black_box(&csr))
             })
         });
     }
     // The same CSR decided again (policy change, conflict retry, resync): the verified
     // request comes from the cache.
     c.bench_function("decide_10_policies_seen_before", |b| {
-        b.iter(|| decide(black_box(&policies[..10]), black_box(&csr), None))
+        b.iter(|| decide(black_box(&policies[..10]), black_box(&csr)))
     });
     // Ten policies repeating one set of rules (a shared matchCondition is common): csrgate
     // evaluates an expression that reads no `variables` once per CSR, however many policies
     // hold it.
     c.bench_function("decide_10_identical_policies_seen_before", |b| {
-        b.iter(|| decide(black_box(&identical), black_box(&csr), None))
+        b.iter(|| decide(black_box(&identical), black_box(&csr)))
     });
     c.bench_function("matches_rule_seen_before", |b| {
-        b.iter(|| decide(black_box(&matches_policy), black_box(&csr), None))
+        b.iter(|| decide(black_box(&matches_policy), black_box(&csr)))
     });
     c.bench_function("compile_policy", |b| {
-        b.iter(|| CompiledPolicy::compile(black_box(&one)))
+        b.iter(|| engine.compile(black_box(&one)))
     });
     let thousand: Vec<CsrApprovalPolicy> = (0..1000).map(|i| policy(i, false)).collect();
     let mut group = c.benchmark_group("scale");
@@ -221,7 +218,7 @@ fn benches(c: &mut Criterion) {
             |policies| {
                 policies
                     .iter()
-                    .map(CompiledPolicy::compile)
+                    .map(|p| engine.compile(p))
                     .collect::<Vec<_>>()
             },
             BatchSize::PerIteration,

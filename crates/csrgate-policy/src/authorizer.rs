@@ -548,8 +548,9 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
+    use crate::fixtures::decide_with;
     use crate::fixtures::{CsrBuilder, errors, ready};
-    use crate::{Decision as Outcome_, Nodes, Outcome, decide_with, reasons};
+    use crate::{Decision as Outcome_, Nodes, Outcome, reasons};
 
     const CLIENT: &str = "kubernetes.io/kube-apiserver-client";
 
@@ -615,7 +616,7 @@ mod tests {
             ..Fake::default()
         });
         let decision = decide_one(&fake, &[&format!("{NODECLIENT}.allowed()")]);
-        assert_eq!(decision.outcome, Outcome::Approved, "{decision:?}");
+        assert_eq!(decision.outcome(), Outcome::Approved, "{decision:?}");
         let asked = fake.asked.lock().unwrap();
         assert_eq!(asked.len(), 1);
         assert_eq!(asked[0].user.as_deref(), Some("jane"));
@@ -642,8 +643,8 @@ mod tests {
                 &format!("{NODECLIENT}.error() == ''"),
             ],
         );
-        assert_eq!(decision.reason, Some(reasons::POLICY_DENIED));
-        let message = decision.message.unwrap();
+        assert_eq!(decision.reason(), Some(reasons::POLICY_DENIED));
+        let message = decision.message();
         assert!(message.contains("v0: failed validation"), "{message}");
         assert!(!message.contains("v1:"), "{message}");
         assert!(!message.contains("v2:"), "{message}");
@@ -666,8 +667,8 @@ mod tests {
                 ),
             ],
         );
-        assert_eq!(decision.outcome, Outcome::Denied, "{decision:?}");
-        let message = decision.message.unwrap();
+        assert_eq!(decision.outcome(), Outcome::Denied, "{decision:?}");
+        let message = decision.message();
         assert!(
             message.contains(
                 "v0: expression could not be evaluated: Error executing function 'allowed': authorization check errored: the API server is down"
@@ -685,12 +686,11 @@ mod tests {
                 "signerNames: [{CLIENT}]\nvalidations:\n  - {{name: v, expression: \"{NODECLIENT}.allowed()\"}}\n"
             ),
         );
-        let decision = crate::decide(&[policy], &CsrBuilder::new().build(), None);
-        assert_eq!(decision.outcome, Outcome::Denied);
+        let decision = crate::fixtures::decide(&[policy], &CsrBuilder::new().build(), None);
+        assert_eq!(decision.outcome(), Outcome::Denied);
         assert!(
             decision
-                .message
-                .unwrap()
+                .message()
                 .contains("authorization check errored: no authorizer is configured")
         );
     }
@@ -708,7 +708,7 @@ mod tests {
                 "!authorizer.group('').resource('nodes').name(object.spec.username).namespace('').check('get').allowed()",
             ],
         );
-        assert_eq!(decision.outcome, Outcome::Approved, "{decision:?}");
+        assert_eq!(decision.outcome(), Outcome::Approved, "{decision:?}");
         let asked = fake.asked.lock().unwrap();
         assert_eq!(asked.len(), 2);
         let path = asked[0].non_resource_attributes.as_ref().unwrap();
@@ -727,12 +727,7 @@ mod tests {
                 "authorizer.group('').resource(object.spec.username.substring(4)).check('get').errored()",
             ],
         );
-        assert!(
-            decision
-                .message
-                .unwrap()
-                .contains("resource must not be empty"),
-        );
+        assert!(decision.message().contains("resource must not be empty"),);
         assert!(fake.asked.lock().unwrap().is_empty());
     }
 

@@ -10,13 +10,12 @@
 //! once per CSR.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::Node;
 use kube::core::cel::KubeCelExt;
 use kube::core::cel::cel::{self, Context, ExecutionError, FunctionContext, Value};
-use regex::Regex;
 
 use crate::pick::{Want, fill_from, pick};
 use crate::request::ParsedRequest;
@@ -57,7 +56,8 @@ pub fn node_for_policies(node: &mut Node) {
     }
 }
 
-/// The fields of the `x509` variable, for compile-time checks of `x509.<field>`.
+/// The fields of the `x509` variable, for compile-time checks of `x509.<field>`: the fields
+/// [`ParsedRequest`] serializes, which a test checks.
 pub const X509_FIELDS: [&str; 9] = [
     "commonName",
     "organizations",
@@ -69,7 +69,8 @@ pub const X509_FIELDS: [&str; 9] = [
     "publicKey",
     "extensions",
 ];
-/// The fields of `x509.publicKey`.
+/// The fields of `x509.publicKey`: the fields [`crate::PublicKeyInfo`] serializes, which a
+/// test checks.
 pub const PUBLIC_KEY_FIELDS: [&str; 3] = ["algorithm", "size", "curve"];
 
 /// Whether a field path under `object` (the CSR) or `node` can ever resolve, by the
@@ -80,6 +81,8 @@ pub const PUBLIC_KEY_FIELDS: [&str; 3] = ["algorithm", "size", "curve"];
 /// # Errors
 /// A field of the path is not in the schema at that point.
 pub(crate) fn check_schema_path(path: &str) -> Result<(), String> {
+    // Lazily built statics because they are immutable once built (the schemas of the types
+    // csrgate is compiled against): no engine or policy state lives in them.
     static OBJECT_SCHEMA: OnceLock<serde_json::Value> = OnceLock::new();
     static NODE_SCHEMA: OnceLock<serde_json::Value> = OnceLock::new();
     fn inline<T: schemars::JsonSchema>() -> serde_json::Value {
@@ -125,16 +128,13 @@ pub(crate) fn check_schema_path(path: &str) -> Result<(), String> {
 /// The requestor prefix that names a node; the rest is the Node's name.
 pub const NODE_USER_PREFIX: &str = "system:node:";
 
-/// Most distinct regular expressions kept compiled; past that the cache starts over, so a
-/// policy building patterns from request data cannot grow memory without bound.
-const REGEX_CACHE_ENTRIES: usize = 1024;
-/// Largest compiled program one pattern may produce (bytes), bounding compile time and memory.
-const REGEX_SIZE_LIMIT: usize = 1 << 20;
-
 /// The process-wide root context with the standard CEL functions, the Kubernetes libraries
 /// (kube-cel: strings, lists, sets, regex, url, ip/cidr, quantity, ...), a `matches` that
 /// does not recompile its pattern on every call, and the metered, checked functions of
 /// [`crate::functions`] in place of the originals they bound.
+///
+/// A lazily built static because it is immutable once built (functions only, no variables,
+/// no cache): every engine and every decision reads the same one.
 pub(crate) fn root_context() -> &'static Context<'static> {
     static ROOT: OnceLock<Context<'static>> = OnceLock::new();
     ROOT.get_or_init(|| {
@@ -146,7 +146,8 @@ pub(crate) fn root_context() -> &'static Context<'static> {
     })
 }
 
-/// `string.matches(pattern)` with the compiled pattern kept in [`regex_cache`].
+/// `string.matches(pattern)` with the pattern compiled once: a constant one with its policy,
+/// a computed one in the engine's bounded cache (see [`crate::patterns`]).
 fn cached_matches(
     ftx: &FunctionContext,
     cel::extractors::This(this): cel::extractors::This<Arc<String>>,
@@ -157,69 +158,169 @@ fn cached_matches(
         "matches",
         crate::budget::size_units(&Value::String(Arc::clone(&this))).saturating_add(1),
     )?;
-    let regex = compiled_regex(&pattern).map_err(|e| ftx.error(e))?;
+    let regex = crate::patterns::lookup(&pattern).map_err(|e| ftx.error(e))?;
     Ok(regex.is_match(&this))
 }
 
-fn regex_cache() -> &'static RwLock<HashMap<String, Arc<Regex>>> {
-    static CACHE: OnceLock<RwLock<HashMap<String, Arc<Regex>>>> = OnceLock::new();
-    CACHE.get_or_init(|| RwLock::new(HashMap::new()))
-}
+/// Every function the root context has, by the name a call uses (`size`, `sets.contains`),
+/// sorted; compile-time checks refuse a call to any other. The cel crate offers no way to
+/// list a context's functions, so they are declared here, and a test checks that each is
+/// callable and that this list is sorted (`@`-prefixed internal functions are left out:
+/// policies cannot name them).
+pub(crate) const FUNCTIONS: &[&str] = &[
+    "add",
+    "allowed",
+    "asApproximateFloat",
+    "asInteger",
+    "base64.decode",
+    "base64.encode",
+    "bytes",
+    "charAt",
+    "check",
+    "cidr",
+    "compareTo",
+    "contains",
+    "containsCIDR",
+    "containsIP",
+    "distinct",
+    "double",
+    "duration",
+    "endsWith",
+    "error",
+    "errored",
+    "family",
+    "find",
+    "findAll",
+    "first",
+    "flatten",
+    "format",
+    "format.byte",
+    "format.date",
+    "format.datetime",
+    "format.dns1035Label",
+    "format.dns1035LabelPrefix",
+    "format.dns1123Label",
+    "format.dns1123LabelPrefix",
+    "format.dns1123Subdomain",
+    "format.dns1123SubdomainPrefix",
+    "format.labelValue",
+    "format.named",
+    "format.qualifiedName",
+    "format.uri",
+    "format.uuid",
+    "getDate",
+    "getDayOfMonth",
+    "getDayOfWeek",
+    "getDayOfYear",
+    "getEscapedPath",
+    "getFullYear",
+    "getHost",
+    "getHostname",
+    "getHours",
+    "getMilliseconds",
+    "getMinutes",
+    "getMonth",
+    "getPort",
+    "getQuery",
+    "getScheme",
+    "getSeconds",
+    "group",
+    "hasValue",
+    "indexOf",
+    "int",
+    "ip",
+    "ip.isCanonical",
+    "isCIDR",
+    "isCIDRv4",
+    "isCIDRv6",
+    "isGlobalUnicast",
+    "isGreaterThan",
+    "isIP",
+    "isIPv4",
+    "isIPv6",
+    "isInteger",
+    "isLessThan",
+    "isLinkLocalMulticast",
+    "isLinkLocalUnicast",
+    "isLoopback",
+    "isQuantity",
+    "isSemver",
+    "isSorted",
+    "isURL",
+    "isUnspecified",
+    "join",
+    "jsonpatch.escapeKey",
+    "last",
+    "lastIndexOf",
+    "lists.range",
+    "lowerAscii",
+    "major",
+    "masked",
+    "matches",
+    "math.abs",
+    "math.bitAnd",
+    "math.bitNot",
+    "math.bitOr",
+    "math.bitShiftLeft",
+    "math.bitShiftRight",
+    "math.bitXor",
+    "math.ceil",
+    "math.floor",
+    "math.greatest",
+    "math.isFinite",
+    "math.isInf",
+    "math.isNaN",
+    "math.least",
+    "math.round",
+    "math.sign",
+    "math.sqrt",
+    "math.trunc",
+    "max",
+    "min",
+    "minor",
+    "name",
+    "namespace",
+    "optional.none",
+    "optional.of",
+    "optional.ofNonZeroValue",
+    "or",
+    "orValue",
+    "patch",
+    "path",
+    "prefixLength",
+    "quantity",
+    "reason",
+    "replace",
+    "resource",
+    "reverse",
+    "semver",
+    "sets.contains",
+    "sets.equivalent",
+    "sets.intersects",
+    "sign",
+    "size",
+    "slice",
+    "sort",
+    "split",
+    "startsWith",
+    "string",
+    "strings.quote",
+    "sub",
+    "subresource",
+    "substring",
+    "sum",
+    "timestamp",
+    "trim",
+    "uint",
+    "upperAscii",
+    "url",
+    "validate",
+    "value",
+];
 
-/// Compiles `pattern` once and returns the shared compiled form.
-///
-/// # Errors
-/// The pattern is not a valid regular expression, or compiles past the size limit.
-pub(crate) fn compiled_regex(pattern: &str) -> Result<Arc<Regex>, String> {
-    if let Ok(cache) = regex_cache().read()
-        && let Some(regex) = cache.get(pattern)
-    {
-        return Ok(Arc::clone(regex));
-    }
-    let regex = regex::RegexBuilder::new(pattern)
-        .size_limit(REGEX_SIZE_LIMIT)
-        .build()
-        .map(Arc::new)
-        .map_err(|e| format!("'{pattern}' is not a valid regular expression: {e}"))?;
-    // A poisoned lock only means another thread panicked mid-insert; the map is still usable.
-    let mut cache = regex_cache()
-        .write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if cache.len() >= REGEX_CACHE_ENTRIES {
-        cache.clear();
-    }
-    cache.insert(pattern.to_owned(), Arc::clone(&regex));
-    Ok(regex)
-}
-
-/// Whether a function name is known to the root context, for compile-time checks.
-///
-/// The cel crate offers no way to list its functions, so this asks the interpreter: calling an
-/// unknown name fails with "undeclared reference" before any argument is looked at.
+/// Whether a function name is one of [`FUNCTIONS`], for compile-time checks.
 pub(crate) fn is_known_function(name: &str) -> bool {
-    static KNOWN: OnceLock<RwLock<HashMap<String, bool>>> = OnceLock::new();
-    let known = KNOWN.get_or_init(|| RwLock::new(HashMap::new()));
-    if let Ok(map) = known.read()
-        && let Some(found) = map.get(name)
-    {
-        return *found;
-    }
-    let call = cel::common::ast::IdedExpr {
-        id: 1,
-        expr: cel::common::ast::Expr::Call(cel::common::ast::CallExpr {
-            func_name: name.to_owned(),
-            target: None,
-            args: Vec::new(),
-        }),
-    };
-    let found = match std::panic::catch_unwind(|| root_context().resolve(&call)) {
-        Ok(Err(ExecutionError::UndeclaredReference(missing))) => missing.as_str() != name,
-        _ => true,
-    };
-    if let Ok(mut map) = known.write() {
-        map.insert(name.to_owned(), found);
-    }
-    found
+    FUNCTIONS.binary_search(&name).is_ok()
 }
 
 /// The root variables (`object`, `x509`, `node`) an expression reads whole, rather than
@@ -258,17 +359,7 @@ impl Roots {
     }
 }
 
-/// A flattened field path under `object`, `x509` or `node`, with the identifier it is bound
-/// under.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct BoundPath {
-    /// The interning number `n` of the identifier `@p<n>`, unique per path in the process.
-    pub(crate) index: usize,
-    /// The dotted path, e.g. `object.spec.username`.
-    pub(crate) path: String,
-    /// `@p<n>`.
-    pub(crate) identifier: String,
-}
+pub(crate) use crate::paths::BoundPath;
 
 /// The variables one CSR exposes to every policy (`object`, `x509`, `node`), converted once
 /// and shared by all policies evaluated for it, with the field paths those policies read
@@ -455,100 +546,11 @@ fn bind_root<T: serde::Serialize>(
     }
 }
 
-/// The interned identifiers of flattened field paths, both ways.
-#[derive(Default)]
-struct PathNames {
-    by_path: HashMap<String, usize>,
-    paths: Vec<String>,
-}
-
-fn path_names() -> &'static RwLock<PathNames> {
-    static NAMES: OnceLock<RwLock<PathNames>> = OnceLock::new();
-    NAMES.get_or_init(Default::default)
-}
-
-/// The identifier a flattened field path (`object.spec.username`, `variables.nodeIPs`) is
-/// bound under: `@p<n>`, one per distinct path in the process.
-///
-/// Why short names: the interpreter finds variables by comparing names along the scope chain
-/// and formats `<target>.<method>` for every method call on an identifier, so long dotted
-/// names that share prefixes cost string comparisons and copies on every evaluation. `@`
-/// cannot start a CEL identifier, so these never clash with user names.
-pub(crate) fn path_identifier(path: &str) -> String {
-    intern_path(path).identifier
-}
-
-/// The identifier of a flattened field path with its interning number (see
-/// [`path_identifier`]).
-pub(crate) fn intern_path(path: &str) -> BoundPath {
-    let bound = |index: usize| BoundPath {
-        index,
-        path: path.to_owned(),
-        identifier: format!("@p{index}"),
-    };
-    if let Ok(names) = path_names().read()
-        && let Some(&index) = names.by_path.get(path)
-    {
-        return bound(index);
-    }
-    let mut names = path_names()
-        .write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some(&index) = names.by_path.get(path) {
-        return bound(index);
-    }
-    let index = names.paths.len();
-    names.paths.push(path.to_owned());
-    names.by_path.insert(path.to_owned(), index);
-    bound(index)
-}
-
-/// An interpreter message with every `@p<n>` identifier replaced by the path it stands for,
-/// so an auditor reads `object.spec.nope`, not an internal name.
-pub(crate) fn describe(message: &str) -> String {
-    if !message.contains("@p") {
-        return message.to_owned();
-    }
-    let Ok(names) = path_names().read() else {
-        return message.to_owned();
-    };
-    let mut out = String::with_capacity(message.len());
-    let mut rest = message;
-    while let Some(at) = rest.find("@p") {
-        out.push_str(&rest[..at]);
-        let digits: String = rest[at + 2..]
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect();
-        match digits
-            .parse::<usize>()
-            .ok()
-            .and_then(|n| names.paths.get(n))
-        {
-            Some(path) => out.push_str(path),
-            None => out.push_str(&rest[at..at + 2 + digits.len()]),
-        }
-        rest = &rest[at + 2 + digits.len()..];
-    }
-    out.push_str(rest);
-    out
-}
-
 /// The Node name a requestor speaks for, if it is a node (`system:node:<name>`).
 pub fn node_name(username: &str) -> Option<&str> {
     username
         .strip_prefix(NODE_USER_PREFIX)
         .filter(|name| !name.is_empty())
-}
-
-/// The Node name a request's subject names (`subjectNode`): its CN when that is
-/// `system:node:<name>`, as bootstrap and kubelet client requests carry it. `None` when the
-/// CN is not a node's, or when the request cannot be read (the decision then denies or holds
-/// it as an invalid request, so no Node is needed).
-pub fn subject_node_name(csr: &CertificateSigningRequest) -> Option<String> {
-    let request = crate::request::parse_request_cached(&csr.spec.request.0);
-    let request = request.as_ref().as_ref().ok()?;
-    node_name(&request.common_name).map(str::to_owned)
 }
 
 #[cfg(test)]
@@ -574,41 +576,72 @@ mod tests {
     }
 
     #[test]
-    fn matches_reuses_the_compiled_pattern() {
-        let first = compiled_regex("^a+$").unwrap();
-        let second = compiled_regex("^a+$").unwrap();
-        assert!(Arc::ptr_eq(&first, &second));
-    }
-
-    #[test]
-    fn invalid_patterns_are_errors_not_panics() {
+    fn the_declared_functions_are_sorted_and_each_is_callable_in_the_root_context() {
         assert!(
-            compiled_regex("(")
-                .unwrap_err()
-                .contains("not a valid regular expression")
+            FUNCTIONS.windows(2).all(|w| w[0] < w[1]),
+            "sorted, no duplicates"
         );
+        let call = |name: &str| cel::common::ast::IdedExpr {
+            id: 1,
+            expr: cel::common::ast::Expr::Call(cel::common::ast::CallExpr {
+                func_name: name.to_owned(),
+                target: None,
+                args: Vec::new(),
+            }),
+        };
+        // Calling with no arguments: an unknown name fails as an undeclared reference before
+        // any argument is looked at; a known one fails (or panics) on its arguments. The
+        // panic is caught here, in the test, only to tell the two apart.
+        let undeclared = |name: &str| {
+            matches!(
+                std::panic::catch_unwind(|| root_context().resolve(&call(name))),
+                Ok(Err(ExecutionError::UndeclaredReference(missing))) if missing.as_str() == name
+            )
+        };
+        let missing: Vec<&str> = FUNCTIONS
+            .iter()
+            .copied()
+            .filter(|n| undeclared(n))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "declared but not in the root context: {missing:?}"
+        );
+        assert!(undeclared("noSuchFunction"));
     }
 
     #[test]
-    fn path_identifiers_are_stable_and_read_back_as_paths() {
-        let a = path_identifier("object.spec.username");
-        assert_eq!(a, path_identifier("object.spec.username"));
-        assert_ne!(a, path_identifier("object.spec.groups"));
-        assert_eq!(
-            describe(&format!("Undeclared reference to '{a}'")),
-            "Undeclared reference to 'object.spec.username'"
-        );
-        assert_eq!(describe("no identifiers here"), "no identifiers here");
+    fn the_x509_field_lists_are_the_fields_of_the_parsed_request() {
+        use crate::fixtures::{CsrBuilder, with_engine};
+        let csr = CsrBuilder::new().build();
+        let parsed = with_engine(|engine| engine.parse_request(&csr.spec.request.0));
+        let value = serde_json::to_value(parsed.as_ref().as_ref().unwrap()).unwrap();
+        let keys = |value: &serde_json::Value| {
+            let mut keys: Vec<String> = value.as_object().unwrap().keys().cloned().collect();
+            keys.sort();
+            keys
+        };
+        let sorted = |fields: &[&str]| {
+            let mut fields: Vec<String> = fields.iter().map(|f| (*f).to_owned()).collect();
+            fields.sort();
+            fields
+        };
+        assert_eq!(keys(&value), sorted(&X509_FIELDS));
+        assert_eq!(keys(&value["publicKey"]), sorted(&PUBLIC_KEY_FIELDS));
     }
 
     #[test]
     fn subject_node_name_is_the_node_a_system_node_cn_names() {
         use crate::fixtures::CsrBuilder;
+        let engine = crate::Engine::new();
         let client = CsrBuilder::new().request("worker-1-client.csr").build();
-        assert_eq!(subject_node_name(&client).as_deref(), Some("worker-1"));
-        assert_eq!(subject_node_name(&CsrBuilder::new().build()), None);
+        assert_eq!(
+            engine.subject_node_name(&client).as_deref(),
+            Some("worker-1")
+        );
+        assert_eq!(engine.subject_node_name(&CsrBuilder::new().build()), None);
         let junk = CsrBuilder::new().raw_request(b"junk").build();
-        assert_eq!(subject_node_name(&junk), None);
+        assert_eq!(engine.subject_node_name(&junk), None);
     }
 
     #[test]

@@ -11,11 +11,56 @@ use serde::Serialize;
 
 use crate::budget::Meter;
 use crate::compile::{CompiledExpression, CompiledPolicy, CompiledValidation, Rules};
-use crate::env::{self, CsrScope};
+use crate::env::CsrScope;
 
-/// The `validation` name used for a failure that is not one validation's: a matchCondition
-/// that could not be evaluated, or a request that could not be parsed.
-pub const MATCH_CONDITION_FAILURE_PREFIX: &str = "matchConditions.";
+/// The prefix of a matchCondition's name in a failure's `validation` text
+/// (`matchConditions.<name>`, see [`FailureSource`]).
+pub(crate) const MATCH_CONDITION_FAILURE_PREFIX: &str = "matchConditions.";
+
+/// The `validation` text of a failure of the request itself (see [`FailureSource`]).
+pub(crate) const REQUEST_FAILURE: &str = "request";
+
+/// What failed: a validation, a matchCondition that could not be evaluated, or the request.
+///
+/// Written (and serialized, as the `validation` field of `csrgate check --output json`) as
+/// the validation's name, `matchConditions.<name>`, or `request`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailureSource {
+    /// A `spec.validations[]` entry that was false or could not be evaluated, by name.
+    Validation(String),
+    /// A `spec.matchConditions[]` entry that could not be evaluated, by name.
+    MatchCondition(String),
+    /// `spec.request` could not be read exactly.
+    Request,
+}
+
+impl FailureSource {
+    /// The validation's name, when a validation failed.
+    pub fn validation(&self) -> Option<&str> {
+        match self {
+            FailureSource::Validation(name) => Some(name),
+            FailureSource::MatchCondition(_) | FailureSource::Request => None,
+        }
+    }
+}
+
+impl std::fmt::Display for FailureSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FailureSource::Validation(name) => f.write_str(name),
+            FailureSource::MatchCondition(name) => {
+                write!(f, "{MATCH_CONDITION_FAILURE_PREFIX}{name}")
+            }
+            FailureSource::Request => f.write_str(REQUEST_FAILURE),
+        }
+    }
+}
+
+impl Serialize for FailureSource {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
 
 /// What one policy says about one CSR.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -46,8 +91,10 @@ impl Verdict {
 /// One failed validation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Failure {
-    /// The validation's name (or `matchConditions.<name>`, or `request`).
-    pub validation: String,
+    /// What failed; serialized as `validation`: the validation's name (or
+    /// `matchConditions.<name>`, or `request`).
+    #[serde(rename = "validation")]
+    pub source: FailureSource,
     /// Why it failed: its message, or the evaluation error.
     pub message: String,
 }
@@ -71,9 +118,11 @@ pub(crate) fn evaluate_with_unmatched(
         );
     };
     let meter = Meter::default();
+    let _patterns = rules.patterns.lend();
     let mut context = scope.context().new_inner_scope();
     let variable_errors = bind_variables(rules, &mut context, scope, &meter);
     let run = Run {
+        rules,
         context: &context,
         scope,
         variable_errors: &variable_errors,
@@ -86,7 +135,7 @@ pub(crate) fn evaluate_with_unmatched(
             Ok(false) => return (Verdict::NotApplicable, Some(name.clone())),
             Err(error) => {
                 let failure = Failure {
-                    validation: format!("{MATCH_CONDITION_FAILURE_PREFIX}{name}"),
+                    source: FailureSource::MatchCondition(name.clone()),
                     message: format!("match condition could not be evaluated: {error}"),
                 };
                 return (Verdict::Fail(vec![failure]), None);
@@ -101,11 +150,11 @@ pub(crate) fn evaluate_with_unmatched(
             |validation| match run.evaluate_bool(&validation.expression) {
                 Ok(true) => None,
                 Ok(false) => Some(Failure {
-                    validation: validation.name.clone(),
+                    source: FailureSource::Validation(validation.name.clone()),
                     message: run.failure_message(validation),
                 }),
                 Err(error) => Some(Failure {
-                    validation: validation.name.clone(),
+                    source: FailureSource::Validation(validation.name.clone()),
                     message: format!("expression could not be evaluated: {error}"),
                 }),
             },
@@ -130,13 +179,14 @@ fn bind_variables(
     let mut errors = HashMap::new();
     for variable in &rules.variables {
         let run = Run {
+            rules,
             context,
             scope,
             variable_errors: &errors,
             meter,
         };
         match run.evaluate_value(&variable.expression) {
-            Ok(value) => context.add_variable_from_value(variable.identifier.clone(), value),
+            Ok(value) => context.add_variable_from_value(variable.entry.identifier.clone(), value),
             Err(error) => {
                 errors.insert(variable.name.clone(), error);
             }
@@ -149,6 +199,7 @@ fn bind_variables(
 /// policy's variables), the scope itself for results shared between policies, the
 /// variables that could not be evaluated, and the policy's evaluation budget.
 struct Run<'r, 'c> {
+    rules: &'r Rules,
     context: &'r Context<'c>,
     scope: &'r CsrScope,
     variable_errors: &'r HashMap<String, String>,
@@ -185,7 +236,7 @@ impl Run<'_, '_> {
         self.meter.run(|| {
             self.context
                 .resolve(&expression.expression)
-                .map_err(|error| env::describe(&error.to_string()))
+                .map_err(|error| self.rules.describe(&error.to_string()))
         })
     }
 
@@ -244,8 +295,9 @@ mod tests {
     use csrgate_api::CsrApprovalPolicy;
     use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 
+    use crate::fixtures::decide;
     use crate::fixtures::{CsrBuilder, errors, ready};
-    use crate::{CompiledPolicy, Decision, Outcome, decide, reasons};
+    use crate::{CompiledPolicy, Decision, Outcome, reasons};
 
     const CLIENT: &str = "kubernetes.io/kube-apiserver-client";
 
@@ -257,11 +309,40 @@ mod tests {
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
     }
 
+    #[test]
+    fn a_failure_source_is_written_as_the_validation_text_of_the_json_output() {
+        use crate::{Failure, FailureSource};
+        let json = |source: FailureSource| {
+            serde_json::to_value(Failure {
+                source,
+                message: "m".into(),
+            })
+            .unwrap()
+        };
+        assert_eq!(
+            json(FailureSource::Request),
+            serde_json::json!({"validation": "request", "message": "m"})
+        );
+        assert_eq!(
+            json(FailureSource::MatchCondition("is-node".into()))["validation"],
+            "matchConditions.is-node"
+        );
+        assert_eq!(
+            json(FailureSource::Validation("cn".into()))["validation"],
+            "cn"
+        );
+        assert_eq!(
+            FailureSource::Validation("cn".into()).validation(),
+            Some("cn")
+        );
+        assert_eq!(FailureSource::Request.validation(), None);
+    }
+
     fn case_policy(case: &str) -> CompiledPolicy {
         let mut policy: CsrApprovalPolicy =
             serde_saphyr::from_str(&case_file(case, "policy.yaml")).unwrap();
         policy.metadata.generation = Some(1);
-        CompiledPolicy::compile(&policy)
+        crate::fixtures::compile(&policy)
     }
 
     fn case_csr(case: &str) -> CertificateSigningRequest {
@@ -280,13 +361,13 @@ mod tests {
     }
 
     fn assert_denied_with(decision: &Decision, needle: &str) {
-        assert_eq!(decision.outcome, Outcome::Denied, "{decision:?}");
+        assert_eq!(decision.outcome(), Outcome::Denied, "{decision:?}");
         assert_eq!(
-            decision.reason,
+            decision.reason(),
             Some(reasons::POLICY_DENIED),
             "{decision:?}"
         );
-        let message = decision.message.as_deref().unwrap_or_default();
+        let message = decision.message();
         assert!(message.contains(needle), "{needle:?} not in {message}");
     }
 
@@ -352,7 +433,7 @@ mod tests {
         }
         let decision = decide_with(&variables, &["size(variables.s39) > 0"]);
         assert_denied_with(&decision, "could not be evaluated");
-        let message = decision.message.unwrap_or_default();
+        let message = decision.message();
         assert!(
             message.contains("larger than 3145728 bytes") || message.contains("budget"),
             "{message}"
@@ -434,7 +515,7 @@ mod tests {
             "",
             &["[1, 2, 3].sum() == 6 && -(1) == -1 && [1.5].sum() == 1.5"],
         );
-        assert_eq!(decision.outcome, Outcome::Approved, "{decision:?}");
+        assert_eq!(decision.outcome(), Outcome::Approved, "{decision:?}");
     }
 
     #[test]
@@ -462,7 +543,7 @@ mod tests {
             &decision,
             "v12: expression could not be evaluated: evaluation cost exceeds the policy's budget of 10000000 units per CSR",
         );
-        assert!(!decision.message.unwrap_or_default().contains("v11:"));
+        assert!(!decision.message().contains("v11:"));
     }
 
     #[test]
@@ -477,7 +558,7 @@ mod tests {
                 "'%d-%s'.format([1, 'x']) == '1-x' && 'abc'.replace('b', 'x') == 'axc'",
             ],
         );
-        assert_eq!(decision.outcome, Outcome::Approved, "{decision:?}");
+        assert_eq!(decision.outcome(), Outcome::Approved, "{decision:?}");
     }
 
     #[test]
@@ -496,13 +577,14 @@ mod cel_differences {
     //! docs/policies.md ("Where csrgate's CEL differs"), so a dependency upgrade that changes
     //! one fails here and the document is updated with it.
 
+    use crate::Verdict;
+    use crate::fixtures::decide;
     use crate::fixtures::{CsrBuilder, policy};
-    use crate::{CompiledPolicy, Verdict, decide};
 
     /// What csrgate makes of one validation for jane's CSR: `true`, `false`, `error: ...`
     /// (an evaluation error) or `refused: ...` (a compile error).
     fn outcome(expression: &str) -> String {
-        let compiled = CompiledPolicy::compile(&policy(
+        let compiled = crate::fixtures::compile(&policy(
             "p",
             &format!(
                 "signerNames: [kubernetes.io/kube-apiserver-client]\nvalidations:\n  - {{name: v, expression: {}}}\n",
@@ -589,7 +671,7 @@ mod cel_differences {
     #[test]
     fn comparing_with_a_double_or_uint_literal_warns() {
         let warned = |expression: &str| {
-            !CompiledPolicy::compile(&policy(
+            !crate::fixtures::compile(&policy(
                 "p",
                 &format!(
                     "signerNames: [kubernetes.io/kube-apiserver-client]\nvalidations:\n  - {{name: v, expression: {}}}\n",

@@ -5,7 +5,48 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::Node;
 
-use crate::CompiledPolicy;
+use std::sync::Arc;
+
+use crate::{Authorizer, CompiledPolicy, Decision, Engine, Inputs, Nodes};
+
+thread_local! {
+    /// The engine of the running test: libtest runs each test on a thread of its own, so
+    /// every test gets a fresh one and shares no state with another.
+    static ENGINE: Engine = Engine::new();
+}
+
+/// Runs `f` with the running test's engine.
+pub fn with_engine<T>(f: impl FnOnce(&Engine) -> T) -> T {
+    ENGINE.with(f)
+}
+
+/// Decides with the running test's engine, `node` as the requestor's Node.
+pub fn decide(
+    policies: &[CompiledPolicy],
+    csr: &CertificateSigningRequest,
+    node: Option<&Node>,
+) -> Decision {
+    let nodes = Nodes {
+        requestor: node,
+        subject: None,
+    };
+    decide_with(policies, csr, nodes, None)
+}
+
+/// Decides with the running test's engine, both Nodes and an authorizer.
+pub fn decide_with(
+    policies: &[CompiledPolicy],
+    csr: &CertificateSigningRequest,
+    nodes: Nodes<'_>,
+    authorizer: Option<Arc<dyn Authorizer>>,
+) -> Decision {
+    with_engine(|engine| engine.decide(policies, csr, &Inputs { nodes, authorizer }))
+}
+
+/// Compiles with the running test's engine.
+pub fn compile(policy: &CsrApprovalPolicy) -> CompiledPolicy {
+    with_engine(|engine| engine.compile(policy))
+}
 
 /// A policy from the YAML of its spec, named and at generation 1.
 pub fn policy(name: &str, spec_yaml: &str) -> CsrApprovalPolicy {
@@ -17,14 +58,14 @@ pub fn policy(name: &str, spec_yaml: &str) -> CsrApprovalPolicy {
 
 /// A compiled policy that must be Ready.
 pub fn ready(name: &str, spec_yaml: &str) -> CompiledPolicy {
-    let compiled = CompiledPolicy::compile(&policy(name, spec_yaml));
+    let compiled = compile(&policy(name, spec_yaml));
     assert!(compiled.is_ready(), "{name}: {:?}", compiled.errors());
     compiled
 }
 
 /// The compile errors of a policy, as `field: message` lines.
 pub fn errors(spec_yaml: &str) -> Vec<String> {
-    CompiledPolicy::compile(&policy("p", spec_yaml))
+    compile(&policy("p", spec_yaml))
         .errors()
         .iter()
         .map(ToString::to_string)

@@ -185,6 +185,9 @@ enum Growth {
 }
 
 /// The libraries as kube-cel registers them, unwrapped, for [`delegated`] to call.
+///
+/// A lazily built static because it is immutable once built (functions only): it holds no
+/// state of any engine or decision.
 fn originals() -> &'static Context<'static> {
     static ORIGINALS: OnceLock<Context<'static>> = OnceLock::new();
     ORIGINALS.get_or_init(|| Context::default().with_all())

@@ -2,10 +2,13 @@
 //! CEL programs, evaluate them, and combine the verdicts into one decision.
 //!
 //! The engine is pure (no I/O, no async, no Kubernetes client) so that the controller and
-//! the offline `csrgate check` / `csrgate test` commands call the very same [`decide`]: what
-//! a GitOps pipeline tests before merging is what the cluster will do.
+//! the offline `csrgate check` / `csrgate test` commands call the very same
+//! [`Engine::decide`]: what a GitOps pipeline tests before merging is what the cluster will do.
+//! The [`Engine`] is a value its caller owns (the controller one per process, the CLI one per
+//! run), holding the bounded caches kept between decisions; nothing is global but immutable
+//! tables (the CEL root context, the Kubernetes schemas).
 //!
-//! Policies are compiled once per generation ([`CompiledPolicy::compile`]); a CSR's request
+//! Policies are compiled once per generation ([`Engine::compile`]); a CSR's request
 //! is parsed and turned into CEL values once, then shared by every covering policy. A request
 //! that cannot be read exactly is never approved: it is denied with reason `InvalidRequest`
 //! (or left pending when no covering policy denies on failure).
@@ -14,12 +17,12 @@
 //! [`PER_CALL_LIMIT`] cost units per expression and [`RUNTIME_COST_BUDGET`] per policy and
 //! CSR, strings of at most [`MAX_STRING_BYTES`]. Going over, an integer overflow, or a panic
 //! inside a CEL library function is an evaluation error of that expression: a failure,
-//! never an approval. [`decide`] can therefore take up to about a second per policy; callers
+//! never an approval. [`Engine::decide`] can therefore take up to about a second per policy; callers
 //! on an async runtime run it on a blocking thread.
 //!
 //! ```
 //! use csrgate_api::CsrApprovalPolicy;
-//! use csrgate_policy::{CompiledPolicy, Outcome, decide, reasons};
+//! use csrgate_policy::{Engine, Inputs, Outcome, reasons};
 //! use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 //!
 //! let policy: CsrApprovalPolicy = serde_json::from_value(serde_json::json!({
@@ -32,7 +35,8 @@
 //!                          "expression": "x509.commonName == object.spec.username"}]
 //!     }
 //! }))?;
-//! let compiled = CompiledPolicy::compile(&policy);
+//! let engine = Engine::new();
+//! let compiled = engine.compile(&policy);
 //! assert!(compiled.is_ready());
 //!
 //! // A request that is not a PEM certificate request is denied, never approved.
@@ -41,9 +45,9 @@
 //!     "spec": {"signerName": "kubernetes.io/kube-apiserver-client",
 //!              "request": "bm90IGEgQ1NS", "usages": ["client auth"], "username": "jane"}
 //! }))?;
-//! let decision = decide(&[compiled], &csr, None);
-//! assert_eq!(decision.outcome, Outcome::Denied);
-//! assert_eq!(decision.reason, Some(reasons::INVALID_REQUEST));
+//! let decision = engine.decide(&[compiled], &csr, &Inputs::default());
+//! assert_eq!(decision.outcome(), Outcome::Denied);
+//! assert_eq!(decision.reason(), Some(reasons::INVALID_REQUEST));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
@@ -51,10 +55,13 @@ mod authorizer;
 mod budget;
 mod compile;
 mod decide;
+mod engine;
 mod env;
 mod evaluate;
 mod functions;
 mod node_names;
+mod paths;
+mod patterns;
 mod pick;
 pub mod rbac;
 pub mod request;
@@ -71,16 +78,13 @@ pub use compile::{
     MAX_EXPRESSION_BYTES,
 };
 pub use decide::{
-    Decision, MAX_MESSAGE_BYTES, Nodes, Outcome, PendingCause, PolicyReport, decide, decide_with,
-    reasons,
+    Decision, MAX_MESSAGE_BYTES, Nodes, Outcome, PendingCause, PolicyReport, Ruling, reasons,
 };
-pub use env::{
-    CsrScope, NODE_USER_PREFIX, UNCACHED_NODE_FIELDS, node_for_policies, node_name,
-    subject_node_name,
-};
-pub use evaluate::{Failure, Verdict, evaluate};
+pub use engine::{Engine, Inputs};
+pub use env::{CsrScope, NODE_USER_PREFIX, UNCACHED_NODE_FIELDS, node_for_policies, node_name};
+pub use evaluate::{Failure, FailureSource, Verdict, evaluate};
 pub use node_names::NodeNames;
+pub use patterns::{DYNAMIC_PATTERN_BYTES, DYNAMIC_PATTERN_ENTRIES, REGEX_SIZE_LIMIT};
 pub use request::{
-    ParsedRequest, PublicKeyInfo, RequestError, clear_request_cache, parse_request,
-    parse_request_cached,
+    Curve, KeyAlgorithm, ParsedRequest, PublicKeyInfo, RequestError, SharedRequest, parse_request,
 };

@@ -7,7 +7,7 @@
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::Node;
 
-use crate::{Nodes, node_name, subject_node_name};
+use crate::{Engine, Nodes, node_name};
 
 /// The Node names of one CSR: its requestor's and its subject's, each when it is a node's.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -20,8 +20,8 @@ pub struct NodeNames {
 }
 
 impl NodeNames {
-    /// The Node names of `csr`.
-    pub fn of(csr: &CertificateSigningRequest) -> Self {
+    /// The Node names of `csr`; the CN is read through `engine`'s request cache.
+    pub fn of(engine: &Engine, csr: &CertificateSigningRequest) -> Self {
         Self {
             requestor: csr
                 .spec
@@ -29,7 +29,7 @@ impl NodeNames {
                 .as_deref()
                 .and_then(node_name)
                 .map(str::to_owned),
-            subject: subject_node_name(csr),
+            subject: engine.subject_node_name(csr),
         }
     }
 
@@ -63,15 +63,21 @@ mod tests {
 
     #[test]
     fn a_node_requestor_names_its_node_and_others_name_none() {
-        let names = NodeNames::of(&csr("system:node:worker-1"));
+        let names = NodeNames::of(&Engine::default(), &csr("system:node:worker-1"));
         assert_eq!(names.requestor.as_deref(), Some("worker-1"));
         assert_eq!(
             names.subject, None,
             "an unreadable request names no subject"
         );
         assert_eq!(names.distinct().collect::<Vec<_>>(), ["worker-1"]);
-        assert_eq!(NodeNames::of(&csr("jane")), NodeNames::default());
-        assert_eq!(NodeNames::of(&csr("system:node:")), NodeNames::default());
+        assert_eq!(
+            NodeNames::of(&Engine::default(), &csr("jane")),
+            NodeNames::default()
+        );
+        assert_eq!(
+            NodeNames::of(&Engine::default(), &csr("system:node:")),
+            NodeNames::default()
+        );
     }
 
     #[test]

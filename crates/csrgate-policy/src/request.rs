@@ -26,7 +26,9 @@ mod fast;
 mod names;
 mod verify;
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::Serialize;
 
@@ -47,8 +49,10 @@ pub const MAX_EXTENSIONS: usize = 64;
 /// The PEM label Kubernetes requires for `spec.request`.
 const PEM_LABEL: &str = "CERTIFICATE REQUEST";
 
+pub use self::verify::Curve;
+
 /// What a certificate request asks for, as the `x509` CEL variable exposes it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ParsedRequest {
     /// The subject's common name, or empty when there is none.
@@ -74,15 +78,61 @@ pub struct ParsedRequest {
 }
 
 /// The request's public key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PublicKeyInfo {
-    /// `RSA`, `ECDSA` or `Ed25519`.
-    pub algorithm: String,
+    /// The key algorithm; policies read `RSA`, `ECDSA` or `Ed25519`.
+    pub algorithm: KeyAlgorithm,
     /// Key size in bits: the exact bit length of the modulus for RSA (a 3071-bit key is
     /// 3071), the curve's for ECDSA (224, 256, 384, 521), 256 for Ed25519.
     pub size: i64,
-    /// `P-224`, `P-256`, `P-384` or `P-521` for ECDSA; empty otherwise.
-    pub curve: String,
+    /// The curve of an ECDSA key; policies read `P-224`, `P-256`, `P-384` or `P-521`, and
+    /// an empty string for other keys.
+    #[serde(serialize_with = "curve_text")]
+    pub curve: Option<Curve>,
+}
+
+impl PublicKeyInfo {
+    /// The curve as policies read it: its name, or empty for a key without one.
+    pub fn curve_name(&self) -> &'static str {
+        self.curve.map_or("", Curve::name)
+    }
+}
+
+/// Writes a curve as policies read it (see [`PublicKeyInfo::curve_name`]).
+fn curve_text<S: serde::Serializer>(
+    curve: &Option<Curve>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(curve.map_or("", Curve::name))
+}
+
+/// A public key algorithm csrgate verifies (the ones Go's crypto/x509 reads from a request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyAlgorithm {
+    /// rsaEncryption (RFC 3279 §2.3.1), 1024 to 16384 bits.
+    Rsa,
+    /// id-ecPublicKey on a named NIST curve (RFC 5480).
+    Ecdsa,
+    /// id-Ed25519 (RFC 8410).
+    Ed25519,
+}
+
+impl KeyAlgorithm {
+    /// The name policies read as `x509.publicKey.algorithm`: `RSA`, `ECDSA` or `Ed25519`
+    /// (Go's `x509.PublicKeyAlgorithm` names).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyAlgorithm::Rsa => "RSA",
+            KeyAlgorithm::Ecdsa => "ECDSA",
+            KeyAlgorithm::Ed25519 => "Ed25519",
+        }
+    }
+}
+
+impl Serialize for KeyAlgorithm {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
 }
 
 /// Why a request could not be read exactly. Each message says what was wrong, for the
@@ -149,49 +199,63 @@ pub enum RequestError {
     },
 }
 
-/// Most verified requests remembered by [`parse_request_cached`]; past that the cache starts
-/// over. A request is at most 64 KiB, usually about 1 KiB.
+/// Most verified requests an [`crate::Engine`] remembers; past that its cache starts over. A
+/// request is at most 64 KiB, usually about 1 KiB.
 pub const REQUEST_CACHE_ENTRIES: usize = 1024;
+/// Most bytes of request text an [`crate::Engine`] remembers (the keys; the parsed forms are
+/// about as large); past that its cache starts over.
+pub const REQUEST_CACHE_BYTES: usize = 8 * 1024 * 1024;
 
-type RequestCache =
-    std::collections::HashMap<Vec<u8>, std::sync::Arc<Result<ParsedRequest, RequestError>>>;
+/// The outcome of parsing one request, shared by every decision that reads it.
+pub type SharedRequest = Arc<Result<ParsedRequest, RequestError>>;
 
-fn request_cache() -> &'static std::sync::Mutex<RequestCache> {
-    static CACHE: std::sync::OnceLock<std::sync::Mutex<RequestCache>> = std::sync::OnceLock::new();
-    CACHE.get_or_init(Default::default)
-}
-
-/// [`parse_request`], remembering the outcome per exact request bytes.
+/// [`parse_request`] outcomes by exact request bytes, bounded by [`REQUEST_CACHE_ENTRIES`]
+/// and [`REQUEST_CACHE_BYTES`]; owned by an [`crate::Engine`].
 ///
 /// Why: verifying the self-signature (an ECDSA verification is about 70 µs here) costs more
 /// than evaluating ten policies, and the controller decides the same pending CSR again on
 /// every policy change, conflict retry and resync. Parsing is deterministic, and the cache is
 /// keyed by the whole request (compared byte for byte, not by a hash), so a cached answer is
 /// the answer parsing would give.
-pub fn parse_request_cached(pem: &[u8]) -> std::sync::Arc<Result<ParsedRequest, RequestError>> {
-    // A poisoned lock only means a panic elsewhere mid-insert; the map is still consistent.
-    let lock = || {
-        request_cache()
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    };
-    if let Some(hit) = lock().get(pem) {
-        return std::sync::Arc::clone(hit);
-    }
-    let parsed = std::sync::Arc::new(parse_request(pem));
-    let mut cache = lock();
-    if cache.len() >= REQUEST_CACHE_ENTRIES {
-        cache.clear();
-    }
-    cache.insert(pem.to_vec(), std::sync::Arc::clone(&parsed));
-    parsed
+#[derive(Debug, Default)]
+pub(crate) struct RequestCache {
+    cache: Mutex<Requests>,
 }
 
-/// Forgets every cached request; benchmarks use it to measure a first sighting.
-pub fn clear_request_cache() {
-    *request_cache()
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner) = RequestCache::default();
+#[derive(Debug, Default)]
+struct Requests {
+    parsed: HashMap<Vec<u8>, SharedRequest>,
+    bytes: usize,
+}
+
+impl RequestCache {
+    /// [`parse_request`] of `pem`, remembered.
+    pub(crate) fn parse(&self, pem: &[u8]) -> SharedRequest {
+        // A poisoned lock only means a panic elsewhere mid-insert; the map is still consistent.
+        let lock = || self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(hit) = lock().parsed.get(pem) {
+            return Arc::clone(hit);
+        }
+        let parsed = Arc::new(parse_request(pem));
+        if pem.len() > MAX_REQUEST_BYTES {
+            // Refused on its length alone, before any parsing: nothing to save.
+            return parsed;
+        }
+        let mut cache = lock();
+        if cache.parsed.len() >= REQUEST_CACHE_ENTRIES
+            || cache.bytes + pem.len() > REQUEST_CACHE_BYTES
+        {
+            *cache = Requests::default();
+        }
+        cache.bytes += pem.len();
+        cache.parsed.insert(pem.to_vec(), Arc::clone(&parsed));
+        parsed
+    }
+
+    /// Forgets every request, so the next decision sees each for the first time.
+    pub(crate) fn clear(&self) {
+        *self.cache.lock().unwrap_or_else(PoisonError::into_inner) = Requests::default();
+    }
 }
 
 /// Parses and verifies the PEM `spec.request` of a CertificateSigningRequest.
@@ -265,8 +329,15 @@ pub fn parse_der(der: &[u8]) -> Result<ParsedRequest, RequestError> {
     verify::verify(algorithm, &key, info.encoding, signature)?;
 
     let mut parsed = ParsedRequest {
+        common_name: String::new(),
+        organizations: Vec::new(),
+        organizational_units: Vec::new(),
+        dns_names: Vec::new(),
+        ip_addresses: Vec::new(),
+        email_addresses: Vec::new(),
+        uris: Vec::new(),
         public_key,
-        ..ParsedRequest::default()
+        extensions: Vec::new(),
     };
     read_subject(subject.contents, &mut parsed)?;
     read_attributes(attributes.contents, &mut parsed)?;
@@ -573,40 +644,53 @@ fn read_attributes(contents: &[u8], parsed: &mut ParsedRequest) -> Result<(), Re
                 read_extensions(value.contents, parsed)?;
             }
             oid::CHALLENGE_PASSWORD | oid::UNSTRUCTURED_NAME => {
-                let name = if oid.is(oid::CHALLENGE_PASSWORD) {
-                    "challengePassword"
-                } else {
-                    "unstructuredName"
-                };
-                if oid.is(oid::CHALLENGE_PASSWORD) && values.len() != 1 {
-                    return Err(RequestError::Attributes(format!(
-                        "{name} has {} values; it is single-valued (RFC 2985 §5.4.1)",
-                        values.len()
-                    )));
-                }
-                for value in &values {
-                    let text = match value.tag {
-                        tag::UNIVERSAL_STRING => Some(decode_universal(value.contents)),
-                        // IA5String is a PKCS9String for unstructuredName, not a DirectoryString.
-                        tag::IA5_STRING if oid.is(oid::CHALLENGE_PASSWORD) => None,
-                        tag::NUMERIC_STRING => None,
-                        other => decode_string(other, value.contents),
-                    };
-                    match text {
-                        Some(Ok(_)) => {}
-                        Some(Err(why)) => {
-                            return Err(RequestError::Attributes(format!("{name}: {why}")));
-                        }
-                        None => {
-                            return Err(RequestError::Attributes(format!(
-                                "{name} value has tag {:#04x}, not a DirectoryString",
-                                value.tag
-                            )));
-                        }
-                    }
-                }
+                check_string_attribute(&oid, &values)?;
             }
             _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// A challengePassword or unstructuredName attribute (RFC 2985 §5.4.1, §5.2.2): values that
+/// are valid strings of their type, one value for challengePassword.
+///
+/// # Errors
+/// A value of the wrong type or encoding, or several challengePasswords.
+fn check_string_attribute(
+    oid: &der::Oid<'_>,
+    values: &[der::Element<'_>],
+) -> Result<(), RequestError> {
+    let name = if oid.is(oid::CHALLENGE_PASSWORD) {
+        "challengePassword"
+    } else {
+        "unstructuredName"
+    };
+    if oid.is(oid::CHALLENGE_PASSWORD) && values.len() != 1 {
+        return Err(RequestError::Attributes(format!(
+            "{name} has {} values; it is single-valued (RFC 2985 §5.4.1)",
+            values.len()
+        )));
+    }
+    for value in values {
+        let text = match value.tag {
+            tag::UNIVERSAL_STRING => Some(decode_universal(value.contents)),
+            // IA5String is a PKCS9String for unstructuredName, not a DirectoryString.
+            tag::IA5_STRING if oid.is(oid::CHALLENGE_PASSWORD) => None,
+            tag::NUMERIC_STRING => None,
+            other => decode_string(other, value.contents),
+        };
+        match text {
+            Some(Ok(_)) => {}
+            Some(Err(why)) => {
+                return Err(RequestError::Attributes(format!("{name}: {why}")));
+            }
+            None => {
+                return Err(RequestError::Attributes(format!(
+                    "{name} value has tag {:#04x}, not a DirectoryString",
+                    value.tag
+                )));
+            }
         }
     }
     Ok(())
@@ -760,10 +844,10 @@ fn check_limit(what: &str, count: usize, limit: usize) -> Result<(), RequestErro
 
 impl fmt::Display for PublicKeyInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.curve.is_empty() {
-            write!(f, "{} {}", self.algorithm, self.size)
-        } else {
-            write!(f, "{} {}", self.algorithm, self.curve)
+        let algorithm = self.algorithm.as_str();
+        match self.curve {
+            None => write!(f, "{algorithm} {}", self.size),
+            Some(curve) => write!(f, "{algorithm} {}", curve.name()),
         }
     }
 }

@@ -42,7 +42,7 @@ pub struct PolicyJson<'a> {
 #[derive(Debug, Serialize)]
 pub struct FailureJson<'a> {
     /// The validation's name.
-    pub validation: &'a str,
+    pub validation: String,
     /// Its message.
     pub message: &'a str,
 }
@@ -52,9 +52,9 @@ impl<'a> CsrReport<'a> {
     pub fn new(csr: &'a str, decision: &'a Decision) -> Self {
         Self {
             csr,
-            decision: decision.outcome.as_str(),
-            reason: decision.reason,
-            message: decision.message.as_deref(),
+            decision: decision.outcome().as_str(),
+            reason: decision.reason(),
+            message: Some(decision.message()),
             policies: decision
                 .policies
                 .iter()
@@ -66,7 +66,7 @@ impl<'a> CsrReport<'a> {
                         Verdict::Fail(failures) => failures
                             .iter()
                             .map(|f| FailureJson {
-                                validation: &f.validation,
+                                validation: f.source.to_string(),
                                 message: &f.message,
                             })
                             .collect(),

@@ -18,7 +18,7 @@ use rsa::signature::hazmat::PrehashVerifier;
 use sha2::Digest;
 
 use super::der::{self, Oid, Reader, tag};
-use super::{PublicKeyInfo, RequestError};
+use super::{KeyAlgorithm, PublicKeyInfo, RequestError};
 
 /// DER contents of the OIDs this module knows.
 mod oid {
@@ -136,9 +136,9 @@ pub(crate) enum Key {
     Ed25519(ed25519_dalek::VerifyingKey),
 }
 
-/// A NIST curve Go supports (crypto/x509 `namedCurveFromOID`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Curve {
+/// A NIST curve csrgate verifies, the ones Go supports (crypto/x509 `namedCurveFromOID`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Curve {
     /// secp224r1.
     P224,
     /// secp256r1.
@@ -150,7 +150,9 @@ pub(crate) enum Curve {
 }
 
 impl Curve {
-    fn name(self) -> &'static str {
+    /// The name policies read as `x509.publicKey.curve`: `P-224`, `P-256`, `P-384` or
+    /// `P-521` (Go's `elliptic.Curve` names).
+    pub fn name(self) -> &'static str {
         match self {
             Curve::P224 => "P-224",
             Curve::P256 => "P-256",
@@ -267,9 +269,9 @@ pub(crate) fn read_public_key(
             }
             check_ec_point(curve, bits)?;
             let info = PublicKeyInfo {
-                algorithm: "ECDSA".into(),
+                algorithm: KeyAlgorithm::Ecdsa,
                 size: curve.bits(),
-                curve: curve.name().into(),
+                curve: Some(curve),
             };
             Ok((info, Key::Ec(curve, bits.to_vec())))
         }
@@ -285,9 +287,9 @@ pub(crate) fn read_public_key(
             let key = ed25519_dalek::VerifyingKey::from_bytes(&bytes)
                 .map_err(|_| unsupported_key("Ed25519 key is not a curve point"))?;
             let info = PublicKeyInfo {
-                algorithm: "Ed25519".into(),
+                algorithm: KeyAlgorithm::Ed25519,
                 size: 256,
-                curve: String::new(),
+                curve: None,
             };
             Ok((info, Key::Ed25519(key)))
         }
@@ -351,9 +353,9 @@ fn read_rsa_key(bits: &[u8]) -> Result<(PublicKeyInfo, Key), RequestError> {
     )
     .map_err(|e| unsupported_key(format!("RSA key: {e}")))?;
     let info = PublicKeyInfo {
-        algorithm: "RSA".into(),
+        algorithm: KeyAlgorithm::Rsa,
         size: i64::try_from(size).unwrap_or(i64::MAX),
-        curve: String::new(),
+        curve: None,
     };
     Ok((info, Key::Rsa(public)))
 }

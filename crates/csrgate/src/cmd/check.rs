@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 
-use csrgate_policy::{CompiledPolicy, NodeNames, Nodes, decide_with};
+use csrgate_policy::{CompiledPolicy, Engine, Inputs, NodeNames, Nodes};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::Node;
 
@@ -20,11 +20,12 @@ pub struct InvalidPolicies {
     pub lines: Vec<String>,
 }
 
-/// Compiles every loaded policy.
+/// Compiles every loaded policy with `engine`.
 ///
 /// # Errors
 /// Any policy that is not Ready, with one line per error naming file and field.
 pub fn compile_all(
+    engine: &Engine,
     policies: &[Loaded<csrgate_api::CsrApprovalPolicy>],
 ) -> Result<Vec<CompiledPolicy>, InvalidPolicies> {
     let mut compiled = Vec::new();
@@ -38,7 +39,7 @@ pub fn compile_all(
                 policy.source
             ));
         }
-        let one = CompiledPolicy::compile(&policy.value);
+        let one = engine.compile(&policy.value);
         lines.extend(
             one.errors()
                 .iter()
@@ -69,10 +70,11 @@ pub fn nodes_by_name(nodes: Vec<Loaded<Node>>) -> HashMap<String, Node> {
 /// The Nodes a CSR's policies can read: its requestor's (`node`) and the one its CN names
 /// (`subjectNode`), from the `--node` files.
 pub fn nodes_for<'a>(
+    engine: &Engine,
     csr: &CertificateSigningRequest,
     nodes: &'a HashMap<String, Node>,
 ) -> Nodes<'a> {
-    NodeNames::of(csr).find(|name| nodes.get(name))
+    NodeNames::of(engine, csr).find(|name| nodes.get(name))
 }
 
 /// What the decisions will lack because an input was not given: without `--node`, `node`
@@ -108,8 +110,9 @@ fn missing_inputs(args: &CheckArgs, policies: &[CompiledPolicy]) -> Vec<String> 
 /// # Errors
 /// Unreadable input or invalid policies.
 pub fn run(args: &CheckArgs) -> Result<Outcome, Error> {
+    let engine = Engine::new();
     let loaded = load::policies(&args.policies)?;
-    let policies = compile_all(&loaded)?;
+    let policies = compile_all(&engine, &loaded)?;
     // Warnings go to stderr, so `--output json` stays one JSON document on stdout.
     let mut stderr = std::io::stderr().lock();
     for (policy, compiled) in loaded.iter().zip(&policies) {
@@ -139,8 +142,11 @@ pub fn run(args: &CheckArgs) -> Result<Outcome, Error> {
     let decisions: Vec<_> = csrs
         .iter()
         .map(|csr| {
-            let nodes = nodes_for(&csr.value, &nodes);
-            decide_with(&policies, &csr.value, nodes, Some(authorizer.clone()))
+            let inputs = Inputs {
+                nodes: nodes_for(&engine, &csr.value, &nodes),
+                authorizer: Some(authorizer.clone()),
+            };
+            engine.decide(&policies, &csr.value, &inputs)
         })
         .collect();
     let reports: Vec<CsrReport<'_>> = csrs

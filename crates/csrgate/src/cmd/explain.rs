@@ -2,7 +2,7 @@
 //!
 //! It reads the CSR, every CsrApprovalPolicy, the requestor's Node and the Node the CN names
 //! from the cluster and decides with the engine the controller uses
-//! ([`csrgate_policy::decide_with`], the `authorizer` variable answered by
+//! ([`csrgate_policy::Engine::decide`], the `authorizer` variable answered by
 //! SubjectAccessReviews as the controller answers it), so what it says csrgate would decide
 //! now is what the controller decides; beside that it shows the decision recorded on the CSR
 //! and names what changed when the two differ.
@@ -10,7 +10,9 @@
 use std::io::Write;
 
 use csrgate_api::CsrApprovalPolicy;
-use csrgate_policy::{CompiledPolicy, Decision, NodeNames, Nodes, Verdict, decide_with, reasons};
+use csrgate_policy::{
+    CompiledPolicy, Decision, Engine, Inputs, NodeNames, Nodes, Verdict, reasons,
+};
 use k8s_openapi::api::certificates::v1::{
     CertificateSigningRequest, CertificateSigningRequestCondition,
 };
@@ -61,11 +63,12 @@ pub fn run(args: &ExplainArgs) -> Result<Outcome, Error> {
         .enable_all()
         .build()
         .map_err(ExplainError::Runtime)?;
-    let (cluster, client) = runtime.block_on(read_cluster(args))?;
+    let engine = Engine::new();
+    let (cluster, client) = runtime.block_on(read_cluster(&engine, args))?;
     let compiled: Vec<CompiledPolicy> = cluster
         .policies
         .iter()
-        .map(CompiledPolicy::compile)
+        .map(|policy| engine.compile(policy))
         .collect();
     let reviews = csrgate_controller::AccessReviews::new(
         client,
@@ -76,12 +79,11 @@ pub fn run(args: &ExplainArgs) -> Result<Outcome, Error> {
         requestor: cluster.node.as_ref(),
         subject: cluster.subject_node.as_ref(),
     };
-    let decision = decide_with(
-        &compiled,
-        &cluster.csr,
+    let inputs = Inputs {
         nodes,
-        Some(std::sync::Arc::new(reviews)),
-    );
+        authorizer: Some(std::sync::Arc::new(reviews)),
+    };
+    let decision = engine.decide(&compiled, &cluster.csr, &inputs);
     let explanation = Explanation::new(&cluster, &decision);
     let text = match args.output {
         ExplainOutput::Json => serde_json::to_string_pretty(&explanation)? + "\n",
@@ -102,7 +104,10 @@ struct Cluster {
 }
 
 /// The cluster's CSR, policies and Node, and the client that read them.
-async fn read_cluster(args: &ExplainArgs) -> Result<(Cluster, kube::Client), ExplainError> {
+async fn read_cluster(
+    engine: &Engine,
+    args: &ExplainArgs,
+) -> Result<(Cluster, kube::Client), ExplainError> {
     let client = client(args).await?;
     let api = |what: &str| {
         let what = what.to_owned();
@@ -124,7 +129,7 @@ async fn read_cluster(args: &ExplainArgs) -> Result<(Cluster, kube::Client), Exp
         return Err(ExplainError::NoPolicies);
     }
     let nodes: Api<Node> = Api::all(client.clone());
-    let names = NodeNames::of(&csr);
+    let names = NodeNames::of(engine, &csr);
     let node = read_node(&nodes, names.requestor.as_deref()).await?;
     let subject_node = if names.subject == names.requestor {
         node.clone()
@@ -442,7 +447,9 @@ impl<'a> PolicyExplanation<'a> {
             .validations
             .iter()
             .map(|v| {
-                let failure = failures.iter().find(|f| f.validation == v.name);
+                let failure = failures
+                    .iter()
+                    .find(|f| f.source.validation() == Some(v.name.as_str()));
                 let result = match failure {
                     _ if !evaluated => "notEvaluated",
                     None => "true",

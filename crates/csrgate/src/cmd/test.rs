@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use csrgate_policy::decide_with;
+use csrgate_policy::{Engine, Inputs};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use serde::Deserialize;
@@ -148,7 +148,8 @@ struct CaseResult {
 fn run_suite(suite: &Loaded<Suite>) -> Result<Vec<CaseResult>, Error> {
     let base = suite.source.path.parent().unwrap_or(Path::new("."));
     let relative = |paths: &[PathBuf]| paths.iter().map(|p| base.join(p)).collect::<Vec<_>>();
-    let policies = compile_all(&load::policies(&relative(&suite.value.policies))?)?;
+    let engine = Engine::new();
+    let policies = compile_all(&engine, &load::policies(&relative(&suite.value.policies))?)?;
     let nodes = nodes_by_name(load::nodes(&relative(&suite.value.nodes))?);
     let authorizer = load::authorizer(
         &relative(&suite.value.rbac),
@@ -157,8 +158,11 @@ fn run_suite(suite: &Loaded<Suite>) -> Result<Vec<CaseResult>, Error> {
     let mut results = Vec::new();
     for (i, case) in suite.value.cases.iter().enumerate() {
         let csr = case_csr(case, base, &suite.source, i)?;
-        let nodes = nodes_for(&csr, &nodes);
-        let decision = decide_with(&policies, &csr, nodes, Some(authorizer.clone()));
+        let inputs = Inputs {
+            nodes: nodes_for(&engine, &csr, &nodes),
+            authorizer: Some(authorizer.clone()),
+        };
+        let decision = engine.decide(&policies, &csr, &inputs);
         results.push(CaseResult {
             case: case.name.clone(),
             mismatch: compare(&case.expect, &decision),
@@ -234,9 +238,9 @@ fn case_csr(
 
 /// `None` when the decision is as expected, else a `-expected/+got` diff.
 fn compare(expect: &Expect, decision: &csrgate_policy::Decision) -> Option<String> {
-    let got_decision = decision.outcome.as_str();
-    let got_reason = decision.reason;
-    let message = decision.message.as_deref().unwrap_or("");
+    let got_decision = decision.outcome().as_str();
+    let got_reason = decision.reason();
+    let message = decision.message();
     let missing: Vec<&String> = expect
         .message_contains
         .iter()
