@@ -478,3 +478,34 @@ fn check_warns_when_a_policy_reads_an_input_that_was_not_given() {
     ]));
     assert!(!quiet.contains("warning"), "{quiet}");
 }
+
+/// `--as-group` records the groups as the API server would (with `system:authenticated`), so
+/// `check` and a `csrgate test` case with the same groups decide alike.
+#[test]
+fn as_group_records_the_authenticated_group_as_the_api_server_and_test_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write(
+        dir.path(),
+        "p.yaml",
+        &POLICY.replace(
+            "EXPR",
+            r#"object.spec.groups == ["dev", "system:authenticated"]"#,
+        ),
+    );
+    let (code, stdout, stderr) = run(csrgate()
+        .args([
+            "check",
+            "--output",
+            "json",
+            "--as",
+            "jane",
+            "--as-group",
+            "dev",
+            "--policy",
+        ])
+        .arg(&policy)
+        .arg("examples/csrs/jane.yaml"));
+    assert_eq!(code, 0, "{stderr}");
+    let parsed: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(parsed[0]["decision"], "Approved", "{parsed}");
+}

@@ -94,52 +94,67 @@ pub async fn run(
             .await
         }
         Some(settings) => {
-            let mut leading =
-                leader::elect(client.clone(), settings, Arc::clone(&readiness)).await?;
-            // Stand by until this replica holds the lease, or shutdown.
-            loop {
-                if *leading.borrow_and_update() {
-                    break;
-                }
-                tokio::select! {
-                    changed = leading.changed() => if changed.is_err() { return Err(Error::LostLeadership) },
-                    () = shutdown.clone() => { server.abort(); return Ok(()); }
-                }
-            }
-            readiness.leader.store(true, Ordering::Relaxed);
-            info!("became the leader");
-            let lease = Arc::new(leader::LeaseCheck::new(
-                client.clone(),
-                settings.clone(),
-                leading.clone(),
-            ));
-            let checked = Arc::clone(&lease);
-            // Lost when the election says so, or when a check before a write finds it so
-            // (which can be first: see `LeaseCheck`). Either drops the controllers at once.
-            let lost = async move {
-                let told = async {
-                    loop {
-                        if leading.changed().await.is_err() || !*leading.borrow() {
-                            return;
-                        }
-                    }
-                };
-                tokio::select! {
-                    () = told => {},
-                    () = checked.lost() => {},
-                }
-            };
-            tokio::select! {
-                result = run_controllers(client, &config, metrics, Arc::clone(&readiness), shutdown, Some(lease)) => result,
-                () = lost => {
-                    readiness.leader.store(false, Ordering::Relaxed);
-                    Err(Error::LostLeadership)
-                }
-            }
+            run_as_leader(client, &config, settings, metrics, readiness, shutdown).await
         }
     };
     server.abort();
     result
+}
+
+/// Stands by until this replica holds the Lease (or shutdown), then runs the controllers
+/// until shutdown or until the Lease is lost.
+///
+/// # Errors
+/// Leader election fails, or the Lease is lost.
+async fn run_as_leader(
+    client: Client,
+    config: &Config,
+    settings: &LeaseSettings,
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
+    shutdown: ShutdownSignal,
+) -> Result<()> {
+    let mut leading = leader::elect(client.clone(), settings, Arc::clone(&readiness)).await?;
+    // Stand by until this replica holds the lease, or shutdown.
+    loop {
+        if *leading.borrow_and_update() {
+            break;
+        }
+        tokio::select! {
+            changed = leading.changed() => if changed.is_err() { return Err(Error::LostLeadership) },
+            () = shutdown.clone() => return Ok(()),
+        }
+    }
+    readiness.leader.store(true, Ordering::Relaxed);
+    info!("became the leader");
+    let lease = Arc::new(leader::LeaseCheck::new(
+        client.clone(),
+        settings.clone(),
+        leading.clone(),
+    ));
+    let checked = Arc::clone(&lease);
+    // Lost when the election says so, or when a check before a write finds it so
+    // (which can be first: see `LeaseCheck`). Either drops the controllers at once.
+    let lost = async move {
+        let told = async {
+            loop {
+                if leading.changed().await.is_err() || !*leading.borrow() {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            () = told => {},
+            () = checked.lost() => {},
+        }
+    };
+    tokio::select! {
+        result = run_controllers(client, config, metrics, Arc::clone(&readiness), shutdown, Some(lease)) => result,
+        () = lost => {
+            readiness.leader.store(false, Ordering::Relaxed);
+            Err(Error::LostLeadership)
+        }
+    }
 }
 
 // About 90 lines, kept whole: it is the wiring read top to bottom (each step one call), and

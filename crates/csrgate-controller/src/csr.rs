@@ -144,17 +144,19 @@ pub async fn reconcile(
             }
             Err(kube::Error::Api(status)) if status.code == 409 => {
                 debug!("CSR changed since it was read; reading it again");
-                current = api.get(&name).await.map_err(|source| {
+                let read = api.get_opt(&name).await.map_err(|source| {
                     ctx.metrics.api_error(crate::metrics::ApiCall::GetCsr);
                     Error::CsrReadFailed {
                         csr: name.clone(),
                         source,
                     }
                 })?;
-                if is_terminal(&current) {
+                // Deleted since the write was refused: as after a 404 on the write.
+                let Some(read) = read.filter(|csr| !is_terminal(csr)) else {
                     forget(&ctx, &name);
                     return Ok(Action::await_change());
-                }
+                };
+                current = read;
             }
             Err(kube::Error::Api(status)) if status.code == 404 => {
                 forget(&ctx, &name);
@@ -1032,6 +1034,22 @@ mod tests {
         let (result, remembered) = reconcile_mocked(|mut server| async move {
             server
                 .expect("PUT", APPROVAL_PATH, 404, status(404, "NotFound"))
+                .await;
+            server.done().await;
+        })
+        .await;
+        assert_eq!(result.unwrap(), Action::await_change());
+        assert!(!remembered, "a deleted CSR is forgotten");
+    }
+
+    #[tokio::test]
+    async fn a_csr_deleted_between_a_conflict_and_the_read_again_is_forgotten_without_error() {
+        let (result, remembered) = reconcile_mocked(|mut server| async move {
+            server
+                .expect("PUT", APPROVAL_PATH, 409, status(409, "Conflict"))
+                .await;
+            server
+                .expect("GET", CSR_PATH, 404, status(404, "NotFound"))
                 .await;
             server.done().await;
         })

@@ -220,6 +220,26 @@ mod tests {
     }
 
     #[test]
+    fn a_custom_resource_with_a_built_in_plural_gets_none_of_its_columns_or_field_selectors() {
+        let mut crd = widget_crd();
+        crd.spec.group = "toys.example.com".into();
+        crd.spec.names.plural = "certificatesigningrequests".into();
+        crd.spec.versions[0].additional_printer_columns = None;
+        let def = &resources(&crd)[0];
+        assert!(!def.is(&crate::registry::CSR));
+        let table = crate::table::table(def, &[], &[], None, true, false);
+        let names: Vec<&str> = table["columnDefinitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["Name", "Age"]);
+        assert!(crate::query::Selector::fields("spec.signerName=x", def).is_err());
+        assert!(crate::query::Selector::fields("spec.signerName=x", &crate::registry::CSR).is_ok());
+    }
+
+    #[test]
     fn without_a_status_subresource_any_non_metadata_change_bumps_the_generation() {
         let mut crd = widget_crd();
         crd.spec.versions[0].subresources = None;

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::registry::ResourceDef;
+use crate::registry::{self, ResourceDef};
 use crate::status::ApiError;
 
 /// Decoded query parameters (last value wins).
@@ -200,20 +200,31 @@ impl Selector {
 /// The value of a selectable field, or `None` when `def` does not support that field.
 /// A missing value reads as the empty string, as in the real server.
 fn field_value(def: &ResourceDef, obj: &Value, field: &str) -> Option<String> {
-    let pointer = match (def.plural.as_str(), field) {
+    // Built-in resources by group and plural: a custom resource that shares a plural with
+    // one has only the metadata fields, as on a real server.
+    let resource = [
+        &registry::CSR,
+        &registry::CORE_EVENT,
+        &registry::NAMESPACE,
+        &registry::NODE,
+    ]
+    .into_iter()
+    .find(|builtin| def.is(builtin))
+    .map(|builtin| builtin.plural.as_str());
+    let pointer = match (resource, field) {
         (_, "metadata.name") => "/metadata/name",
         (_, "metadata.namespace") => "/metadata/namespace",
-        ("certificatesigningrequests", "spec.signerName") => "/spec/signerName",
-        ("events", "involvedObject.kind") => "/involvedObject/kind",
-        ("events", "involvedObject.name") => "/involvedObject/name",
-        ("events", "involvedObject.namespace") => "/involvedObject/namespace",
-        ("events", "involvedObject.uid") => "/involvedObject/uid",
-        ("events", "reason") => "/reason",
-        ("events", "type") => "/type",
-        ("events", "regarding.kind") => "/regarding/kind",
-        ("events", "regarding.name") => "/regarding/name",
-        ("namespaces", "status.phase") => "/status/phase",
-        ("nodes", "spec.unschedulable") => "/spec/unschedulable",
+        (Some("certificatesigningrequests"), "spec.signerName") => "/spec/signerName",
+        (Some("events"), "involvedObject.kind") => "/involvedObject/kind",
+        (Some("events"), "involvedObject.name") => "/involvedObject/name",
+        (Some("events"), "involvedObject.namespace") => "/involvedObject/namespace",
+        (Some("events"), "involvedObject.uid") => "/involvedObject/uid",
+        (Some("events"), "reason") => "/reason",
+        (Some("events"), "type") => "/type",
+        (Some("events"), "regarding.kind") => "/regarding/kind",
+        (Some("events"), "regarding.name") => "/regarding/name",
+        (Some("namespaces"), "status.phase") => "/status/phase",
+        (Some("nodes"), "spec.unschedulable") => "/spec/unschedulable",
         _ => return None,
     };
     Some(match obj.pointer(pointer) {

@@ -98,6 +98,13 @@ pub struct ResourceDef {
 }
 
 impl ResourceDef {
+    /// Whether `self` is the built-in `other` (or another version of it): compared by group and
+    /// plural, so that a custom resource with a built-in's plural in another group is not taken
+    /// for it.
+    pub fn is(&self, other: &ResourceDef) -> bool {
+        self.store_key == other.store_key
+    }
+
     /// `group/version`, or `version` for core.
     pub fn api_version(&self) -> String {
         if self.group.is_empty() {

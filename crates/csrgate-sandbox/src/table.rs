@@ -3,7 +3,7 @@
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
 
-use crate::registry::ResourceDef;
+use crate::registry::{self, ResourceDef};
 
 /// Whether the Accept header asks for a Table.
 pub fn wants_table(accept: &str) -> bool {
@@ -104,29 +104,29 @@ fn columns(def: &ResourceDef) -> Vec<Value> {
         "CreationTimestamp is a timestamp representing the server time when this object was created.",
         0,
     );
-    match def.plural.as_str() {
-        "certificatesigningrequests" => vec![
-            name,
-            age,
-            column("SignerName", "string", "", "Requested signer name", 0),
-            column(
-                "Requestor",
-                "string",
-                "",
-                "Information about the requesting user.",
-                0,
-            ),
-            column(
-                "RequestedDuration",
-                "string",
-                "",
-                "Requested certificate duration",
-                0,
-            ),
-            column("Condition", "string", "", "Condition of the request", 0),
-        ],
-        _ => vec![name, age],
+    if !def.is(&registry::CSR) {
+        return vec![name, age];
     }
+    vec![
+        name,
+        age,
+        column("SignerName", "string", "", "Requested signer name", 0),
+        column(
+            "Requestor",
+            "string",
+            "",
+            "Information about the requesting user.",
+            0,
+        ),
+        column(
+            "RequestedDuration",
+            "string",
+            "",
+            "Requested certificate duration",
+            0,
+        ),
+        column("Condition", "string", "", "Condition of the request", 0),
+    ]
 }
 
 fn cells(def: &ResourceDef, obj: &Value) -> Vec<Value> {
@@ -134,29 +134,27 @@ fn cells(def: &ResourceDef, obj: &Value) -> Vec<Value> {
         .pointer("/metadata/name")
         .cloned()
         .unwrap_or(Value::Null);
-    match def.plural.as_str() {
-        "certificatesigningrequests" => {
-            let text = |p: &str| {
-                obj.pointer(p)
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string()
-            };
-            let duration = obj
-                .pointer("/spec/expirationSeconds")
-                .and_then(Value::as_i64)
-                .map_or_else(|| "<none>".to_string(), human_duration);
-            vec![
-                name,
-                json!(age(obj)),
-                json!(text("/spec/signerName")),
-                json!(text("/spec/username")),
-                json!(duration),
-                json!(csr_condition(obj)),
-            ]
-        }
-        _ => vec![name, json!(age(obj))],
+    if !def.is(&registry::CSR) {
+        return vec![name, json!(age(obj))];
     }
+    let text = |p: &str| {
+        obj.pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let duration = obj
+        .pointer("/spec/expirationSeconds")
+        .and_then(Value::as_i64)
+        .map_or_else(|| "<none>".to_string(), human_duration);
+    vec![
+        name,
+        json!(age(obj)),
+        json!(text("/spec/signerName")),
+        json!(text("/spec/username")),
+        json!(duration),
+        json!(csr_condition(obj)),
+    ]
 }
 
 /// Evaluate the simple JSONPath forms CRD printer columns use: `.a.b`, `[N]`, `[*]`, `[?(@.k=="v")]`.

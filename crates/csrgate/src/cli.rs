@@ -279,7 +279,8 @@ pub struct CheckArgs {
     /// Evaluate as if USER had created the CSRs (replaces spec.username).
     #[arg(long = "as", value_name = "USER")]
     pub as_user: Option<String>,
-    /// Evaluate as if the creator were in GROUP (replaces spec.groups). Repeat for several.
+    /// Evaluate as if the creator were in GROUP (replaces spec.groups; system:authenticated is
+    /// added, as the API server records it for every authenticated user). Repeat for several.
     #[arg(long = "as-group", value_name = "GROUP")]
     pub as_groups: Vec<String>,
     /// CertificateSigningRequest manifests, as `kubectl get csr NAME -o yaml` prints them.

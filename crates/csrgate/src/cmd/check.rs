@@ -136,7 +136,8 @@ pub fn run(args: &CheckArgs) -> Result<Outcome, Error> {
             csr.value.spec.username = Some(user.clone());
         }
         if !args.as_groups.is_empty() {
-            csr.value.spec.groups = Some(args.as_groups.clone());
+            // As the API server records them (and as `csrgate test` reads a case's groups).
+            csr.value.spec.groups = Some(csrgate_api::user::authenticated_groups(&args.as_groups));
         }
     }
     let decisions: Vec<_> = csrs
