@@ -10,7 +10,7 @@ use k8s_openapi::api::certificates::v1::{
     CertificateSigningRequestStatus,
 };
 use kube::api::{Api, ListParams, ObjectMeta, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::config::KubeConfigOptions;
 
 const CONCURRENCY: usize = 16;
 
@@ -26,7 +26,7 @@ type Error = Box<dyn std::error::Error>;
 
 /// A client of `sandbox` and a PEM request the CSRs share.
 async fn setup(sandbox: &Sandbox) -> Result<(Api<CertificateSigningRequest>, String), Error> {
-    let kubeconfig = Kubeconfig::from_yaml(&sandbox.kubeconfig())?;
+    let kubeconfig = sandbox.kubeconfig();
     let config =
         kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
     let api = Api::<CertificateSigningRequest>::all(kube::Client::try_from(config)?);

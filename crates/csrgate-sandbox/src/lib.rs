@@ -200,7 +200,7 @@ impl Sandbox {
         let (kubeconfig_path, ca_path) = match &config.kubeconfig_out {
             Some(path) => {
                 let ca_path = ca_path_for(path);
-                std::fs::write(path, kubeconfig::render(addr, &token))
+                kubeconfig::write(path, addr, &token)
                     .map_err(|e| Error::WriteFile(path.clone(), e))?;
                 std::fs::write(&ca_path, &ca_pem)
                     .map_err(|e| Error::WriteFile(ca_path.clone(), e))?;
@@ -254,9 +254,9 @@ impl Sandbox {
         &self.token
     }
 
-    /// The kubeconfig text for the admin user, whether or not it was written to a file.
-    pub fn kubeconfig(&self) -> String {
-        kubeconfig::render(self.addr, &self.token)
+    /// The kubeconfig of the admin user, whether or not it was written to a file.
+    pub fn kubeconfig(&self) -> kube::config::Kubeconfig {
+        kubeconfig::kubeconfig(self.addr, &self.token)
     }
 
     /// Where the kubeconfig was written, if it was.

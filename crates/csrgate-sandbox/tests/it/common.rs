@@ -6,7 +6,7 @@ use k8s_openapi::api::certificates::v1::{
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ObjectMeta, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::config::KubeConfigOptions;
 use kube::{Client, Config};
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair};
 
@@ -48,7 +48,7 @@ pub async fn start_with(mut config: SandboxConfig) -> Env {
 
 /// A client for the sandbox, impersonating `user` (with group `developers`) when given.
 pub async fn client_for(sandbox: &Sandbox, user: Option<&str>) -> Client {
-    let kubeconfig = Kubeconfig::from_yaml(&sandbox.kubeconfig()).expect("kubeconfig parses");
+    let kubeconfig = sandbox.kubeconfig();
     let mut config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
         .expect("config");
