@@ -387,6 +387,10 @@ fn csr_events(
         .inspect(move |item| {
             observed.observe(item);
             if let Ok(event) = item {
+                if let watcher::Event::Apply(csr) = event {
+                    // With the reconcile's own debug lines, a per-CSR trace of the wait.
+                    debug!(csr = %csr.metadata.name.as_deref().unwrap_or(""), "CSR watch event");
+                }
                 pending_by_node.observe(event);
                 cap.observe(event);
             }

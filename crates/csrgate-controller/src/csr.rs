@@ -110,6 +110,7 @@ pub async fn reconcile(
         return Ok(Action::await_change());
     }
     let name = csr.name_any();
+    debug!("reconcile started");
     remember(&ctx, &name);
     let api: Api<CertificateSigningRequest> = Api::all(ctx.client.clone());
     let mut current = (*csr).clone();
@@ -292,6 +293,7 @@ async fn evaluate_with(
 ) -> Result<Decision> {
     let name = csr.name_any();
     let slot = ctx.evaluations.acquire(&csr.spec.signer_name).await;
+    debug!("evaluation slot acquired");
     let csr = csr.clone();
     let reviews = Arc::new(AccessReviews::new(
         ctx.client.clone(),
@@ -312,6 +314,7 @@ async fn evaluate_with(
         csr: name.clone(),
         source,
     })?;
+    debug!(outcome = decision.outcome.as_str(), "evaluation done");
     // A decision resting on a failed review is neither written nor final (see
     // `crate::access_reviews`).
     match reviews.failure() {
