@@ -102,13 +102,10 @@ impl Process {
                 command.env("RUST_LOG", "warn").stderr(Stdio::null());
             }
         }
-        command
-            .spawn()
-            .map(Self)
-            .map_err(|source| Error::Io {
-                what: format!("starting {what} ({})", program.display()),
-                source,
-            })
+        command.spawn().map(Self).map_err(|source| Error::Io {
+            what: format!("starting {what} ({})", program.display()),
+            source,
+        })
     }
 
     /// Peak and current resident memory and CPU seconds so far.

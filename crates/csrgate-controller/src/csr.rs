@@ -646,14 +646,11 @@ fn first_time(ctx: &CsrContext, name: &str, key: Reported) -> bool {
     }
 }
 
-/// Logs and counts a failed CSR reconcile, then retries with a backoff per CSR (2 s,
-/// doubling up to 5 min) so that an error that persists, such as a 403 on the approval
-/// write, is retried rarely instead of in a loop. A refused write was already logged once.
-pub fn error_policy(
-    csr: Arc<CertificateSigningRequest>,
-    error: &Error,
-    ctx: Arc<CsrContext>,
-) -> Action {
+/// Logs and counts a failed CSR reconcile, and returns when to retry it: a backoff per CSR
+/// (2 s, doubling up to 5 min) so that an error that persists, such as a 403 on the
+/// approval write, is retried rarely instead of in a loop. A refused write was already
+/// logged once.
+pub fn retry_after(csr: &CertificateSigningRequest, error: &Error, ctx: &CsrContext) -> Duration {
     let name = csr.name_any();
     if matches!(error, Error::ApprovalForbidden { .. }) {
         debug!(csr = %name, %error, "CSR reconcile failed");
@@ -671,7 +668,7 @@ pub fn error_policy(
         entry.failures = entry.failures.saturating_add(1);
         entry.failures
     });
-    Action::requeue(retry_delay(failures))
+    retry_delay(failures)
 }
 
 /// The delay before retry number `failures` (from 1): 2 s, doubling, at most 5 min.
