@@ -61,6 +61,12 @@ where
         .await
 }
 
+/// The directory named by `CSRGATE_BENCH_TRACE`, where per-CSR traces and the children's
+/// logs go; `None` when unset.
+pub fn trace_dir() -> Option<PathBuf> {
+    std::env::var_os("CSRGATE_BENCH_TRACE").map(PathBuf::from)
+}
+
 /// Concurrent creators in every burst.
 pub const CREATORS: usize = 16;
 
@@ -69,18 +75,37 @@ pub struct Process(pub Child);
 
 impl Process {
     /// Starts `program` with `args`, its output discarded.
+    ///
+    /// With `CSRGATE_BENCH_TRACE=<dir>` set, the child logs at `RUST_LOG` as given to the
+    /// bench (not `warn`) and its stderr is appended to `<dir>/<program file name>.log`,
+    /// for per-CSR traces (see `docs/development.md`, "Tracing a burst").
     pub fn spawn(program: &Path, args: &[&str], what: &str) -> Result<Self> {
-        Command::new(program)
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map(Self)
-            .map_err(|source| Error::Io {
-                what: format!("starting {what} ({})", program.display()),
-                source,
-            })
+        let mut command = Command::new(program);
+        command.args(args).stdout(Stdio::null());
+        match trace_dir() {
+            Some(dir) => {
+                let name = program.file_name().map_or_else(
+                    || "child".to_owned(),
+                    |name| name.to_string_lossy().into_owned(),
+                );
+                let log = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(dir.join(format!("{name}.log")))
+                    .map_err(|source| Error::Io {
+                        what: format!("opening the trace log of {what}"),
+                        source,
+                    })?;
+                command.stderr(log);
+            }
+            None => {
+                command.env("RUST_LOG", "warn").stderr(Stdio::null());
+            }
+        }
+        command.spawn().map(Self).map_err(|source| Error::Io {
+            what: format!("starting {what} ({})", program.display()),
+            source,
+        })
     }
 
     /// Peak and current resident memory and CPU seconds so far.

@@ -283,6 +283,7 @@ where
     let created_in = start.elapsed();
 
     let mut latencies = Vec::with_capacity(n);
+    let mut trace = Vec::new();
     let mut seen = HashSet::new();
     let deadline = Instant::now() + Duration::from_secs(120 + n as u64 / 100);
     let mut last = start;
@@ -293,19 +294,59 @@ where
             break;
         };
         if let Some(sent) = created.get(&name)
-            && seen.insert(name)
+            && seen.insert(name.clone())
         {
             latencies.push(at.duration_since(*sent));
+            trace.push((name, *sent, at));
             last = at;
         }
     }
     watch.abort();
+    write_trace(start, &trace)?;
     latencies.sort();
     Ok(Timing {
         latencies,
         created_in,
         total: last.duration_since(start),
     })
+}
+
+/// With `CSRGATE_BENCH_TRACE=<dir>`, appends one line per decided CSR to
+/// `<dir>/csrs.tsv`: its name, when its create request was sent and when the bench's watch
+/// saw its condition, both as Unix time in microseconds (to set beside the controller's
+/// log, whose timestamps are UTC), and the latency in milliseconds.
+fn write_trace(start: Instant, trace: &[(String, Instant, Instant)]) -> Result<()> {
+    use std::io::Write;
+    let Some(dir) = cluster::trace_dir() else {
+        return Ok(());
+    };
+    let io_error = |source| Error::Io {
+        what: "writing csrs.tsv".into(),
+        source,
+    };
+    let wall_start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .saturating_sub(start.elapsed());
+    let unix_us = |at: &Instant| (wall_start + at.saturating_duration_since(start)).as_micros();
+    let mut out = std::io::BufWriter::new(
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("csrs.tsv"))
+            .map_err(io_error)?,
+    );
+    for (name, sent, decided) in trace {
+        writeln!(
+            out,
+            "{name}\t{}\t{}\t{:.1}",
+            unix_us(sent),
+            unix_us(decided),
+            decided.duration_since(*sent).as_secs_f64() * 1000.0
+        )
+        .map_err(io_error)?;
+    }
+    out.flush().map_err(io_error)
 }
 
 impl Timing {

@@ -12,11 +12,11 @@ use futures::future::{BoxFuture, Shared};
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::Node;
-use kube::Client;
 use kube::api::Api;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -28,6 +28,7 @@ pub use crate::leader::LeaseSettings;
 use crate::nodes::PendingByNode;
 use crate::pending::PendingCap;
 use crate::policy::{self, PolicyContext};
+use crate::queue::{self, WorkQueue};
 use crate::watches::{self, WatchHealth};
 use crate::{Error, Metrics, Result, leader};
 
@@ -42,7 +43,8 @@ pub struct Config {
     pub dry_run: bool,
     /// Watch Nodes for the `node` variable (off: `node` is always null).
     pub watch_nodes: bool,
-    /// How many CSRs are decided at once.
+    /// How many CSRs are decided at once (the work queue's workers; 0 counts as 1); the
+    /// others wait their turn in the order they came due (see `crate::queue`).
     pub concurrency: u16,
     /// The per-signer cap on pending CSRs above which approvals are held (`None`: no cap).
     pub max_pending_per_signer: Option<std::num::NonZeroUsize>,
@@ -232,16 +234,16 @@ async fn run_controllers(
         seen: Mutex::new(HashMap::new()),
     });
     let csr_events = csr_events(&client, &health.csrs, csr_writer, pending_by_node, cap);
+    // Unbounded: its reconciler only hands CSRs to the work queue (see `crate::queue`).
     let csr_controller = Controller::for_stream(csr_events, csrs.clone())
-        .with_config(controller::Config::default().concurrency(config.concurrency))
         .reconcile_all_on(tokio_stream_from(changed_rx))
         .reconcile_on(node_triggers)
         .reconcile_on(resumed)
         .graceful_shutdown_on(shutdown.clone());
 
-    let gauges = spawn_gauges(Arc::clone(&metrics), csrs, cache, policies);
+    let gauges = spawn_gauges(Arc::clone(&metrics), csrs.clone(), cache, policies);
     readiness.synced.store(true, Ordering::Relaxed);
-    run_csr_controller(csr_controller, csr_context).await;
+    run_csr_controller(csr_controller, csr_context, csrs, config.concurrency).await;
     gauges.abort();
     for probe in probes {
         probe.abort();
@@ -402,6 +404,10 @@ fn csr_events(
         .inspect(move |item| {
             observed.observe(item);
             if let Ok(event) = item {
+                if let watcher::Event::Apply(csr) = event {
+                    // With the reconcile's own debug lines, a per-CSR trace of the wait.
+                    debug!(csr = %csr.metadata.name.as_deref().unwrap_or(""), "CSR watch event");
+                }
                 pending_by_node.observe(event);
                 cap.observe(event);
             }
@@ -464,25 +470,65 @@ fn spawn_gauges(
     })
 }
 
-/// Runs the CSR controller until its shutdown; reconcile errors were already handled by
-/// [`csr::error_policy`], so only the controller's own errors are logged.
+/// Runs the CSR controller until its shutdown: the `Controller` hands each CSR that comes
+/// due to a [`WorkQueue`], from which `workers` workers decide them in arrival order (see
+/// `crate::queue` for why); at shutdown the decisions in hand are finished.
 async fn run_csr_controller(
     controller: Controller<CertificateSigningRequest>,
     context: Arc<CsrContext>,
+    csrs: Store<CertificateSigningRequest>,
+    workers: u16,
 ) {
-    controller
-        .run(csr::reconcile, csr::error_policy, context)
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                match error {
-                    controller::Error::ReconcilerFailed(..) => {}
+    let queue = Arc::new(WorkQueue::default());
+    let work = move |name: String| decide_queued(csrs.clone(), Arc::clone(&context), name);
+    let workers = queue::serve(Arc::clone(&queue), usize::from(workers), work);
+    let intake = async {
+        controller
+            .run(enqueue, never_fails, Arc::clone(&queue))
+            .for_each(|result| async move {
+                match result {
+                    Ok(_) => {}
                     // A CSR a Node event re-queued was deleted meanwhile.
-                    controller::Error::ObjectNotFound(..) => {}
-                    other => warn!(error = %other, "CSR controller event"),
+                    Err(controller::Error::ObjectNotFound(..)) => {}
+                    Err(other) => warn!(error = %other, "CSR controller event"),
                 }
-            }
-        })
-        .await;
+            })
+            .await;
+        queue.close();
+    };
+    futures::join!(intake, workers);
+}
+
+/// The `Controller`'s reconciler: queues the CSR and returns at once.
+async fn enqueue(
+    csr: Arc<CertificateSigningRequest>,
+    queue: Arc<WorkQueue>,
+) -> std::result::Result<controller::Action, Error> {
+    queue.add(&csr.name_any());
+    Ok(controller::Action::await_change())
+}
+
+/// [`enqueue`] never fails; failed decisions are retried by the queue.
+fn never_fails(
+    _csr: Arc<CertificateSigningRequest>,
+    _error: &Error,
+    _queue: Arc<WorkQueue>,
+) -> controller::Action {
+    controller::Action::await_change()
+}
+
+/// Decides the CSR `name` as the store holds it now; on failure, the delay before it is
+/// tried again (see [`csr::retry_after`]). A CSR deleted meanwhile is skipped.
+async fn decide_queued(
+    csrs: Store<CertificateSigningRequest>,
+    context: Arc<CsrContext>,
+    name: String,
+) -> Option<Duration> {
+    let csr = csrs.get(&reflector::ObjectRef::new(&name))?;
+    match csr::reconcile(Arc::clone(&csr), Arc::clone(&context)).await {
+        Ok(_) => None,
+        Err(error) => Some(csr::retry_after(&csr, &error, &context)),
+    }
 }
 
 /// Waits for a store's first full list; `false` on shutdown or when its writer is gone.

@@ -110,6 +110,7 @@ pub async fn reconcile(
         return Ok(Action::await_change());
     }
     let name = csr.name_any();
+    debug!("reconcile started");
     remember(&ctx, &name);
     let api: Api<CertificateSigningRequest> = Api::all(ctx.client.clone());
     let mut current = (*csr).clone();
@@ -291,6 +292,7 @@ async fn evaluate_with(
 ) -> Result<Decision> {
     let name = csr.name_any();
     let slot = ctx.evaluations.acquire(&csr.spec.signer_name).await;
+    debug!("evaluation slot acquired");
     let csr = csr.clone();
     let reviews = Arc::new(AccessReviews::new(
         ctx.client.clone(),
@@ -316,6 +318,7 @@ async fn evaluate_with(
         csr: name.clone(),
         source,
     })?;
+    debug!(outcome = decision.outcome.as_str(), "evaluation done");
     // A decision resting on a failed review is neither written nor final (see
     // `crate::access_reviews`).
     match reviews.failure() {
@@ -647,14 +650,11 @@ fn first_time(ctx: &CsrContext, name: &str, key: Reported) -> bool {
     }
 }
 
-/// Logs and counts a failed CSR reconcile, then retries with a backoff per CSR (2 s,
-/// doubling up to 5 min) so that an error that persists, such as a 403 on the approval
-/// write, is retried rarely instead of in a loop. A refused write was already logged once.
-pub fn error_policy(
-    csr: Arc<CertificateSigningRequest>,
-    error: &Error,
-    ctx: Arc<CsrContext>,
-) -> Action {
+/// Logs and counts a failed CSR reconcile, and returns when to retry it: a backoff per CSR
+/// (2 s, doubling up to 5 min) so that an error that persists, such as a 403 on the
+/// approval write, is retried rarely instead of in a loop. A refused write was already
+/// logged once.
+pub fn retry_after(csr: &CertificateSigningRequest, error: &Error, ctx: &CsrContext) -> Duration {
     let name = csr.name_any();
     if matches!(error, Error::ApprovalForbidden { .. }) {
         debug!(csr = %name, %error, "CSR reconcile failed");
@@ -672,7 +672,7 @@ pub fn error_policy(
         entry.failures = entry.failures.saturating_add(1);
         entry.failures
     });
-    Action::requeue(retry_delay(failures))
+    retry_delay(failures)
 }
 
 /// The delay before retry number `failures` (from 1): 2 s, doubling, at most 5 min.

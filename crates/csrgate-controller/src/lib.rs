@@ -24,6 +24,7 @@ mod metrics;
 mod nodes;
 mod pending;
 mod policy;
+mod queue;
 pub mod telemetry;
 mod watches;
 

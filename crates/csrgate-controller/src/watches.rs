@@ -111,21 +111,31 @@ impl WatchHealth {
         }
     }
 
-    /// Compares the collection's resourceVersion, as a list returns it now, with the newest
-    /// the cache has seen; a server behind the cache means the watch waits for a future that
-    /// will not come, so the watcher is restarted. Returns whether it was.
-    pub fn check_progress(&self, collection_version: Option<&str>) -> bool {
+    /// The newest resourceVersion the cache has seen, to hand to
+    /// [`check_progress`](Self::check_progress) with the answer of a list sent after it.
+    pub fn newest_seen(&self) -> u64 {
+        self.state().newest_seen
+    }
+
+    /// Compares the collection's resourceVersion, as a list returns it, with `seen_before`,
+    /// the newest the cache had seen when that list was sent; a server behind that means the
+    /// watch waits for a future that will not come, so the watcher is restarted. Returns
+    /// whether it was.
+    ///
+    /// Not with what the cache has seen by the time the answer arrives: under load, the
+    /// watch delivers newer events while the list is in flight, and a busy but healthy
+    /// server looked behind (a relist of every CSR in the middle of a burst).
+    pub fn check_progress(&self, collection_version: Option<&str>, seen_before: u64) -> bool {
         let Some(server) = numeric_version(collection_version) else {
             return false;
         };
         let mut state = self.state();
-        if server >= state.newest_seen {
+        if server >= seen_before {
             return false;
         }
         let why = format!(
-            "the API server is at resourceVersion {server}, behind the {} the cache has seen: \
-             the watch waits for a future that will not come; relisting",
-            state.newest_seen
+            "the API server is at resourceVersion {server}, behind the {seen_before} the cache \
+             had seen: the watch waits for a future that will not come; relisting"
         );
         warn!(watch = self.name, "{why}");
         state.stale = Some(why);
@@ -178,9 +188,10 @@ where
     interval.tick().await;
     loop {
         interval.tick().await;
+        let seen_before = health.newest_seen();
         match api.list_metadata(&ListParams::default().limit(1)).await {
             Ok(list) => {
-                health.check_progress(list.metadata.resource_version.as_deref());
+                health.check_progress(list.metadata.resource_version.as_deref(), seen_before);
             }
             Err(error) => tracing::debug!(watch = health.name, %error, "progress probe failed"),
         }
@@ -242,13 +253,14 @@ mod tests {
         let health = WatchHealth::new("nodes");
         health.observe(&Ok(watcher::Event::InitApply(node("1000"))));
         health.observe(&Ok(watcher::Event::<Node>::InitDone));
+        let seen = health.newest_seen();
         assert!(
-            !health.check_progress(Some("1200")),
+            !health.check_progress(Some("1200"), seen),
             "the server is ahead: fine"
         );
-        assert!(!health.check_progress(Some("1000")));
-        assert!(!health.check_progress(Some("not-a-number")));
-        assert!(health.check_progress(Some("40")));
+        assert!(!health.check_progress(Some("1000"), seen));
+        assert!(!health.check_progress(Some("not-a-number"), seen));
+        assert!(health.check_progress(Some("40"), seen));
         assert!(
             health
                 .problem()
@@ -264,7 +276,20 @@ mod tests {
         );
         health.observe(&Ok(watcher::Event::<Node>::InitDone));
         assert_eq!(health.problem(), None);
-        assert!(!health.check_progress(Some("40")));
+        assert!(!health.check_progress(Some("40"), health.newest_seen()));
+    }
+
+    #[test]
+    fn a_list_answered_while_the_watch_moved_on_is_not_behind() {
+        let health = WatchHealth::new("certificatesigningrequests");
+        health.observe(&Ok(watcher::Event::InitApply(node("1000"))));
+        health.observe(&Ok(watcher::Event::<Node>::InitDone));
+        let seen_before = health.newest_seen();
+        // While the probe's list is in flight, the watch delivers newer events ...
+        health.observe(&Ok(watcher::Event::Apply(node("1500"))));
+        // ... and the list's answer, from before them, is not a server behind the cache.
+        assert!(!health.check_progress(Some("1200"), seen_before));
+        assert_eq!(health.problem(), None);
     }
 
     #[tokio::test]
