@@ -318,7 +318,7 @@ async fn evaluate_with(
         csr: name.clone(),
         source,
     })?;
-    debug!(outcome = decision.outcome.as_str(), "evaluation done");
+    debug!(outcome = decision.outcome().as_str(), "evaluation done");
     // A decision resting on a failed review is neither written nor final (see
     // `crate::access_reviews`).
     match reviews.failure() {
