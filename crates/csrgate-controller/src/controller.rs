@@ -11,7 +11,6 @@ use csrgate_api::CsrApprovalPolicy;
 use futures::future::{BoxFuture, Shared};
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
-use k8s_openapi::api::core::v1::Node;
 use kube::api::Api;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::reflector::{self, Store};
@@ -21,6 +20,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::cache::PolicyCache;
+use crate::cached_node::CachedNode;
 use crate::csr::{self, CsrContext};
 use crate::events::Publisher;
 use crate::health::{self, Readiness};
@@ -285,7 +285,7 @@ impl Healths {
     /// The probe of the Node watch, started with it.
     fn spawn_node_probe(&self, client: &Client) -> tokio::task::JoinHandle<()> {
         tokio::spawn(watches::probe(
-            Api::<Node>::all(client.clone()),
+            Api::<CachedNode>::all(client.clone()),
             Arc::clone(&self.nodes),
         ))
     }
@@ -353,14 +353,13 @@ fn spawn_node_reflector(
     triggers: futures::channel::mpsc::UnboundedSender<
         reflector::ObjectRef<CertificateSigningRequest>,
     >,
-) -> Store<Node> {
-    let (store, writer) = reflector::store::<Node>();
-    let api = Api::<Node>::all(client.clone());
+) -> Store<CachedNode> {
+    let (store, writer) = reflector::store::<CachedNode>();
+    let api = Api::<CachedNode>::all(client.clone());
     let observed = Arc::clone(health);
     let stream = health
         .restartable(move || watcher(api.clone(), cache_watch_config()).default_backoff())
         .inspect(move |item| observed.observe(item))
-        .modify(csrgate_policy::node_for_policies)
         .reflect(writer)
         .for_each(move |event| {
             let node = match &event {
@@ -421,7 +420,7 @@ fn csr_events(
 /// CSRs are not held (and reported held) while the policy controller catches up.
 async fn sync(
     policies: &Store<CsrApprovalPolicy>,
-    nodes: Option<&Store<Node>>,
+    nodes: Option<&Store<CachedNode>>,
     cache: &PolicyCache,
     watch_nodes: bool,
     shutdown: &ShutdownSignal,

@@ -7,6 +7,7 @@
 //! never written, so no CSR is decided twice.
 
 use std::collections::HashMap;
+use std::ops::Deref;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,7 +19,6 @@ use csrgate_policy::{
 use k8s_openapi::api::certificates::v1::{
     CertificateSigningRequest, CertificateSigningRequestCondition,
 };
-use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use kube::api::{Api, PostParams};
@@ -28,6 +28,7 @@ use tracing::{Span, debug, info, instrument, warn};
 
 use crate::access_reviews::AccessReviews;
 use crate::cache::PolicyCache;
+use crate::cached_node::CachedNode;
 use crate::evaluations::EvaluationSlots;
 use crate::events::{EventType, Publisher};
 use crate::metrics::{
@@ -52,7 +53,7 @@ pub struct CsrContext {
     /// The policy reflector's store.
     pub policies: Store<CsrApprovalPolicy>,
     /// The Node store, when the `node` variable is enabled.
-    pub nodes: Option<Store<Node>>,
+    pub nodes: Option<Store<CachedNode>>,
     /// Every policy is treated as Audit.
     pub dry_run: bool,
     /// Under leader election, confirms the lease before each approval write.
@@ -260,8 +261,8 @@ async fn read_node(
     ctx: &CsrContext,
     csr: &CertificateSigningRequest,
     node: &str,
-) -> Result<Option<Node>> {
-    let mut fresh = Api::<Node>::all(ctx.client.clone())
+) -> Result<Option<CachedNode>> {
+    Api::<CachedNode>::all(ctx.client.clone())
         .get_opt(node)
         .await
         .map_err(|source| {
@@ -271,11 +272,7 @@ async fn read_node(
                 node: node.to_owned(),
                 source,
             }
-        })?;
-    if let Some(fresh) = fresh.as_mut() {
-        csrgate_policy::node_for_policies(fresh);
-    }
-    Ok(fresh)
+        })
 }
 
 /// Decides one CSR with the requestor's Node and the Node its CN names on the blocking pool,
@@ -288,7 +285,7 @@ async fn evaluate_with(
     ctx: &CsrContext,
     csr: &CertificateSigningRequest,
     policies: Vec<csrgate_policy::CompiledPolicy>,
-    (node, subject_node): (Option<Arc<Node>>, Option<Arc<Node>>),
+    (node, subject_node): (Option<Arc<CachedNode>>, Option<Arc<CachedNode>>),
 ) -> Result<Decision> {
     let name = csr.name_any();
     let slot = ctx.evaluations.acquire(&csr.spec.signer_name).await;
@@ -304,8 +301,8 @@ async fn evaluate_with(
     let decision = tokio::task::spawn_blocking(move || {
         let _slot = slot;
         let nodes = Nodes {
-            requestor: node.as_deref(),
-            subject: subject_node.as_deref(),
+            requestor: node.as_deref().map(Deref::deref),
+            subject: subject_node.as_deref().map(Deref::deref),
         };
         let inputs = Inputs {
             nodes,
@@ -706,6 +703,7 @@ pub fn count_pending(metrics: &Metrics, store: &Store<CertificateSigningRequest>
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    use k8s_openapi::api::core::v1::Node;
     use kube::runtime::{reflector, watcher};
 
     use super::*;
@@ -797,8 +795,8 @@ mod tests {
         let cache = PolicyCache::default();
         let compiled = cache.engine().compile(policy);
         cache.insert(policy, compiled);
-        let (nodes, mut node_writer) = reflector::store::<Node>();
-        node_writer.apply_watcher_event(&watcher::Event::Apply(cached));
+        let (nodes, mut node_writer) = reflector::store::<CachedNode>();
+        node_writer.apply_watcher_event(&watcher::Event::Apply(CachedNode(cached)));
         CsrContext {
             client: client.clone(),
             events: Publisher::new(client, "csrgate".into(), None),

@@ -12,6 +12,7 @@
 mod access_reviews;
 mod authorization;
 mod cache;
+mod cached_node;
 mod controller;
 mod csr;
 mod evaluations;

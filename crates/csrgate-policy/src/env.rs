@@ -34,28 +34,6 @@ pub const VARIABLES: &str = "variables";
 pub const ROOT_VARIABLES: [&str; 6] = [OBJECT, X509, NODE, SUBJECT_NODE, VARIABLES, AUTHORIZER];
 pub use crate::authorizer::AUTHORIZER;
 
-/// The Node fields policies cannot read, as `(parent, field)` under `node`: what csrgate
-/// does not keep of a Node. Image and volume lists are most of a real Node's bytes and say
-/// nothing about its identity; managed fields are bookkeeping. Reading one is a compile
-/// error rather than a silent absence.
-pub const UNCACHED_NODE_FIELDS: [(&str, &str); 4] = [
-    ("metadata", "managedFields"),
-    ("status", "images"),
-    ("status", "volumesInUse"),
-    ("status", "volumesAttached"),
-];
-
-/// The Node as policies see it: without [`UNCACHED_NODE_FIELDS`]. The controller caches
-/// Nodes through this and `csrgate check --node` applies it too, so both decide alike.
-pub fn node_for_policies(node: &mut Node) {
-    node.metadata.managed_fields = None;
-    if let Some(status) = node.status.as_mut() {
-        status.images = None;
-        status.volumes_in_use = None;
-        status.volumes_attached = None;
-    }
-}
-
 /// The fields of the `x509` variable, for compile-time checks of `x509.<field>`: the fields
 /// [`ParsedRequest`] serializes, which a test checks.
 pub const X509_FIELDS: [&str; 9] = [

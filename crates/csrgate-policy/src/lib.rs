@@ -59,6 +59,7 @@ mod engine;
 mod env;
 mod evaluate;
 mod functions;
+mod node_fields;
 mod node_names;
 mod paths;
 mod patterns;
@@ -81,8 +82,9 @@ pub use decide::{
     Decision, MAX_MESSAGE_BYTES, Nodes, Outcome, PendingCause, PolicyReport, Ruling, reasons,
 };
 pub use engine::{Engine, Inputs};
-pub use env::{CsrScope, NODE_USER_PREFIX, UNCACHED_NODE_FIELDS, node_for_policies, node_name};
+pub use env::{CsrScope, NODE_USER_PREFIX, node_name};
 pub use evaluate::{Failure, FailureSource, Verdict, evaluate};
+pub use node_fields::{UNCACHED_NODE_FIELDS, deserialize_node_for_policies, node_for_policies};
 pub use node_names::NodeNames;
 pub use patterns::{DYNAMIC_PATTERN_BYTES, DYNAMIC_PATTERN_ENTRIES, REGEX_SIZE_LIMIT};
 pub use request::{

@@ -185,7 +185,7 @@ impl Check<'_> {
             && let Expr::Ident(root) = &inner.operand.expr
             && (root == env::NODE || root == env::SUBJECT_NODE)
             && !self.is_bound(root)
-            && env::UNCACHED_NODE_FIELDS.contains(&(inner.field.as_str(), field))
+            && crate::node_fields::UNCACHED_NODE_FIELDS.contains(&(inner.field.as_str(), field))
         {
             self.problem(format!(
                 "{root}.{}.{field} is not available to policies: csrgate does not keep it of a Node",
