@@ -37,8 +37,10 @@ crd: build
 	cp crds/csrapprovalpolicies.csrgate.dev.yaml charts/csrgate/crds/
 
 ## bench: every benchmark side by side in one run (engine, cel-js and cel-python peers, end to
-## end with the API floor at N = 1,000/10,000/50,000, scale); writes target/bench/summary.json,
-## BENCHMARKS.md and bench/e2e.svg. Not run by CI. Needs node/npm and python3 (installs the peers).
+## end with the API floor at N = 1,000/10,000/50,000 on the sandbox and on kube-apiserver,
+## against kube-controller-manager's approver, scale for the glibc and the image's static musl
+## build); writes target/bench/summary.json, BENCHMARKS.md and bench/e2e.svg. Not run by CI.
+## Needs node/npm and python3 (installs the peers), musl-gcc (musl-tools), and `make kube`.
 bench:
 	bash bench/run.sh
 

@@ -7,6 +7,8 @@
 #   4. end to end on the real control plane (`make kube`): controller against the floor for
 #      each N in CSRGATE_BENCH_REAL_CSRS, and csrgate against kube-controller-manager's
 #      approver on kubelet client CSRs for each N in CSRGATE_BENCH_KCM_CSRS
+#      and scale (RSS, policies Ready) on it, for the glibc build and for the image's static
+#      musl build (built here as the Dockerfile builds it; needs musl-gcc from musl-tools)
 #   5. scale: RSS with 10,000 pending CSRs + 5,000 Nodes cached, then 1,000 policies
 #   6. report: target/bench/summary.json, BENCHMARKS.md and bench/e2e.svg
 #
@@ -54,6 +56,17 @@ if [ -z "$engine_bench" ]; then
   exit 1
 fi
 
+# The image's binary: static musl, built as the Dockerfile builds it (docs/operations.md).
+musl_target="$(uname -m)-unknown-linux-musl"
+phase "build (release, $musl_target, as the image)"
+if ! command -v musl-gcc >/dev/null; then
+  echo "error: musl-gcc not found: install musl-tools (apt-get install musl-tools), as the Dockerfile does" >&2
+  exit 1
+fi
+rustup target add "$musl_target" >/dev/null 2>&1 || true
+TARGET_CC=musl-gcc cargo build --release --locked --target "$musl_target" -p csrgate
+csrgate_musl="target/$musl_target/release/csrgate"
+
 phase "engine: criterion"
 CRITERION_HOME="$PWD/target/criterion" "$engine_bench" --bench \
   --warm-up-time 1 --measurement-time "$measure"
@@ -72,7 +85,7 @@ target/release/csrgate-bench e2e --csrs "$csrs" --out "$out"
 phase "end to end on kube-apiserver: N = $real_csrs; against kube-controller-manager: N = $kcm_csrs"
 make kube
 target/release/csrgate-bench real --csrs "$real_csrs" --kcm-csrs "$kcm_csrs" \
-  --kcm-qps "$kcm_qps" --out "$out"
+  --kcm-qps "$kcm_qps" --csrgate-musl "$csrgate_musl" --out "$out"
 
 phase "scale"
 target/release/csrgate-bench scale --out "$out"

@@ -53,6 +53,12 @@ pub struct Args {
     /// Ready).
     #[arg(long)]
     no_scale: bool,
+    /// The image's static musl build of `csrgate` (`make bench` builds it as the Dockerfile
+    /// does): `scale` runs with it too, on its own fresh control plane
+    /// (`scale-real-musl.json`), so the memory of the binary that ships sits beside the glibc
+    /// build's.
+    #[arg(long, value_name = "FILE")]
+    csrgate_musl: Option<PathBuf>,
     /// Concurrent creators.
     #[arg(long, default_value_t = cluster::CREATORS)]
     creators: usize,
@@ -93,13 +99,18 @@ pub async fn run(args: Args) -> Result<()> {
             )?;
         }
     }
-    if !args.no_scale {
+    let builds = std::iter::once((&csrgate, "scale-real.json")).chain(
+        args.csrgate_musl
+            .iter()
+            .map(|musl| (musl, "scale-real-musl.json")),
+    );
+    for (binary, result) in builds.filter(|_| !args.no_scale) {
         let plane = start(&state, &binaries, ControllerManagerOptions::default())?;
         let scale = crate::scale::Args::on_cluster(
-            csrgate.clone(),
+            binary.clone(),
             plane.kubeconfig().to_owned(),
             args.out.clone(),
-            "scale-real.json",
+            result,
         );
         crate::scale::run(scale).await?;
     }

@@ -15,12 +15,15 @@ pub struct RealResults {
     pub e2e: Vec<(usize, Value, Value)>,
     /// csrgate and kube-controller-manager, kubelet client CSRs.
     pub kcm: Vec<(usize, Value, Value)>,
-    /// `csrgate-bench scale` on the real control plane.
+    /// `csrgate-bench scale` on the real control plane, glibc build.
     pub scale: Value,
+    /// The same with the image's static musl build, when it was run (`--csrgate-musl`).
+    pub scale_musl: Option<Value>,
 }
 
-/// Reads `real-e2e-{controller,floor}-<N>.json`, `kcm-{csrgate,kcm}-<N>.json` and
-/// `scale-real.json`.
+/// Reads `real-e2e-{controller,floor}-<N>.json`, `kcm-{csrgate,kcm}-<N>.json`,
+/// `scale-real.json` and, when present, `scale-real-musl.json` (its goals are then missed as
+/// not measured).
 ///
 /// # Errors
 /// A missing or unreadable file, named.
@@ -42,6 +45,11 @@ pub fn read(results: &Path, real_csrs: &[usize], kcm_csrs: &[usize]) -> Result<R
         e2e: pairs(real_csrs, "real-e2e-controller", "real-e2e-floor")?,
         kcm: pairs(kcm_csrs, "kcm-csrgate", "kcm-kcm")?,
         scale: json("scale-real.json".to_owned())?,
+        scale_musl: if results.join("scale-real-musl.json").exists() {
+            Some(json("scale-real-musl.json".to_owned())?)
+        } else {
+            None
+        },
     })
 }
 
@@ -55,7 +63,9 @@ fn rate_ratio(first: &Value, second: &Value) -> f64 {
 
 /// The summary keys of issue #15: `real_floor_ratio_10k`, `real_p99_ms_10k`,
 /// `real_floor_p99_ms_10k`, `kcm_ratio_10k`, `kcm_p99_ms_10k`, `policies_1k_ready_ms_real`,
-/// and every run under `real_e2e`, `kcm` and `scale_real`.
+/// `rss_mib_10k_{glibc,musl}` and `rss_mib_10k_1k_policies_{glibc,musl}` (MiB, on
+/// kube-apiserver; `null` for a build not measured), and every run under `real_e2e`, `kcm`,
+/// `scale_real` and `scale_real_musl`.
 pub fn summary(results: &RealResults) -> serde_json::Map<String, Value> {
     let e2e_10k = results.e2e.iter().find(|(n, ..)| *n == 10_000);
     let kcm_10k = results.kcm.iter().find(|(n, ..)| *n == 10_000);
@@ -95,6 +105,23 @@ pub fn summary(results: &RealResults) -> serde_json::Map<String, Value> {
         json!(number(&results.scale, "policies_ready_ms")),
     );
     map.insert("scale_real".into(), results.scale.clone());
+    for (build, scale) in [
+        ("glibc", Some(&results.scale)),
+        ("musl", results.scale_musl.as_ref()),
+    ] {
+        map.insert(
+            format!("rss_mib_10k_{build}"),
+            json!(scale.map(|s| number(s, "rss_mib_cached"))),
+        );
+        map.insert(
+            format!("rss_mib_10k_1k_policies_{build}"),
+            json!(scale.map(|s| number(s, "rss_mib_policies"))),
+        );
+    }
+    map.insert(
+        "scale_real_musl".into(),
+        results.scale_musl.clone().unwrap_or(Value::Null),
+    );
     map
 }
 
@@ -119,7 +146,28 @@ pub fn goals(summary: &Value) -> Vec<(String, String, bool)> {
             format!("{:.0} ms", get("policies_1k_ready_ms_real")),
             get("policies_1k_ready_ms_real") < 1000.0,
         ),
+        (
+            "on kube-apiserver, the image's static musl build: RSS ≤ 64 MiB with 10,000 pending CSRs and 5,000 Nodes cached"
+                .to_owned(),
+            mib(get("rss_mib_10k_musl")),
+            get("rss_mib_10k_musl") <= 64.0,
+        ),
+        (
+            "on kube-apiserver, the image's static musl build: RSS ≤ 80 MiB with 1,000 policies loaded as well"
+                .to_owned(),
+            mib(get("rss_mib_10k_1k_policies_musl")),
+            get("rss_mib_10k_1k_policies_musl") <= 80.0,
+        ),
     ]
+}
+
+/// A figure in MiB, or why there is none.
+fn mib(value: f64) -> String {
+    if value.is_nan() {
+        "not measured (no `--csrgate-musl`)".to_owned()
+    } else {
+        format!("{value:.1} MiB")
+    }
 }
 
 /// One table row per decider run.
@@ -197,18 +245,38 @@ pub fn markdown(md: &mut String, results: &RealResults) {
         ("csrgate", "kube-controller-manager"),
         "csrgate / KCM",
     );
+    scale(md, results);
+}
+
+/// The scale runs on kube-apiserver, one row per build.
+fn scale(md: &mut String, results: &RealResults) {
     let scale = &results.scale;
     let _ = writeln!(
         md,
-        "\nScale on kube-apiserver (`csrgate-bench scale`, as on the sandbox below): RSS {:.1} MiB \
-         with {} pending CSRs and {} Nodes cached, {:.1} MiB with {} policies loaded as well; \
-         the policies Ready {:.0} ms after the first create (created in {:.0} ms).",
-        number(scale, "rss_mib_cached"),
-        scale["csrs"],
-        scale["nodes"],
-        number(scale, "rss_mib_policies"),
-        scale["policies"],
-        number(scale, "policies_ready_ms"),
-        number(scale, "policies_created_ms"),
+        "\n### Scale on kube-apiserver (`csrgate-bench scale`, as on the sandbox below)\n\n\
+         The controller over {} pending CSRs and {} Nodes, then {} policies created through the \
+         API, on a fresh control plane per build. The static musl build is the image's \
+         (`x86_64-unknown-linux-musl`, musl's allocator, built as the Dockerfile builds it).\n\n\
+         | build | RSS, CSRs and Nodes cached (MiB) | RSS, policies as well (MiB) | policies Ready after the first create (ms) | policies created (ms) |\n\
+         | --- | ---: | ---: | ---: | ---: |",
+        scale["csrs"], scale["nodes"], scale["policies"],
     );
+    let builds = [
+        ("glibc (`cargo build --release`)", Some(scale)),
+        ("static musl (the image)", results.scale_musl.as_ref()),
+    ];
+    for (build, run) in builds {
+        let Some(run) = run else {
+            let _ = writeln!(md, "| {build} | not measured | | | |");
+            continue;
+        };
+        let _ = writeln!(
+            md,
+            "| {build} | {:.1} | {:.1} | {:.0} | {:.0} |",
+            number(run, "rss_mib_cached"),
+            number(run, "rss_mib_policies"),
+            number(run, "policies_ready_ms"),
+            number(run, "policies_created_ms"),
+        );
+    }
 }
