@@ -15,6 +15,7 @@ mod cache;
 mod cached_node;
 mod controller;
 mod csr;
+mod due;
 mod evaluations;
 mod events;
 #[cfg(test)]
