@@ -181,7 +181,7 @@ fn benches(c: &mut Criterion) {
     c.bench_function("parse_request", |b| {
         b.iter(|| parse_request(black_box(REQUEST)))
     });
-    // A P-384 request: verified by RustCrypto's p384, about 12x the instructions of P-256.
+    // A P-384 request: about 13x the time of a P-256 one here (ring's P-384 arithmetic).
     assert!(parse_request(REQUEST_P384).is_ok());
     c.bench_function("parse_request_p384", |b| {
         b.iter(|| parse_request(black_box(REQUEST_P384)))
