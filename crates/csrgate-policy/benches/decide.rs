@@ -1,6 +1,6 @@
-//! Engine benchmarks: parse a request (P-256, and P-384), build the per-CSR scope, decide over 1, 10 and 100
-//! distinct policies of four realistic expressions each (one using `matches`), a lone `matches()`
-//! rule, and compile one policy and 1,000 policies.
+//! Engine benchmarks: parse a request (P-256, and P-384), build the per-CSR scope, decide over
+//! 1, 10 and 100 distinct policies of four realistic expressions each (one using `matches`), a
+//! lone `matches()` rule, and compile one policy and 1,000 policies.
 //!
 //! Run with `make bench` (everything, with the side-by-side report) or
 //! `cargo bench -p csrgate-policy --bench decide`; criterion prints the median of each and
