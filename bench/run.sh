@@ -67,16 +67,18 @@ rustup target add "$musl_target" >/dev/null 2>&1 || true
 TARGET_CC=musl-gcc cargo build --release --locked --target "$musl_target" -p csrgate
 csrgate_musl="target/$musl_target/release/csrgate"
 
-phase "engine: criterion"
-CRITERION_HOME="$PWD/target/criterion" "$engine_bench" --bench \
-  --warm-up-time 1 --measurement-time "$measure"
-
-phase "peer CEL engines"
+# The install must be over before anything is timed: it would share the cores.
 if ! wait "$peers_install"; then
   cat "$out/peers-install.log" >&2
   echo "error: installing the peer engines failed" >&2
   exit 1
 fi
+
+phase "engine: criterion"
+CRITERION_HOME="$PWD/target/criterion" "$engine_bench" --bench \
+  --warm-up-time 1 --measurement-time "$measure"
+
+phase "peer CEL engines"
 bash bench/peers/run.sh "$out/cel-fixture.json" "$out"
 
 phase "end to end: N = $csrs"
