@@ -7,9 +7,8 @@
 //! name hashes late is passed over by every newer CSR that hashes earlier, and waits until
 //! the set empties, at the end of a burst: in a burst of 10,000 CSRs on kube-apiserver,
 //! most CSRs waited tens of milliseconds for their reconcile to start and the slowest 31 s
-//! (BENCHMARKS.md, "The tail"). So the `Controller` only hands each CSR that comes due to
-//! this queue, which returns at once (the `Controller` never fills up), and the queue keeps
-//! arrival order.
+//! (BENCHMARKS.md, "The tail"). So CSRs are not run through a `Controller`: each CSR that
+//! comes due (`crate::due`) goes to this queue, which keeps arrival order.
 //!
 //! The semantics are those of client-go's workqueue, which kube-controller-manager's own
 //! CSR approver uses: a name queued twice is queued once; a name that comes due while it
