@@ -45,8 +45,10 @@ pub struct Args {
     /// comparison; without it KCM keeps its defaults (20 requests/s per controller).
     #[arg(long, value_name = "QPS")]
     kcm_qps: Option<u32>,
-    /// The policy csrgate decides kubelet client CSRs with: KCM's rule.
-    #[arg(long, default_value = "examples/policies/kubelet-client.yaml")]
+    /// The policy csrgate decides kubelet client CSRs with: KCM's rule, including its
+    /// SubjectAccessReview (`selfnodeclient`, else `nodeclient`) per CSR through `authorizer`,
+    /// so both deciders do the same work.
+    #[arg(long, default_value = "examples/cookbook/kubelet-client-kcm.yaml")]
     kubelet_policy: PathBuf,
     /// Skip `csrgate-bench scale` on a fresh control plane (`scale-real.json`: RSS with 10,000
     /// pending CSRs and 5,000 Nodes cached, then 1,000 policies and how long they take to be
@@ -256,6 +258,9 @@ async fn kubelet_burst(
     let kcm_cpu_s = after.0.cpu_s - before.0.cpu_s;
     let csrgate_cpu_s = after.1.cpu_s - before.1.cpu_s;
     result["kcm_cpu_s"] = kcm_cpu_s.into();
+    if !kcm_decides {
+        result["policy"] = args.kubelet_policy.display().to_string().into();
+    }
     result["cpu_s"] = if kcm_decides {
         kcm_cpu_s
     } else {

@@ -230,10 +230,15 @@ pub fn markdown(md: &mut String, results: &RealResults) {
         "N kubelet client CSRs, each created by its own node identity (`system:node:bench-<i>` in \
          `system:nodes`, a P-256 key, CN and O as a kubelet sends them), on a fresh control plane \
          each: decided once by KCM's `csrapproving` (a SubjectAccessReview for `selfnodeclient`, \
-         then the approval), once by csrgate with KCM's approver off and \
-         `examples/policies/kubelet-client.yaml`. KCM's `csrsigning` runs in both. CPU is the \
-         decider's: for KCM, its whole process (approver and signer); KCM's CPU in the csrgate \
-         run (`kcm_cpu_s` in the results) is the signer's share. KCM's client QPS: {}.\n",
+         then the approval), once by csrgate with KCM's approver off and `{}`. KCM's \
+         `csrsigning` runs in both. CPU is the decider's: for KCM, its whole process (approver \
+         and signer); KCM's CPU in the csrgate run (`kcm_cpu_s` in the results) is the signer's \
+         share. KCM's client QPS: {}.\n",
+        results
+            .kcm
+            .first()
+            .and_then(|(_, c, _)| c["policy"].as_str())
+            .unwrap_or("-"),
         results
             .kcm
             .first()

@@ -12,11 +12,11 @@ use futures::future::{BoxFuture, Shared};
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+use kube::Client;
 use kube::api::Api;
 use kube::runtime::controller::Controller;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::Client;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
