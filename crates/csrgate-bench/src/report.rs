@@ -440,6 +440,11 @@ fn scale(md: &mut String, summary: &Value) {
     );
     let _ = writeln!(
         md,
+        "| the same creates with no controller running (the API's floor) | {:.0} ms |",
+        number(scale, "policies_created_floor_ms")
+    );
+    let _ = writeln!(
+        md,
         "| first create → all Ready=True seen by a watch | {:.0} ms |",
         number(scale, "policies_ready_ms")
     );

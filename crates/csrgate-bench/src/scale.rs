@@ -1,6 +1,7 @@
 //! Memory at scale: the controller with 10,000 pending CSRs and 5,000 Nodes in its caches,
 //! then with 1,000 policies loaded, and how long those 1,000 policies take to become Ready
-//! through the API (create, watch, compile, status write).
+//! through the API (create, watch, compile, status write), beside the same creates with no
+//! controller running (the API server's own floor).
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -146,11 +147,16 @@ fn node(i: usize) -> Result<Node> {
 
 /// Policy `i`: one matchCondition and three validations, over a signer no CSR here uses.
 fn policy(i: usize) -> Result<csrgate_api::CsrApprovalPolicy> {
+    named_policy("scale", i)
+}
+
+/// Policy `i` named `<prefix>-<i>`.
+fn named_policy(prefix: &str, i: usize) -> Result<csrgate_api::CsrApprovalPolicy> {
     let yaml = format!(
         r#"
 apiVersion: csrgate.dev/v1alpha1
 kind: CsrApprovalPolicy
-metadata: {{name: scale-{i:04}}}
+metadata: {{name: {prefix}-{i:04}}}
 spec:
   signerNames: ["example.com/team-{i}"]
   matchConditions:
@@ -197,6 +203,13 @@ pub async fn run(args: Args) -> Result<()> {
     })
     .await?;
 
+    let created_floor = policies_created_floor(&admin, args.policies).await?;
+    println!(
+        "{} policies created with no controller running in {:.0} ms",
+        args.policies,
+        created_floor.as_secs_f64() * 1000.0
+    );
+
     let metrics = format!("127.0.0.1:{}", cluster::free_port()?);
     let controller = cluster::start_controller(&csrgate, &kubeconfig, &metrics, true)?;
     cluster::wait_ready(&metrics, Duration::from_secs(60)).await?;
@@ -231,12 +244,46 @@ pub async fn run(args: Args) -> Result<()> {
             "policies": args.policies,
             "rss_mib_cached": cached.rss_mib,
             "peak_rss_mib_cached": cached.peak_rss_mib,
+            "policies_created_floor_ms": created_floor.as_secs_f64() * 1000.0,
             "policies_created_ms": created_in.as_secs_f64() * 1000.0,
             "policies_ready_ms": ready_in.as_secs_f64() * 1000.0,
             "rss_mib_policies": loaded.rss_mib,
             "peak_rss_mib_policies": loaded.peak_rss_mib,
         }),
     )
+}
+
+/// The API server's own floor for the policies' Ready time: how long the same `count`
+/// creates take with no controller running (nothing watches, compiles or writes status).
+/// The policies are deleted again before the controller starts, so it never sees them.
+async fn policies_created_floor(admin: &kube::Client, count: usize) -> Result<Duration> {
+    let policies: Api<csrgate_api::CsrApprovalPolicy> = Api::all(admin.clone());
+    let start = Instant::now();
+    cluster::create_all(&policies, count, "a floor policy", |i| {
+        named_policy("floor", i)
+    })
+    .await?;
+    let created_in = start.elapsed();
+    futures::stream::iter(0..count)
+        .map(|i| {
+            let policies = policies.clone();
+            async move {
+                policies
+                    .delete(
+                        &format!("floor-{i:04}"),
+                        &kube::api::DeleteParams::default(),
+                    )
+                    .await
+                    .map_err(|source| Error::Kube {
+                        what: "deleting a floor policy".into(),
+                        source,
+                    })
+            }
+        })
+        .buffer_unordered(cluster::CREATORS)
+        .try_for_each(|_| futures::future::ready(Ok(())))
+        .await?;
+    Ok(created_in)
 }
 
 /// Creates `count` policies (16 concurrent clients); returns how long the creates took and

@@ -322,6 +322,7 @@ fn spawn_policy_controller(
     let events = health
         .restartable(move || watcher(api.clone(), watcher::Config::default()).default_backoff())
         .inspect(move |item| observed.observe(item))
+        .modify(trim_policy)
         .reflect(writer)
         // After the store dropped it: a deleted policy reaches no reconciler (only applied
         // objects do), yet the CSRs it held (not Ready) must be decided again without it.
@@ -564,7 +565,39 @@ fn trim_csr(csr: &mut CertificateSigningRequest) {
     }
 }
 
+/// Drops the managed fields of a policy before it is cached: nothing reads them, and the
+/// API server writes an entry per field manager (kubectl, csrgate's own status writes) into
+/// every policy. Status writes are merge patches, so the cached object is never sent back.
+fn trim_policy(policy: &mut CsrApprovalPolicy) {
+    policy.metadata.managed_fields = None;
+}
+
 /// A stream of `()` from the channel.
 fn tokio_stream_from(mut receiver: mpsc::Receiver<()>) -> impl futures::Stream<Item = ()> + Send {
     futures::stream::poll_fn(move |cx| receiver.poll_recv(cx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issue_15_a_cached_policy_keeps_no_managed_fields() {
+        let mut policy: CsrApprovalPolicy = serde_json::from_value(serde_json::json!({
+            "apiVersion": "csrgate.dev/v1alpha1",
+            "kind": "CsrApprovalPolicy",
+            "metadata": {"name": "p", "generation": 2, "managedFields": [
+                {"manager": "kubectl", "operation": "Apply", "apiVersion": "csrgate.dev/v1alpha1",
+                 "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {}}}
+            ]},
+            "spec": {"signerNames": ["example.com/x"],
+                     "validations": [{"name": "v", "expression": "true"}]},
+        }))
+        .unwrap();
+        let spec = serde_json::to_value(&policy.spec).unwrap();
+        trim_policy(&mut policy);
+        assert_eq!(policy.metadata.managed_fields, None);
+        assert_eq!(policy.metadata.generation, Some(2));
+        assert_eq!(serde_json::to_value(&policy.spec).unwrap(), spec);
+    }
 }

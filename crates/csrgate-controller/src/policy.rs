@@ -2,7 +2,7 @@
 //! (`observedGeneration`, the `Ready` condition, `expressionWarnings`), write it only when it
 //! changes, and tell the CSR controller to re-decide.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use csrgate_api::{
@@ -14,7 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tracing::{debug, info, instrument, warn};
 
 use crate::authorization::{Authorization, CONDITION_AUTHORIZED, SignerReviews};
@@ -60,14 +60,29 @@ pub fn compile(engine: &Engine, policy: &CsrApprovalPolicy, watch_nodes: bool) -
 /// fixing the RBAC clears its `Authorized=False` without a policy change.
 const FORBIDDEN_RECHECK: Duration = Duration::from_secs(60);
 
-/// [`compile`] on the blocking pool: compiling parses and checks every expression
-/// (milliseconds for a large policy), which must not hold a runtime worker. Should the task
-/// fail, the policy stays not compiled, which holds the CSRs it covers.
+/// Compiles that may run at once: one per CPU, the most that can make progress.
+///
+/// Without a bound, a burst of policies (1,000 created at once) starts one blocking-pool
+/// thread per reconcile (tokio allows 512), and each of those starts the compiler's own
+/// large-stack thread; glibc then gives the threads arenas of their own, whose freed pages
+/// stay resident (issue 15).
+static COMPILE_SLOTS: LazyLock<Semaphore> = LazyLock::new(|| {
+    Semaphore::new(std::thread::available_parallelism().map_or(1, std::num::NonZero::get))
+});
+
+/// [`compile`] on the blocking pool, at most [`COMPILE_SLOTS`] at a time: compiling parses
+/// and checks every expression (milliseconds for a large policy), which must not hold a
+/// runtime worker. Should the task fail, the policy stays not compiled, which holds the CSRs
+/// it covers.
 pub async fn compile_blocking(
     engine: Arc<Engine>,
     policy: Arc<CsrApprovalPolicy>,
     watch_nodes: bool,
 ) -> CompiledPolicy {
+    // The semaphore is never closed, so acquiring fails never; fail closed all the same.
+    let Ok(_slot) = COMPILE_SLOTS.acquire().await else {
+        return CompiledPolicy::not_compiled(&policy);
+    };
     let task_policy = Arc::clone(&policy);
     tokio::task::spawn_blocking(move || compile(&engine, &task_policy, watch_nodes))
         .await

@@ -359,3 +359,35 @@ fn a_policy_not_compiled_yet_is_not_ready_and_says_so() {
         "generation 1 is not compiled yet"
     );
 }
+
+#[test]
+fn issue_15_a_clone_shares_everything_it_holds() {
+    // A warning, so the shared warning list is not the empty one every policy has.
+    let compiled = ready(
+        "p",
+        "signerNames: [example.com/x, example.com/y]\nvalidations:\n  - name: rule\n    expression: subjectNode == null || object.spec.username == 'a'\n",
+    );
+    let clone = compiled.clone();
+    assert!(Arc::ptr_eq(&compiled.name, &clone.name));
+    assert!(Arc::ptr_eq(&compiled.signer_names, &clone.signer_names));
+    assert!(Arc::ptr_eq(&compiled.warnings, &clone.warnings));
+    assert!(Arc::ptr_eq(
+        &compiled.subject_node_fields,
+        &clone.subject_node_fields
+    ));
+    assert!(!clone.subject_node_fields.is_empty());
+    let (Ok(rules), Ok(cloned)) = (&compiled.rules, &clone.rules) else {
+        panic!("not Ready: {:?}", compiled.errors());
+    };
+    assert!(Arc::ptr_eq(rules, cloned));
+
+    let invalid = compiled.without_subject_node("no Node watch");
+    let clone = invalid.clone();
+    let (Err(NotReady::Invalid(errors)), Err(NotReady::Invalid(cloned))) =
+        (&invalid.rules, &clone.rules)
+    else {
+        panic!("still Ready");
+    };
+    assert!(Arc::ptr_eq(errors, cloned));
+    assert_eq!(clone.signer_names(), ["example.com/x", "example.com/y"]);
+}
