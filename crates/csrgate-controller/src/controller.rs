@@ -242,6 +242,10 @@ async fn run_controllers(
         node_triggers,
         resumed,
         &csrs,
+        {
+            let (cache, policies, dry_run) = (cache.clone(), policies.clone(), config.dry_run);
+            move || cache.snapshot(&policies, dry_run)
+        },
     );
 
     let gauges = spawn_gauges(Arc::clone(&metrics), csrs.clone(), cache, policies);

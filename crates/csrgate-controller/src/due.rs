@@ -9,6 +9,9 @@
 //! reflector has applied it: a CSR created while the watch was relisting is decided, not
 //! skipped as deleted.
 
+use std::collections::HashMap;
+
+use csrgate_policy::CompiledPolicy;
 use futures::stream::{BoxStream, StreamExt};
 use futures::{Stream, future};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
@@ -19,9 +22,15 @@ use tracing::warn;
 
 /// The names of the CSRs that come due, in the order they do: each CSR the watch applies
 /// (`events`, already applied to the store: on every change at once, on a list at its end),
-/// every cached CSR when a policy changes (`policies_changed`), and the CSRs a Node event
-/// (`nodes`) or the pending cap (`resumed`) sends again. Watch errors are logged here; the
-/// watch's health reports them too.
+/// every cached CSR a policy covers when a policy changes (`policies_changed`; `policies`
+/// gives the policies as they are then), and the CSRs a Node event (`nodes`) or the pending
+/// cap (`resumed`) sends again. Watch errors are logged here; the watch's health reports them
+/// too.
+///
+/// A CSR no policy covers is left alone when a policy changes: csrgate does nothing with it
+/// (DESIGN.md, "The decision", step 1), and deciding every such CSR again on each of a burst
+/// of policy changes kept the cores from the API server (1,000 policies over 10,000 pending
+/// CSRs of a signer no policy covers).
 pub fn due_csrs(
     events: impl Stream<Item = Result<watcher::Event<CertificateSigningRequest>, watcher::Error>>
     + Send
@@ -30,15 +39,32 @@ pub fn due_csrs(
     nodes: impl Stream<Item = ObjectRef<CertificateSigningRequest>> + Send + 'static,
     resumed: impl Stream<Item = ObjectRef<CertificateSigningRequest>> + Send + 'static,
     csrs: &Store<CertificateSigningRequest>,
+    policies: impl Fn() -> Vec<CompiledPolicy> + Send + 'static,
 ) -> BoxStream<'static, String> {
     let csrs = csrs.clone();
-    let every_cached = policies_changed.flat_map(move |()| {
-        let names: Vec<String> = csrs.state().iter().map(|csr| csr.name_any()).collect();
+    let every_covered = policies_changed.flat_map(move |()| {
+        let policies = policies();
+        // Signers are few and CSRs many: ask the policies once per signer.
+        let mut covered: HashMap<String, bool> = HashMap::new();
+        let names: Vec<String> = csrs
+            .state()
+            .iter()
+            .filter(|csr| {
+                let signer = &csr.spec.signer_name;
+                if let Some(&known) = covered.get(signer) {
+                    return known;
+                }
+                let covers = policies.iter().any(|policy| policy.covers(signer));
+                covered.insert(signer.clone(), covers);
+                covers
+            })
+            .map(|csr| csr.name_any())
+            .collect();
         futures::stream::iter(names)
     });
     futures::stream::select_all([
         applied(events).boxed(),
-        every_cached.boxed(),
+        every_covered.boxed(),
         nodes.map(|csr| csr.name).boxed(),
         resumed.map(|csr| csr.name).boxed(),
     ])
@@ -100,6 +126,7 @@ mod tests {
             futures::stream::empty(),
             futures::stream::empty(),
             &store,
+            Vec::new,
         );
         let mut seen = Vec::new();
         while let Some(name) = due.next().await {
@@ -143,17 +170,33 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_policy_change_makes_every_cached_csr_due_and_triggers_pass_through() {
+    async fn a_policy_change_makes_every_covered_csr_due_and_triggers_pass_through() {
         let (store, mut writer) = reflector::store();
-        for name in ["x", "y"] {
-            writer.apply_watcher_event(&watcher::Event::Apply(csr(name)));
+        for (name, signer) in [
+            ("x", "example.com/covered"),
+            ("y", "example.com/covered"),
+            ("z", "example.com/uncovered"),
+        ] {
+            let mut csr = csr(name);
+            csr.spec.signer_name = signer.to_owned();
+            writer.apply_watcher_event(&watcher::Event::Apply(csr));
         }
+        let policy: csrgate_api::CsrApprovalPolicy = serde_json::from_value(serde_json::json!({
+            "apiVersion": "csrgate.dev/v1alpha1", "kind": "CsrApprovalPolicy",
+            "metadata": {"name": "p", "generation": 1},
+            "spec": {"signerNames": ["example.com/covered"],
+                     "validations": [{"name": "v", "expression": "true"}]},
+        }))
+        .expect("a policy");
+        let engine = csrgate_policy::Engine::default();
+        let compiled = engine.compile(&policy);
         let mut names: Vec<String> = due_csrs(
             futures::stream::empty(),
             futures::stream::iter([()]),
             futures::stream::iter([ObjectRef::new("from-node")]),
             futures::stream::iter([ObjectRef::new("resumed")]),
             &store,
+            move || vec![compiled.clone()],
         )
         .collect()
         .await;
