@@ -31,10 +31,18 @@ impl PolicyCache {
         current(&compiled, policy).cloned()
     }
 
-    /// Stores the compiled form of a policy's generation.
+    /// Stores the compiled form of a policy's generation, unless a newer generation is
+    /// already stored: at start-up `sync` compiles what the store held while the policy
+    /// controller may already have compiled a newer generation, and the older must not
+    /// replace it (the policy would be held as not compiled until it changed again).
     pub fn insert(&self, policy: &CsrApprovalPolicy, compiled: CompiledPolicy) {
         if let Ok(mut map) = self.compiled.write() {
-            map.insert(key(policy).to_owned(), compiled);
+            match map.get(key(policy)) {
+                Some(stored) if stored.generation() > compiled.generation() => {}
+                _ => {
+                    map.insert(key(policy).to_owned(), compiled);
+                }
+            }
         }
     }
 
@@ -92,4 +100,34 @@ fn current<'m>(
 ) -> Option<&'m CompiledPolicy> {
     map.get(key(policy))
         .filter(|c| Some(c.generation()) == policy.metadata.generation)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(generation: i64) -> CsrApprovalPolicy {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "csrgate.dev/v1alpha1", "kind": "CsrApprovalPolicy",
+            "metadata": {"name": "p", "uid": "u-1", "generation": generation},
+            "spec": {"signerNames": ["example.com/x"],
+                     "validations": [{"name": "v", "expression": "true"}]},
+        }))
+        .expect("a policy")
+    }
+
+    #[test]
+    fn an_older_generation_does_not_replace_a_newer_one() {
+        let cache = PolicyCache::default();
+        let (older, newer) = (policy(1), policy(2));
+        cache.insert(&newer, cache.engine().compile(&newer));
+        // As `sync` at start-up, with what the store held a moment before.
+        cache.insert(&older, cache.engine().compile(&older));
+        assert_eq!(cache.get(&newer).map(|c| c.generation()), Some(2));
+        assert!(cache.get(&older).is_none());
+        // A newer generation still replaces the stored one.
+        let newest = policy(3);
+        cache.insert(&newest, cache.engine().compile(&newest));
+        assert_eq!(cache.get(&newest).map(|c| c.generation()), Some(3));
+    }
 }

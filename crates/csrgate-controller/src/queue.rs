@@ -17,11 +17,17 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use futures::FutureExt;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
+use tracing::error;
+
+/// How long a CSR whose decision panicked waits before it is tried again.
+const AFTER_PANIC: Duration = Duration::from_secs(5);
 
 /// A first-in, first-out queue of CSR names with per-name deduplication.
 #[derive(Default)]
@@ -143,7 +149,16 @@ where
         let work = work.clone();
         tasks.spawn(async move {
             while let Some(name) = queue.next().await {
-                let retry = work(name.clone()).await;
+                // A panic while deciding must neither end this worker nor leave the name
+                // held as being decided (every later add would only mark it dirty): the
+                // CSR is tried again after a pause, as after a failure.
+                let retry = AssertUnwindSafe(work(name.clone()))
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|_| {
+                        error!(csr = %name, "deciding the CSR panicked; it is tried again");
+                        Some(AFTER_PANIC)
+                    });
                 queue.done(&name);
                 if let Some(delay) = retry {
                     queue.add_after(name, delay);
@@ -256,5 +271,34 @@ mod tests {
         let mut expected: Vec<String> = (0..50).map(|i| format!("csr-{i}")).collect();
         expected.push("csr-3".to_owned());
         assert_eq!(log, expected);
+    }
+
+    #[tokio::test]
+    async fn a_panic_while_deciding_keeps_the_worker_and_tries_the_csr_again() {
+        tokio::time::pause();
+        let queue = Arc::new(WorkQueue::default());
+        let log = Arc::new(Mutex::new(Vec::new()));
+        queue.add("panics-once");
+        queue.add("after");
+        let served = tokio::spawn(serve(Arc::clone(&queue), 1, {
+            let log = Arc::clone(&log);
+            move |name: String| {
+                let log = Arc::clone(&log);
+                async move {
+                    let first = {
+                        let mut log = log.lock().unwrap();
+                        log.push(name.clone());
+                        log.iter().filter(|n| **n == name).count() == 1
+                    };
+                    assert!(!(name == "panics-once" && first), "a bug while deciding");
+                    None
+                }
+            }
+        }));
+        tokio::time::sleep(AFTER_PANIC + Duration::from_secs(1)).await;
+        queue.close();
+        served.await.unwrap();
+        let log = log.lock().unwrap().clone();
+        assert_eq!(log, ["panics-once", "after", "panics-once"]);
     }
 }
