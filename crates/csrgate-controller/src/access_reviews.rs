@@ -4,7 +4,9 @@
 //! (tokio's blocking pool, in an evaluation slot; `csrgate explain` calls it from its main
 //! thread), never from an async task, so it waits for the API server there with
 //! [`tokio::runtime::Handle::block_on`] and no runtime worker is held. The runtime must be a
-//! multi-thread one, whose workers drive the I/O meanwhile. The engine caches answers within the decision and asks at most
+//! multi-thread one, whose workers drive the I/O meanwhile. In the controller the decision's
+//! evaluation slot is given back for the wait ([`AccessReviews::releasing`]), so other CSRs
+//! evaluate meanwhile and reviews of several CSRs are in flight at once. The engine caches answers within the decision and asks at most
 //! `csrgate_policy::MAX_AUTHORIZATION_CHECKS` distinct checks; each review here is bounded
 //! by [`REVIEW_TIMEOUT`].
 //!
@@ -27,6 +29,7 @@ use k8s_openapi::api::authorization::v1::{
 use kube::api::{Api, PostParams};
 
 use crate::Metrics;
+use crate::evaluations::HeldSlot;
 
 /// Longest wait for one SubjectAccessReview.
 pub const REVIEW_TIMEOUT: Duration = Duration::from_secs(10);
@@ -36,6 +39,8 @@ pub struct AccessReviews {
     client: kube::Client,
     runtime: tokio::runtime::Handle,
     metrics: Arc<Metrics>,
+    /// The evaluation slot given back while a review is waited for.
+    slot: Option<Arc<HeldSlot>>,
     /// The first failed review's error, if any.
     failure: Mutex<Option<String>>,
 }
@@ -51,7 +56,16 @@ impl AccessReviews {
             client,
             runtime,
             metrics,
+            slot: None,
             failure: Mutex::default(),
+        }
+    }
+
+    /// Gives `slot` back while each review is waited for (see `crate::evaluations`).
+    pub(crate) fn releasing(self, slot: Arc<HeldSlot>) -> Self {
+        Self {
+            slot: Some(slot),
+            ..self
         }
     }
 
@@ -87,9 +101,13 @@ impl Authorizer for AccessReviews {
         let api: Api<SubjectAccessReview> = Api::all(self.client.clone());
         // The timer is made inside the runtime's context: a thread outside it (`csrgate
         // explain`'s main thread) has none of its own.
-        let created = self.runtime.block_on(async {
+        let create = async {
             tokio::time::timeout(REVIEW_TIMEOUT, api.create(&PostParams::default(), &review)).await
-        });
+        };
+        let created = match &self.slot {
+            Some(slot) => slot.released_while(&self.runtime, create),
+            None => self.runtime.block_on(create),
+        };
         match created {
             Ok(Ok(answer)) => match answer.status {
                 // An authorizer of the API server failed (a webhook, say): also worth a retry.
@@ -226,5 +244,55 @@ pub(crate) mod tests {
             "{}",
             metrics.encode()
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reviews_of_one_signer_are_in_flight_at_once_without_their_slots() {
+        // The server answers only once two reviews have arrived; with two slots one signer
+        // holds at most one, so the second review is only asked if the first, waiting,
+        // gave its slot back.
+        let arrived = Arc::new(tokio::sync::Barrier::new(2));
+        let app = axum::Router::new().route(
+            "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+            axum::routing::post(move |body: String| {
+                let arrived = Arc::clone(&arrived);
+                async move {
+                    arrived.wait().await;
+                    let mut review: serde_json::Value = serde_json::from_str(&body).unwrap();
+                    review["status"] = serde_json::json!({"allowed": true});
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        review.to_string(),
+                    )
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let client = kube::Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap();
+        let slots = Arc::new(crate::evaluations::EvaluationSlots::new(2));
+        let both = async {
+            let mut evaluations = Vec::new();
+            for _ in 0..2 {
+                // The second waits here for the first's slot.
+                let slot = Arc::new(HeldSlot::acquire(Arc::clone(&slots), "kubelet").await);
+                let reviews = AccessReviews::new(
+                    client.clone(),
+                    tokio::runtime::Handle::current(),
+                    Arc::new(Metrics::default()),
+                )
+                .releasing(slot);
+                evaluations.push(tokio::spawn(ask(Arc::new(reviews))));
+            }
+            futures::future::join_all(evaluations).await
+        };
+        let answers = tokio::time::timeout(Duration::from_secs(10), both)
+            .await
+            .expect("both reviews were asked at once");
+        for answer in answers {
+            let answer = answer.unwrap();
+            assert!(answer.allowed, "{answer:?}");
+        }
     }
 }

@@ -231,7 +231,7 @@ async fn run_controllers(
         nodes,
         dry_run: config.dry_run,
         lease,
-        evaluations: crate::evaluations::EvaluationSlots::per_cpu(),
+        evaluations: Arc::new(crate::evaluations::EvaluationSlots::per_cpu()),
         cap: cap.clone(),
         seen: Mutex::new(HashMap::new()),
     });

@@ -29,7 +29,7 @@ use tracing::{Span, debug, info, instrument, warn};
 use crate::access_reviews::AccessReviews;
 use crate::cache::PolicyCache;
 use crate::cached_node::CachedNode;
-use crate::evaluations::EvaluationSlots;
+use crate::evaluations::{EvaluationSlots, HeldSlot};
 use crate::events::{EventType, Publisher};
 use crate::metrics::{
     AuditLabels, DecisionLabel, DecisionLabels, ErrorLabel, SignerLabel, VerdictLabel,
@@ -59,7 +59,7 @@ pub struct CsrContext {
     /// Under leader election, confirms the lease before each approval write.
     pub lease: Option<Arc<crate::leader::LeaseCheck>>,
     /// Slots for evaluating on the blocking pool, shared fairly between signers.
-    pub evaluations: EvaluationSlots,
+    pub evaluations: Arc<EvaluationSlots>,
     /// The per-signer cap on pending CSRs, above which approvals are held.
     pub cap: PendingCap,
     /// When each pending CSR was first seen, for the decision-duration histogram; also
@@ -288,18 +288,21 @@ async fn evaluate_with(
     (node, subject_node): (Option<Arc<CachedNode>>, Option<Arc<CachedNode>>),
 ) -> Result<Decision> {
     let name = csr.name_any();
-    let slot = ctx.evaluations.acquire(&csr.spec.signer_name).await;
+    let slot =
+        Arc::new(HeldSlot::acquire(Arc::clone(&ctx.evaluations), &csr.spec.signer_name).await);
     debug!("evaluation slot acquired");
     let csr = csr.clone();
-    let reviews = Arc::new(AccessReviews::new(
-        ctx.client.clone(),
-        tokio::runtime::Handle::current(),
-        Arc::clone(&ctx.metrics),
-    ));
+    let reviews = Arc::new(
+        AccessReviews::new(
+            ctx.client.clone(),
+            tokio::runtime::Handle::current(),
+            Arc::clone(&ctx.metrics),
+        )
+        .releasing(Arc::clone(&slot)),
+    );
     let authorizer: Arc<dyn csrgate_policy::Authorizer> = reviews.clone();
     let engine = Arc::clone(ctx.cache.engine());
     let decision = tokio::task::spawn_blocking(move || {
-        let _slot = slot;
         let nodes = Nodes {
             requestor: node.as_deref().map(Deref::deref),
             subject: subject_node.as_deref().map(Deref::deref),
@@ -308,7 +311,10 @@ async fn evaluate_with(
             nodes,
             authorizer: Some(authorizer),
         };
-        engine.decide(&policies, &csr, &inputs)
+        let decision = engine.decide(&policies, &csr, &inputs);
+        // The reviews hold the slot too, until this function returns: give it back now.
+        slot.release();
+        decision
     })
     .await
     .map_err(|source| Error::EvaluationFailed {
@@ -806,7 +812,7 @@ mod tests {
             nodes: Some(nodes),
             dry_run: false,
             lease: None,
-            evaluations: EvaluationSlots::new(2),
+            evaluations: Arc::new(EvaluationSlots::new(2)),
             cap: PendingCap::new(None, Arc::default()).0,
             seen: Mutex::new(HashMap::new()),
         }

@@ -7,9 +7,17 @@
 //! hold all but one. A slow policy (it covers some signers) then delays the CSRs of its own
 //! signers, which wait for their signer's share, and never those of other signers, which
 //! always find a slot.
+//!
+//! A slot stands for a core, so an evaluation gives it back while it waits for the API
+//! server (a SubjectAccessReview of the `authorizer` variable, see [`HeldSlot`]): with one
+//! signer's share at one slot on two cores, holding it through the round trip let one
+//! kubelet client CSR be decided at a time, each waiting a SubjectAccessReview, where
+//! kube-controller-manager's approver has five workers asking at once
+//! (`csrgate-bench real`'s KCM comparison, bench/NOTES.md).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -51,10 +59,7 @@ impl EvaluationSlots {
     pub async fn acquire(&self, signer: &str) -> Slot {
         let share = {
             // A poisoned lock only means a panic elsewhere mid-insert; the map is usable.
-            let mut signers = self
-                .signers
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut signers = self.signers.lock().unwrap_or_else(PoisonError::into_inner);
             signers.retain(|_, share| Arc::strong_count(share) > 1);
             Arc::clone(
                 signers
@@ -69,6 +74,57 @@ impl EvaluationSlots {
             _total: total_permit,
             _signer: signer_permit,
         }
+    }
+}
+
+/// The slot of one evaluation on the blocking pool, given back while it waits for I/O.
+pub struct HeldSlot {
+    slots: Arc<EvaluationSlots>,
+    signer: String,
+    slot: Mutex<Option<Slot>>,
+}
+
+impl HeldSlot {
+    /// Waits for a slot for an evaluation of a CSR of `signer` (see
+    /// [`EvaluationSlots::acquire`]).
+    pub async fn acquire(slots: Arc<EvaluationSlots>, signer: &str) -> Self {
+        let slot = slots.acquire(signer).await;
+        Self {
+            slots,
+            signer: signer.to_owned(),
+            slot: Mutex::new(Some(slot)),
+        }
+    }
+
+    /// Runs `wait` to completion on `runtime` from the evaluating thread, without the slot:
+    /// it is given back first and taken again (behind whoever waits for one) once `wait` is
+    /// over, so the evaluation goes on holding a slot as before.
+    ///
+    /// # Panics
+    /// As [`tokio::runtime::Handle::block_on`], when called from an async task: call it on
+    /// the blocking pool or a thread outside the runtime.
+    pub fn released_while<F: Future>(
+        &self,
+        runtime: &tokio::runtime::Handle,
+        wait: F,
+    ) -> F::Output {
+        self.release();
+        runtime.block_on(async {
+            let output = wait.await;
+            let slot = self.slots.acquire(&self.signer).await;
+            *self.slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(slot);
+            output
+        })
+    }
+
+    /// Gives the slot back now (the evaluation is over).
+    pub fn release(&self) {
+        drop(
+            self.slot
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
     }
 }
 
@@ -105,5 +161,53 @@ mod tests {
         }
         let _last = slots.acquire("last").await;
         assert_eq!(slots.signers.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_slot_is_given_back_while_its_evaluation_waits_and_taken_again_after() {
+        // Two slots: signer a may hold one.
+        let slots = Arc::new(EvaluationSlots::new(2));
+        let held = Arc::new(HeldSlot::acquire(Arc::clone(&slots), "a").await);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), slots.acquire("a"))
+                .await
+                .is_err(),
+            "signer a's share is held"
+        );
+        let (waiting, wait) = tokio::sync::oneshot::channel::<()>();
+        let (answer, answered) = tokio::sync::oneshot::channel::<()>();
+        let runtime = tokio::runtime::Handle::current();
+        let evaluation = {
+            let held = Arc::clone(&held);
+            tokio::task::spawn_blocking(move || {
+                held.released_while(&runtime, async {
+                    drop(waiting);
+                    let _ = answered.await;
+                });
+            })
+        };
+        let _ = wait.await;
+        // While the first waits, a second evaluation of signer a gets the slot ...
+        let second = tokio::time::timeout(Duration::from_secs(5), slots.acquire("a"))
+            .await
+            .expect("the waiting evaluation gave its slot back");
+        drop(answer);
+        // ... and the first, its wait over, waits for it again.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!evaluation.is_finished());
+        drop(second);
+        evaluation.await.unwrap();
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), slots.acquire("a"))
+                .await
+                .is_err(),
+            "the first evaluation holds the slot again"
+        );
+        held.release();
+        assert!(
+            tokio::time::timeout(Duration::from_secs(5), slots.acquire("a"))
+                .await
+                .is_ok()
+        );
     }
 }
