@@ -7,9 +7,8 @@
 //! forever. The CSR watch keeps the index; every change of a Node, once the Node store holds
 //! it ([`node_triggers`]), looks its name up and re-queues the CSRs found (DESIGN.md, "The
 //! decision": pending CSRs of a node are decided again when its Node appears or changes).
-//! Issue #13: a CSR is also indexed under the Node its CN
-//! names (`subjectNode`), so that a bootstrap request for a name decides again when a Node of
-//! that name appears.
+//! Issue #13: a CSR is also indexed under the Node its CN names (`subjectNode`), so that a
+//! bootstrap request for a name decides again when a Node of that name appears.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::hash::Hash;
