@@ -351,8 +351,9 @@ fn spawn_policy_controller(
     (policies, task)
 }
 
-/// Starts the Node reflector (Nodes trimmed as policies read them); each Node event sends
-/// the pending CSRs that Node requested to `triggers`.
+/// Starts the Node reflector (Nodes trimmed as policies read them); sends to `triggers` the
+/// pending CSRs of each Node that changes, once the store holds the change (see
+/// [`crate::nodes::node_triggers`]).
 fn spawn_node_reflector(
     client: &Client,
     health: &Arc<WatchHealth>,
@@ -365,26 +366,14 @@ fn spawn_node_reflector(
     let (store, writer) = reflector::store::<CachedNode>();
     let api = Api::<CachedNode>::all(client.clone());
     let observed = Arc::clone(health);
-    let stream = health
+    let events = health
         .restartable(move || watcher(api.clone(), cache_watch_config()).default_backoff())
         .inspect(move |item| observed.observe(item))
-        .reflect(writer)
-        .for_each(move |event| {
-            let node = match &event {
-                Ok(
-                    watcher::Event::Apply(node)
-                    | watcher::Event::InitApply(node)
-                    | watcher::Event::Delete(node),
-                ) => node.metadata.name.as_deref(),
-                _ => None,
-            };
-            for csr in node
-                .map(|node| index.requested_by(node, &csr_store))
-                .unwrap_or_default()
-            {
-                // Closed only when the CSR controller has stopped; nothing left to do.
-                let _ = triggers.unbounded_send(csr);
-            }
+        .reflect(writer);
+    let stream =
+        crate::nodes::node_triggers(events, store.clone(), index, csr_store).for_each(move |csr| {
+            // Closed only when the CSR controller has stopped; nothing left to do.
+            let _ = triggers.unbounded_send(csr);
             futures::future::ready(())
         });
     tokio::spawn(stream);

@@ -241,64 +241,64 @@ mod tests {
         assert_eq!(queue.next().await, None);
     }
 
-    #[tokio::test]
-    async fn workers_decide_in_arrival_order_and_retry_failures_after_their_delay() {
+    /// Queues `names`, serves them with one worker running `work(name, first)` (`first`:
+    /// whether this is the name's first decision) for `run` of paused time, then closes the
+    /// queue; returns the names in the order they were decided.
+    async fn served<F>(names: &[&str], run: Duration, work: F) -> Vec<String>
+    where
+        F: Fn(&str, bool) -> Option<Duration> + Clone + Send + Sync + 'static,
+    {
         tokio::time::pause();
         let queue = Arc::new(WorkQueue::default());
-        let log = Arc::new(Mutex::new(Vec::new()));
-        for i in 0..50 {
-            queue.add(&format!("csr-{i}"));
+        let log = Arc::new(Mutex::new(Vec::<String>::new()));
+        for name in names {
+            queue.add(name);
         }
         let served = tokio::spawn(serve(Arc::clone(&queue), 1, {
             let log = Arc::clone(&log);
             move |name: String| {
-                let log = Arc::clone(&log);
+                let (log, work) = (Arc::clone(&log), work.clone());
                 async move {
                     let first = {
                         let mut log = log.lock().unwrap();
                         log.push(name.clone());
                         log.iter().filter(|n| **n == name).count() == 1
                     };
-                    // csr-3 fails once and is retried a second later.
-                    (name == "csr-3" && first).then_some(Duration::from_secs(1))
+                    work(&name, first)
                 }
             }
         }));
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        tokio::time::sleep(run).await;
         queue.close();
         served.await.unwrap();
-        let log = log.lock().unwrap().clone();
-        let mut expected: Vec<String> = (0..50).map(|i| format!("csr-{i}")).collect();
-        expected.push("csr-3".to_owned());
+        log.lock().unwrap().clone()
+    }
+
+    #[tokio::test]
+    async fn workers_decide_in_arrival_order_and_retry_failures_after_their_delay() {
+        let names: Vec<String> = (0..50).map(|i| format!("csr-{i}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        // csr-3 fails once and is retried a second later.
+        let log = served(&names, Duration::from_secs(2), |name, first| {
+            (name == "csr-3" && first).then_some(Duration::from_secs(1))
+        })
+        .await;
+        let mut expected: Vec<&str> = names.clone();
+        expected.push("csr-3");
         assert_eq!(log, expected);
     }
 
     #[tokio::test]
     async fn a_panic_while_deciding_keeps_the_worker_and_tries_the_csr_again() {
-        tokio::time::pause();
-        let queue = Arc::new(WorkQueue::default());
-        let log = Arc::new(Mutex::new(Vec::new()));
-        queue.add("panics-once");
-        queue.add("after");
-        let served = tokio::spawn(serve(Arc::clone(&queue), 1, {
-            let log = Arc::clone(&log);
-            move |name: String| {
-                let log = Arc::clone(&log);
-                async move {
-                    let first = {
-                        let mut log = log.lock().unwrap();
-                        log.push(name.clone());
-                        log.iter().filter(|n| **n == name).count() == 1
-                    };
-                    assert!(!(name == "panics-once" && first), "a bug while deciding");
-                    None
-                }
-            }
-        }));
-        tokio::time::sleep(AFTER_PANIC + Duration::from_secs(1)).await;
-        queue.close();
-        served.await.unwrap();
-        let log = log.lock().unwrap().clone();
+        let log = served(
+            &["panics-once", "after"],
+            AFTER_PANIC + Duration::from_secs(1),
+            |name, first| {
+                assert!(!(name == "panics-once" && first), "a bug while deciding");
+                None
+            },
+        )
+        .await;
         assert_eq!(log, ["panics-once", "after", "panics-once"]);
     }
 }

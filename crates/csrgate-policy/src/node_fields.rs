@@ -10,8 +10,16 @@ use k8s_openapi::api::core::v1::Node;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
-/// The Node fields policies cannot read, as `(parent, field)` under `node`: what csrgate
-/// does not keep of a Node. Reading one is a compile error rather than a silent absence.
+/// The Node fields policies cannot read, as `(parent, field)` under `node` and
+/// `subjectNode`: what csrgate does not keep of a Node.
+///
+/// Reading one is a compile error rather than a silent absence, in every form that names the
+/// field in the expression itself: a selection (`node.status.images`, also inside `has()`),
+/// an index with a string literal (`node.status["images"]`, `node["status"]["images"]`), and
+/// a string literal `in` the parent (`"images" in node.status`). A key known only at
+/// evaluation time cannot be checked (a variable or a comprehension's variable as the index
+/// or as the operand of `in`, a walk over the parent's keys, the parent reached through
+/// `variables`): such a read finds the field absent, as on a Node that never had it.
 pub const UNCACHED_NODE_FIELDS: [(&str, &str); 4] = [
     ("metadata", "managedFields"),
     ("status", "images"),

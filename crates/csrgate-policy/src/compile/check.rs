@@ -38,6 +38,7 @@ impl Check<'_> {
             self.problem(format!("expression has more than {MAX_AST_NODES} nodes"));
             return;
         }
+        self.uncached_node_field(node);
         match &node.expr {
             Expr::Unspecified | Expr::Literal(_) => {}
             Expr::Ident(name) => self.identifier(name),
@@ -181,16 +182,6 @@ impl Check<'_> {
                 "x509.publicKey has no field {field} (fields: {})",
                 env::PUBLIC_KEY_FIELDS.join(", ")
             ));
-        } else if let Expr::Select(inner) = &operand.expr
-            && let Expr::Ident(root) = &inner.operand.expr
-            && (root == env::NODE || root == env::SUBJECT_NODE)
-            && !self.is_bound(root)
-            && crate::node_fields::UNCACHED_NODE_FIELDS.contains(&(inner.field.as_str(), field))
-        {
-            self.problem(format!(
-                "{root}.{}.{field} is not available to policies: csrgate does not keep it of a Node",
-                inner.field
-            ));
         } else if field == "request"
             && matches!(&operand.expr, Expr::Select(s) if s.field == "spec"
                 && matches!(&s.operand.expr, Expr::Ident(n) if n == env::OBJECT))
@@ -199,6 +190,42 @@ impl Check<'_> {
                 "object.spec.request is the base64 PEM; read the parsed request from x509 instead"
                     .into(),
             );
+        }
+    }
+
+    /// Refuses `expression` when it names one of [`UNCACHED_NODE_FIELDS`] of `node` or
+    /// `subjectNode`: as a selection (`node.status.images`, also inside `has()`), an index
+    /// with a string literal (`node.status["images"]`, `node["status"]["images"]`), or a
+    /// string literal `in` the parent (`"images" in node.status`). A key known only at
+    /// evaluation time cannot be checked here (see [`UNCACHED_NODE_FIELDS`]).
+    ///
+    /// [`UNCACHED_NODE_FIELDS`]: crate::node_fields::UNCACHED_NODE_FIELDS
+    fn uncached_node_field(&mut self, expression: &IdedExpr) {
+        // (the operand of the parent, the parent, the field)
+        let named = match &expression.expr {
+            Expr::Call(call) if call.func_name == operators::IN && call.target.is_none() => {
+                match call.args.as_slice() {
+                    [key, parent] => string_literal(key)
+                        .zip(member(parent))
+                        .map(|(field, (root, parent))| (root, parent, field)),
+                    _ => None,
+                }
+            }
+            _ => member(expression).and_then(|(parent, field)| {
+                member(parent).map(|(root, parent)| (root, parent, field))
+            }),
+        };
+        let Some((root, parent, field)) = named else {
+            return;
+        };
+        if let Expr::Ident(root) = &root.expr
+            && (root == env::NODE || root == env::SUBJECT_NODE)
+            && !self.is_bound(root)
+            && crate::node_fields::UNCACHED_NODE_FIELDS.contains(&(parent, field))
+        {
+            self.problem(format!(
+                "{root}.{parent}.{field} is not available to policies: csrgate does not keep it of a Node"
+            ));
         }
     }
 
@@ -282,5 +309,28 @@ impl Check<'_> {
                     .into(),
             ),
         }
+    }
+}
+
+/// The operand and the field of a member read known at compile time: a selection
+/// (`a.b`, or `has(a.b)`), or an index with a string literal (`a["b"]`).
+fn member(expression: &IdedExpr) -> Option<(&IdedExpr, &str)> {
+    match &expression.expr {
+        Expr::Select(select) => Some((&select.operand, select.field.as_str())),
+        Expr::Call(call) if call.func_name == operators::INDEX && call.target.is_none() => {
+            match call.args.as_slice() {
+                [operand, key] => Some(operand).zip(string_literal(key)),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// The value of a string literal.
+fn string_literal(expression: &IdedExpr) -> Option<&str> {
+    match &expression.expr {
+        Expr::Literal(LiteralValue::String(literal)) => Some(literal.inner()),
+        _ => None,
     }
 }

@@ -391,3 +391,69 @@ fn issue_15_a_clone_shares_everything_it_holds() {
     assert!(Arc::ptr_eq(errors, cloned));
     assert_eq!(clone.signer_names(), ["example.com/x", "example.com/y"]);
 }
+
+#[test]
+fn refuses_the_uncached_node_fields_in_every_static_form_on_node_and_subject_node() {
+    let forms: [(&str, &str); 10] = [
+        ("size({root}.status.images) > 0", "status.images"),
+        ("has({root}.status.images)", "status.images"),
+        ("size({root}.status['images']) > 0", "status.images"),
+        ("size({root}['status']['images']) > 0", "status.images"),
+        (
+            "size({root}['status'].volumesInUse) > 0",
+            "status.volumesInUse",
+        ),
+        ("'images' in {root}.status", "status.images"),
+        (
+            "'volumesAttached' in {root}['status']",
+            "status.volumesAttached",
+        ),
+        (
+            "size({root}.metadata['managedFields']) > 0",
+            "metadata.managedFields",
+        ),
+        (
+            "'managedFields' in {root}.metadata",
+            "metadata.managedFields",
+        ),
+        (
+            "has({root}.metadata.managedFields)",
+            "metadata.managedFields",
+        ),
+    ];
+    let mut missed = Vec::new();
+    for root in ["node", "subjectNode"] {
+        for (form, path) in forms {
+            let expression = form.replace("{root}", root);
+            let expected = [format!(
+                "spec.validations[0].expression: {root}.{path} is not available to policies: csrgate does not keep it of a Node"
+            )];
+            let got = errors(&one_rule(&expression));
+            if got != expected {
+                missed.push(format!("{expression}: {got:?}"));
+            }
+        }
+    }
+    assert!(missed.is_empty(), "{missed:#?}");
+}
+
+#[test]
+fn the_cached_node_fields_and_dynamic_keys_compile() {
+    for expression in [
+        "size(node.status['addresses']) > 0",
+        "'addresses' in subjectNode.status",
+        "has(node.metadata.labels)",
+        "'images' in node.metadata.labels",
+        "node.status.nodeInfo['images'] == 'a'",
+        // A key known only at evaluation time reads an absent field (see UNCACHED_NODE_FIELDS).
+        "['images'].all(k, !(k in node.status))",
+        // A comprehension variable named like the root is not the Node.
+        "x509.dnsNames.all(node, node != '') && [{'status': {'images': 1}}].all(node, has(node.status.images))",
+    ] {
+        assert!(
+            errors(&one_rule(expression)).is_empty(),
+            "{expression}: {:?}",
+            errors(&one_rule(expression))
+        );
+    }
+}
