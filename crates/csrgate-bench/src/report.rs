@@ -426,8 +426,11 @@ fn scale(md: &mut String, summary: &Value) {
     );
     let _ = writeln!(
         md,
-        "| measure | value ({} runs) |\n| --- | ---: |",
-        runs::count(scale)
+        "| measure | value ({}) |\n| --- | ---: |",
+        match runs::count(scale) {
+            1 => "1 run".to_owned(),
+            n => format!("{n} runs"),
+        }
     );
     let _ = writeln!(
         md,
@@ -474,7 +477,27 @@ fn plot_error(error: impl std::fmt::Display) -> Error {
     }
 }
 
-/// Decisions per second and p99 latency against N, controller and floor, side by side.
+/// For each burst size, (N, min, max) of `key` over the runs of one side.
+fn whiskers(
+    bursts: &[(usize, Value, Value)],
+    pick: fn(&(usize, Value, Value)) -> &Value,
+    key: &str,
+) -> Vec<(f64, f64, f64)> {
+    bursts
+        .iter()
+        .map(|b| {
+            let values: Vec<f64> = runs::of(pick(b))
+                .iter()
+                .map(|run| number(run, key))
+                .collect();
+            let (min, max) = runs::range(&values);
+            (b.0 as f64, min, max)
+        })
+        .collect()
+}
+
+/// Decisions per second and p99 latency against N, controller and floor, side by side,
+/// each point the median with the runs' range as a whisker.
 fn plot(path: &Path, bursts: &[(usize, Value, Value)]) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|source| Error::Io {
@@ -503,10 +526,15 @@ fn plot(path: &Path, bursts: &[(usize, Value, Value)]) -> Result<()> {
         };
         let controller = series(|b| &b.1);
         let floor = series(|b| &b.2);
+        let ranges = [
+            whiskers(bursts, |b| &b.1, key),
+            whiskers(bursts, |b| &b.2, key),
+        ];
         let top = controller
             .iter()
             .chain(&floor)
             .map(|p| p.1)
+            .chain(ranges.iter().flatten().map(|w| w.2))
             .filter(|v| v.is_finite())
             .fold(1.0_f64, f64::max)
             * 1.15;
@@ -525,10 +553,19 @@ fn plot(path: &Path, bursts: &[(usize, Value, Value)]) -> Result<()> {
             .x_label_formatter(&|n| format!("{n:.0}"))
             .draw()
             .map_err(plot_error)?;
-        for (points, color, label) in [
-            (controller, RED, "csrgate controller"),
-            (floor, BLUE, "API floor"),
+        let [controller_ranges, floor_ranges] = ranges;
+        for (points, ranges, color, label) in [
+            (controller, controller_ranges, RED, "csrgate controller"),
+            (floor, floor_ranges, BLUE, "API floor"),
         ] {
+            // The runs' range at each N, when there was more than one run.
+            chart
+                .draw_series(ranges.into_iter().filter(|(_, min, max)| min < max).map(
+                    |(n, min, max)| {
+                        PathElement::new(vec![(n, min), (n, max)], color.stroke_width(1))
+                    },
+                ))
+                .map_err(plot_error)?;
             chart
                 .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
                 .map_err(plot_error)?
