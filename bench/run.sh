@@ -12,11 +12,24 @@
 #   5. scale: RSS with 10,000 pending CSRs + 5,000 Nodes cached, then 1,000 policies
 #   6. report: target/bench/summary.json, BENCHMARKS.md and bench/e2e.svg
 #
+# The machine's noise: every measurement of steps 3 to 5 runs CSRGATE_BENCH_REPEATS times
+# (default 3), the sides taking turns within each repeat (floor, controller, floor,
+# controller, ...; kcm, csrgate, ...; glibc, musl, ...) so the machine's drift hits both
+# alike. Each result
+# file keeps every run (`runs`) and states the medians as its figures, with the range of
+# each figure the report shows (`<key>_min`, `<key>_max`); the report prints
+# `median (min–max)` and the ratios of the medians with the range of the paired ratios.
+# The sandbox bursts of 50,000 CSRs and more run CSRGATE_BENCH_REPEATS_50K times (default:
+# CSRGATE_BENCH_REPEATS): one pair of them takes about 100 s here, so setting it to 1 saves
+# about 3 minutes of the roughly 25 that `make bench` takes at the defaults (about 9 minutes
+# at CSRGATE_BENCH_REPEATS=1), builds not counted.
+#
 # Environment: CSRGATE_BENCH_CSRS (default 1000,10000,50000), CSRGATE_BENCH_REAL_CSRS and
 # CSRGATE_BENCH_KCM_CSRS (default 1000,10000), CSRGATE_BENCH_KCM_QPS (kube-controller-manager's
 # --kube-api-qps in the comparison, default 1000: at its own default of 20 requests/s its
 # rate limiter, not its approver, sets the pace, about 10 decisions/s), CRITERION_TIME
-# (seconds of measurement per engine benchmark, default 2).
+# (seconds of measurement per engine benchmark, default 2), CSRGATE_BENCH_REPEATS and
+# CSRGATE_BENCH_REPEATS_50K (above).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +38,8 @@ real_csrs="${CSRGATE_BENCH_REAL_CSRS:-1000,10000}"
 kcm_csrs="${CSRGATE_BENCH_KCM_CSRS:-1000,10000}"
 kcm_qps="${CSRGATE_BENCH_KCM_QPS:-1000}"
 measure="${CRITERION_TIME:-2}"
+repeats="${CSRGATE_BENCH_REPEATS:-3}"
+repeats_50k="${CSRGATE_BENCH_REPEATS_50K:-$repeats}"
 out=target/bench
 mkdir -p "$out"
 started=$SECONDS
@@ -81,16 +96,30 @@ CRITERION_HOME="$PWD/target/criterion" "$engine_bench" --bench \
 phase "peer CEL engines"
 bash bench/peers/run.sh "$out/cel-fixture.json" "$out"
 
-phase "end to end: N = $csrs"
-target/release/csrgate-bench e2e --csrs "$csrs" --out "$out"
+# The sandbox sizes below 50,000 at CSRGATE_BENCH_REPEATS, the others at
+# CSRGATE_BENCH_REPEATS_50K.
+small=() large=()
+IFS=, read -ra sizes <<<"$csrs"
+for n in "${sizes[@]}"; do
+  if [ "$n" -ge 50000 ]; then large+=("$n"); else small+=("$n"); fi
+done
+join() { local IFS=,; echo "$*"; }
+if [ "${#small[@]}" -gt 0 ]; then
+  phase "end to end: N = $(join "${small[@]}"), $repeats runs each"
+  target/release/csrgate-bench e2e --csrs "$(join "${small[@]}")" --repeats "$repeats" --out "$out"
+fi
+if [ "${#large[@]}" -gt 0 ]; then
+  phase "end to end: N = $(join "${large[@]}"), $repeats_50k runs each"
+  target/release/csrgate-bench e2e --csrs "$(join "${large[@]}")" --repeats "$repeats_50k" --out "$out"
+fi
 
-phase "end to end on kube-apiserver: N = $real_csrs; against kube-controller-manager: N = $kcm_csrs"
+phase "end to end on kube-apiserver: N = $real_csrs; against kube-controller-manager: N = $kcm_csrs; $repeats runs each"
 make kube
 target/release/csrgate-bench real --csrs "$real_csrs" --kcm-csrs "$kcm_csrs" \
-  --kcm-qps "$kcm_qps" --csrgate-musl "$csrgate_musl" --out "$out"
+  --kcm-qps "$kcm_qps" --csrgate-musl "$csrgate_musl" --repeats "$repeats" --out "$out"
 
-phase "scale"
-target/release/csrgate-bench scale --out "$out"
+phase "scale, $repeats runs"
+target/release/csrgate-bench scale --repeats "$repeats" --out "$out"
 
 phase "report"
 target/release/csrgate-bench report --csrs "$csrs" --real-csrs "$real_csrs" \

@@ -30,6 +30,10 @@ pub struct Args {
     /// Concurrent creators.
     #[arg(long, default_value_t = cluster::CREATORS)]
     creators: usize,
+    /// Runs of each burst (at least 1): the deciders take turns within each repeat, and each
+    /// result file keeps every run (`runs`) with the medians as its headline figures.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    repeats: u32,
     /// Where `e2e-<decider>-<N>.json` go.
     #[arg(long, default_value = "target/bench")]
     out: PathBuf,
@@ -110,28 +114,36 @@ impl Decider {
     }
 }
 
-/// Runs every size with every decider, floor first so both see the machine in the same state.
+/// Runs every size with every decider, `--repeats` times; within a repeat the deciders take
+/// turns (floor, controller, floor, controller, ...) so the machine's drift hits both alike.
 pub async fn run(args: Args) -> Result<()> {
     let csrgate = args.csrgate.clone().unwrap_or_else(crate::default_csrgate);
     for &n in &args.csrs {
-        for &decider in &args.deciders {
-            let target = match &args.kubeconfig {
-                Some(kubeconfig) => Target::Cluster(kubeconfig.clone()),
-                None => Target::Sandbox(Sandbox::start(&csrgate).await?),
-            };
-            let result = burst(&csrgate, &target, decider, n, args.creators).await?;
-            println!(
-                "{:>10} N={n:<6} {:>8.0} decisions/s  p50 {:>6.0} ms  p99 {:>6.0} ms  RSS {:>5.1} MiB  CPU {:>5.2} s",
-                decider.name(),
-                result["decisions_per_s"].as_f64().unwrap_or_default(),
-                result["p50_latency_ms"].as_f64().unwrap_or_default(),
-                result["p99_latency_ms"].as_f64().unwrap_or_default(),
-                result["peak_rss_mib"].as_f64().unwrap_or_default(),
-                result["cpu_s"].as_f64().unwrap_or_default(),
-            );
+        let mut runs = vec![Vec::new(); args.deciders.len()];
+        for repeat in 1..=args.repeats {
+            for (&decider, runs) in args.deciders.iter().zip(&mut runs) {
+                let target = match &args.kubeconfig {
+                    Some(kubeconfig) => Target::Cluster(kubeconfig.clone()),
+                    None => Target::Sandbox(Sandbox::start(&csrgate).await?),
+                };
+                let result = burst(&csrgate, &target, decider, n, args.creators).await?;
+                println!(
+                    "{:>10} N={n:<6} run {repeat}/{} {:>8.0} decisions/s  p50 {:>6.0} ms  p99 {:>6.0} ms  RSS {:>5.1} MiB  CPU {:>5.2} s",
+                    decider.name(),
+                    args.repeats,
+                    result["decisions_per_s"].as_f64().unwrap_or_default(),
+                    result["p50_latency_ms"].as_f64().unwrap_or_default(),
+                    result["p99_latency_ms"].as_f64().unwrap_or_default(),
+                    result["peak_rss_mib"].as_f64().unwrap_or_default(),
+                    result["cpu_s"].as_f64().unwrap_or_default(),
+                );
+                runs.push(result);
+            }
+        }
+        for (decider, runs) in args.deciders.iter().zip(runs) {
             crate::write_json(
                 &args.out.join(format!("e2e-{}-{n}.json", decider.name())),
-                &result,
+                &crate::runs::aggregate(runs, crate::runs::BURST_KEYS),
             )?;
         }
     }

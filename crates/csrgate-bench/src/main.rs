@@ -11,6 +11,7 @@ mod floor;
 mod real;
 mod report;
 mod report_real;
+mod runs;
 mod scale;
 
 use std::path::PathBuf;

@@ -64,6 +64,12 @@ pub struct Args {
     /// Concurrent creators.
     #[arg(long, default_value_t = cluster::CREATORS)]
     creators: usize,
+    /// Runs of each measurement (at least 1), each on a fresh control plane; within a repeat
+    /// the sides take turns (floor, controller / glibc, musl / kcm, csrgate), so the
+    /// machine's drift hits both alike. Each result file keeps every run (`runs`) with the
+    /// medians as its headline figures.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    repeats: u32,
     /// Where the result files go; the control planes' state goes to `<out>/kube`.
     #[arg(long, default_value = "target/bench")]
     out: PathBuf,
@@ -82,55 +88,110 @@ const SELFNODECLIENT: &str = r#"{
   "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:nodes"}]
 }"#;
 
-/// Runs both comparisons.
+/// Runs both comparisons and the scale runs, each `--repeats` times.
 pub async fn run(args: Args) -> Result<()> {
     let csrgate = args.csrgate.clone().unwrap_or_else(crate::default_csrgate);
     let binaries = Binaries::locate().map_err(kube_error("locating the control plane"))?;
     let state = args.out.join("kube");
     for &n in &args.csrs {
-        for decider in [Decider::Floor, Decider::Controller] {
-            let plane = start(&state, &binaries, ControllerManagerOptions::default())?;
-            let target = Target::Cluster(plane.kubeconfig().to_owned());
-            let result = e2e::burst(&csrgate, &target, decider, n, args.creators).await?;
-            report_line(&format!("real {}", decider.name()), n, &result);
+        let mut runs = [Vec::new(), Vec::new()];
+        for repeat in 1..=args.repeats {
+            for (decider, runs) in [Decider::Floor, Decider::Controller]
+                .into_iter()
+                .zip(&mut runs)
+            {
+                let plane = start(&state, &binaries, ControllerManagerOptions::default())?;
+                let target = Target::Cluster(plane.kubeconfig().to_owned());
+                let result = e2e::burst(&csrgate, &target, decider, n, args.creators).await?;
+                report_line(
+                    &format!("real {}", decider.name()),
+                    n,
+                    repeat,
+                    args.repeats,
+                    &result,
+                );
+                runs.push(result);
+            }
+        }
+        for (decider, runs) in [Decider::Floor, Decider::Controller].into_iter().zip(runs) {
             crate::write_json(
                 &args
                     .out
                     .join(format!("real-e2e-{}-{n}.json", decider.name())),
-                &result,
+                &crate::runs::aggregate(runs, crate::runs::BURST_KEYS),
             )?;
         }
     }
-    let builds = std::iter::once((&csrgate, "scale-real.json")).chain(
-        args.csrgate_musl
-            .iter()
-            .map(|musl| (musl, "scale-real-musl.json")),
-    );
-    for (binary, result) in builds.filter(|_| !args.no_scale) {
-        let plane = start(&state, &binaries, ControllerManagerOptions::default())?;
-        let scale = crate::scale::Args::on_cluster(
-            binary.clone(),
-            plane.kubeconfig().to_owned(),
-            args.out.clone(),
-            result,
-        );
-        crate::scale::run(scale).await?;
+    if !args.no_scale {
+        scale_runs(&args, &csrgate, &binaries, &state).await?;
     }
     for &n in &args.kcm_csrs {
-        for kcm_decides in [true, false] {
-            let result = kubelet_burst(&args, &csrgate, &binaries, &state, n, kcm_decides).await?;
-            let decider = result["decider"].as_str().unwrap_or_default().to_owned();
-            report_line(&format!("kubelet {decider}"), n, &result);
-            crate::write_json(&args.out.join(format!("kcm-{decider}-{n}.json")), &result)?;
+        let mut runs = [Vec::new(), Vec::new()];
+        for repeat in 1..=args.repeats {
+            for (kcm_decides, runs) in [true, false].into_iter().zip(&mut runs) {
+                let result =
+                    kubelet_burst(&args, &csrgate, &binaries, &state, n, kcm_decides).await?;
+                let decider = result["decider"].as_str().unwrap_or_default().to_owned();
+                report_line(
+                    &format!("kubelet {decider}"),
+                    n,
+                    repeat,
+                    args.repeats,
+                    &result,
+                );
+                runs.push(result);
+            }
+        }
+        for (decider, runs) in ["kcm", "csrgate"].into_iter().zip(runs) {
+            crate::write_json(
+                &args.out.join(format!("kcm-{decider}-{n}.json")),
+                &crate::runs::aggregate(runs, crate::runs::BURST_KEYS),
+            )?;
         }
     }
     Ok(())
 }
 
-fn report_line(what: &str, n: usize, result: &serde_json::Value) {
+/// `csrgate-bench scale` on a fresh control plane per run, for the glibc build and (with
+/// `--csrgate-musl`) the musl build, taking turns within each repeat.
+async fn scale_runs(args: &Args, csrgate: &Path, binaries: &Binaries, state: &Path) -> Result<()> {
+    let builds: Vec<(&Path, &str)> = std::iter::once((csrgate, "scale-real.json"))
+        .chain(
+            args.csrgate_musl
+                .iter()
+                .map(|musl| (musl.as_path(), "scale-real-musl.json")),
+        )
+        .collect();
+    let mut runs = vec![Vec::new(); builds.len()];
+    for repeat in 1..=args.repeats {
+        for ((binary, result), runs) in builds.iter().zip(&mut runs) {
+            println!(
+                "scale on kube-apiserver, {result}: run {repeat}/{}",
+                args.repeats
+            );
+            let plane = start(state, binaries, ControllerManagerOptions::default())?;
+            let scale = crate::scale::Args::on_cluster(
+                binary.to_path_buf(),
+                plane.kubeconfig().to_owned(),
+                args.out.clone(),
+                result,
+            );
+            runs.push(crate::scale::measure(&scale).await?);
+        }
+    }
+    for ((_, result), runs) in builds.iter().zip(runs) {
+        crate::write_json(
+            &args.out.join(result),
+            &crate::runs::aggregate(runs, crate::runs::SCALE_KEYS),
+        )?;
+    }
+    Ok(())
+}
+
+fn report_line(what: &str, n: usize, repeat: u32, repeats: u32, result: &serde_json::Value) {
     let get = |key: &str| result[key].as_f64().unwrap_or_default();
     println!(
-        "{what:>18} N={n:<6} {:>8.0} decisions/s  p50 {:>6.0} ms  p99 {:>6.0} ms  max {:>6.0} ms  CPU {:>6.2} s",
+        "{what:>18} N={n:<6} run {repeat}/{repeats} {:>8.0} decisions/s  p50 {:>6.0} ms  p99 {:>6.0} ms  max {:>6.0} ms  CPU {:>6.2} s",
         get("decisions_per_s"),
         get("p50_latency_ms"),
         get("p99_latency_ms"),

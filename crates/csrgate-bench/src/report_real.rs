@@ -8,6 +8,7 @@ use std::path::Path;
 use serde_json::{Value, json};
 
 use crate::Result;
+use crate::runs;
 
 /// The results of `csrgate-bench real` for each N: (N, first decider, second decider).
 pub struct RealResults {
@@ -57,28 +58,39 @@ fn number(value: &Value, key: &str) -> f64 {
     value.get(key).and_then(Value::as_f64).unwrap_or(f64::NAN)
 }
 
-fn rate_ratio(first: &Value, second: &Value) -> f64 {
-    number(first, "decisions_per_s") / number(second, "decisions_per_s")
-}
-
 /// The summary keys of issue #15: `real_floor_ratio_10k`, `real_p99_ms_10k`,
 /// `real_floor_p99_ms_10k`, `kcm_ratio_10k`, `kcm_p99_ms_10k`, `policies_1k_ready_ms_real`,
 /// `rss_mib_10k_{glibc,musl}` and `rss_mib_10k_1k_policies_{glibc,musl}` (MiB, on
 /// kube-apiserver; `null` for a build not measured), and every run under `real_e2e`, `kcm`,
-/// `scale_real` and `scale_real_musl`.
+/// `scale_real` and `scale_real_musl`. Figures are medians over the runs; a ratio is the
+/// ratio of the medians, with `<key>_min`/`<key>_max` over the runs paired by repeat.
 pub fn summary(results: &RealResults) -> serde_json::Map<String, Value> {
     let e2e_10k = results.e2e.iter().find(|(n, ..)| *n == 10_000);
     let kcm_10k = results.kcm.iter().find(|(n, ..)| *n == 10_000);
-    let runs = |runs: &[(usize, Value, Value)], first: &str, second: &str| {
-        runs.iter()
-            .map(|(n, a, b)| json!({"csrs": n, first: a, second: b, "ratio": rate_ratio(a, b)}))
+    let pairs = |pairs: &[(usize, Value, Value)], first: &str, second: &str| {
+        pairs
+            .iter()
+            .map(|(n, a, b)| {
+                let mut entry = json!({"csrs": n, first: a, second: b});
+                if let Value::Object(map) = &mut entry {
+                    map.extend(runs::ratio_keys("ratio", Some((a, b)), "decisions_per_s"));
+                }
+                entry
+            })
             .collect::<Vec<_>>()
     };
     let mut map = serde_json::Map::new();
-    map.insert(
-        "real_floor_ratio_10k".into(),
-        json!(e2e_10k.map(|(_, c, f)| rate_ratio(c, f))),
-    );
+    // Ratios of the medians; `_min`/`_max` range over the runs paired by repeat.
+    map.extend(runs::ratio_keys(
+        "real_floor_ratio_10k",
+        e2e_10k.map(|(_, c, f)| (c, f)),
+        "decisions_per_s",
+    ));
+    map.extend(runs::ratio_keys(
+        "kcm_ratio_10k",
+        kcm_10k.map(|(_, c, k)| (c, k)),
+        "decisions_per_s",
+    ));
     map.insert(
         "real_p99_ms_10k".into(),
         json!(e2e_10k.map(|(_, c, _)| number(c, "p99_latency_ms"))),
@@ -88,18 +100,14 @@ pub fn summary(results: &RealResults) -> serde_json::Map<String, Value> {
         json!(e2e_10k.map(|(_, _, f)| number(f, "p99_latency_ms"))),
     );
     map.insert(
-        "kcm_ratio_10k".into(),
-        json!(kcm_10k.map(|(_, c, k)| rate_ratio(c, k))),
-    );
-    map.insert(
         "kcm_p99_ms_10k".into(),
         json!(kcm_10k.map(|(_, _, k)| number(k, "p99_latency_ms"))),
     );
     map.insert(
         "real_e2e".into(),
-        json!(runs(&results.e2e, "controller", "floor")),
+        json!(pairs(&results.e2e, "controller", "floor")),
     );
-    map.insert("kcm".into(), json!(runs(&results.kcm, "csrgate", "kcm")));
+    map.insert("kcm".into(), json!(pairs(&results.kcm, "csrgate", "kcm")));
     map.insert(
         "policies_1k_ready_ms_real".into(),
         json!(number(&results.scale, "policies_ready_ms")),
@@ -131,56 +139,64 @@ pub fn goals(summary: &Value) -> Vec<(String, String, bool)> {
     vec![
         (
             "on kube-apiserver: controller / API floor throughput ≥ 0.8 at 10,000 CSRs".to_owned(),
-            format!("{:.2}", get("real_floor_ratio_10k")),
+            crate::report::ratio_with_range(summary, "real_floor_ratio_10k"),
             get("real_floor_ratio_10k") >= 0.8,
         ),
         (
             "on kube-apiserver: csrgate decides kubelet client CSRs at least as fast as kube-controller-manager's approver (10,000 CSRs)"
                 .to_owned(),
-            format!("{:.2}×", get("kcm_ratio_10k")),
+            format!("{}×", crate::report::ratio_with_range(summary, "kcm_ratio_10k")),
             get("kcm_ratio_10k") >= 1.0,
         ),
         (
             "on kube-apiserver: 1,000 policies Ready (create → watch → compile → status) in < 1 s"
                 .to_owned(),
-            format!("{:.0} ms", get("policies_1k_ready_ms_real")),
+            format!(
+                "{} ms",
+                runs::cell(&summary["scale_real"], "policies_ready_ms", 0)
+            ),
             get("policies_1k_ready_ms_real") < 1000.0,
         ),
         (
             "on kube-apiserver, the image's static musl build: RSS ≤ 64 MiB with 10,000 pending CSRs and 5,000 Nodes cached"
                 .to_owned(),
-            mib(get("rss_mib_10k_musl")),
+            mib(&summary["scale_real_musl"], "rss_mib_cached"),
             get("rss_mib_10k_musl") <= 64.0,
         ),
         (
             "on kube-apiserver, the image's static musl build: RSS ≤ 80 MiB with 1,000 policies loaded as well"
                 .to_owned(),
-            mib(get("rss_mib_10k_1k_policies_musl")),
+            mib(&summary["scale_real_musl"], "rss_mib_policies"),
             get("rss_mib_10k_1k_policies_musl") <= 80.0,
         ),
     ]
 }
 
-/// A figure in MiB, or why there is none.
-fn mib(value: f64) -> String {
-    if value.is_nan() {
+/// A scale result's figure in MiB with its range, or why there is none.
+fn mib(scale: &Value, key: &str) -> String {
+    if scale.get(key).and_then(Value::as_f64).is_none() {
         "not measured (no `--csrgate-musl`)".to_owned()
     } else {
-        format!("{value:.1} MiB")
+        format!("{} MiB", runs::cell(scale, key, 1))
     }
 }
 
-/// One table row per decider run.
-fn row(md: &mut String, n: usize, name: &str, run: &Value, ratio: &str) {
+/// The header of a table of bursts; `{ratio}` is the last column's title.
+pub const BURST_HEADER: &str = "| N | decider | runs | decisions/s | p50 ms | p99 ms | max ms | peak RSS MiB | CPU s | {ratio} |\n\
+     | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |";
+
+/// One table row per decider: each figure as `median (min–max)` over its runs.
+pub fn row(md: &mut String, n: usize, name: &str, result: &Value, ratio: &str) {
     let _ = writeln!(
         md,
-        "| {n} | {name} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} | {:.2} | {ratio} |",
-        number(run, "decisions_per_s"),
-        number(run, "p50_latency_ms"),
-        number(run, "p99_latency_ms"),
-        number(run, "max_latency_ms"),
-        number(run, "peak_rss_mib"),
-        number(run, "cpu_s"),
+        "| {n} | {name} | {} | {} | {} | {} | {} | {} | {} | {ratio} |",
+        runs::count(result),
+        runs::cell(result, "decisions_per_s", 0),
+        runs::cell(result, "p50_latency_ms", 0),
+        runs::cell(result, "p99_latency_ms", 0),
+        runs::cell(result, "max_latency_ms", 0),
+        runs::cell(result, "peak_rss_mib", 1),
+        runs::cell(result, "cpu_s", 2),
     );
 }
 
@@ -192,14 +208,10 @@ fn table(
     (first, second): (&str, &str),
     ratio: &str,
 ) {
-    let _ = writeln!(
-        md,
-        "| N | decider | decisions/s | p50 ms | p99 ms | max ms | peak RSS MiB | CPU s | {ratio} |\n\
-         | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
-    );
+    let _ = writeln!(md, "{}", BURST_HEADER.replace("{ratio}", ratio));
     for (n, a, b) in runs {
         row(md, *n, second, b, "");
-        row(md, *n, first, a, &format!("{:.2}", rate_ratio(a, b)));
+        row(md, *n, first, a, &runs::ratio_cell(a, b, "decisions_per_s"));
     }
 }
 
@@ -262,8 +274,8 @@ fn scale(md: &mut String, results: &RealResults) {
          The controller over {} pending CSRs and {} Nodes, then {} policies created through the \
          API, on a fresh control plane per build. The static musl build is the image's \
          (`x86_64-unknown-linux-musl`, musl's allocator, built as the Dockerfile builds it).\n\n\
-         | build | RSS, CSRs and Nodes cached (MiB) | RSS, policies as well (MiB) | policies Ready after the first create (ms) | policies created (ms) | the same creates, no controller running (ms) |\n\
-         | --- | ---: | ---: | ---: | ---: | ---: |",
+         | build | runs | RSS, CSRs and Nodes cached (MiB) | RSS, policies as well (MiB) | policies Ready after the first create (ms) | policies created (ms) | the same creates, no controller running (ms) |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
         scale["csrs"], scale["nodes"], scale["policies"],
     );
     let builds = [
@@ -272,17 +284,18 @@ fn scale(md: &mut String, results: &RealResults) {
     ];
     for (build, run) in builds {
         let Some(run) = run else {
-            let _ = writeln!(md, "| {build} | not measured | | | | |");
+            let _ = writeln!(md, "| {build} | 0 | not measured | | | | |");
             continue;
         };
         let _ = writeln!(
             md,
-            "| {build} | {:.1} | {:.1} | {:.0} | {:.0} | {:.0} |",
-            number(run, "rss_mib_cached"),
-            number(run, "rss_mib_policies"),
-            number(run, "policies_ready_ms"),
-            number(run, "policies_created_ms"),
-            number(run, "policies_created_floor_ms"),
+            "| {build} | {} | {} | {} | {} | {} | {} |",
+            runs::count(run),
+            runs::cell(run, "rss_mib_cached", 1),
+            runs::cell(run, "rss_mib_policies", 1),
+            runs::cell(run, "policies_ready_ms", 0),
+            runs::cell(run, "policies_created_ms", 0),
+            runs::cell(run, "policies_created_floor_ms", 0),
         );
     }
 }

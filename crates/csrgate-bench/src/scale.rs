@@ -41,6 +41,11 @@ pub struct Args {
     /// The result file's name in `--out`.
     #[arg(long, default_value = "scale.json")]
     result: String,
+    /// Runs (at least 1), each on a fresh sandbox; the result keeps every run (`runs`) with
+    /// the medians as its headline figures. More than 1 needs the sandbox: a cluster given
+    /// by `--kubeconfig` is not fresh after the first run.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    repeats: u32,
     /// Run against this cluster (the real control plane) instead of a fresh sandbox. Its
     /// user must be allowed to impersonate jane and jane to create CSRs
     /// (examples/rbac/csr-requesters.yaml); the CRD must be installed; the cluster should be
@@ -60,6 +65,7 @@ impl Args {
             policies: 1_000,
             out,
             result: result.to_owned(),
+            repeats: 1,
             kubeconfig: Some(kubeconfig),
         }
     }
@@ -177,8 +183,31 @@ spec:
     })
 }
 
-/// Creates everything, measures, writes `scale.json`.
+/// Measures `--repeats` times, writes `scale.json` (or `--result`).
+///
+/// # Errors
+/// `--repeats` above 1 with `--kubeconfig`, or any failed run.
 pub async fn run(args: Args) -> Result<()> {
+    if args.repeats > 1 && args.kubeconfig.is_some() {
+        return Err(Error::Incomplete(
+            "--repeats above 1 needs a fresh sandbox per run: leave out --kubeconfig, or run once"
+                .into(),
+        ));
+    }
+    let mut runs = Vec::new();
+    for repeat in 1..=args.repeats {
+        println!("scale: run {repeat}/{}", args.repeats);
+        runs.push(measure(&args).await?);
+    }
+    crate::write_json(
+        &args.out.join(&args.result),
+        &crate::runs::aggregate(runs, crate::runs::SCALE_KEYS),
+    )
+}
+
+/// Creates everything on a fresh sandbox (or the cluster of `--kubeconfig`) and measures
+/// once: the result's fields.
+pub async fn measure(args: &Args) -> Result<serde_json::Value> {
     let csrgate = args.csrgate.clone().unwrap_or_else(crate::default_csrgate);
     // The sandbox, when there is one, lives until the end of the run.
     let (_sandbox, kubeconfig) = match &args.kubeconfig {
@@ -236,21 +265,18 @@ pub async fn run(args: Args) -> Result<()> {
         loaded.rss_mib,
         loaded.peak_rss_mib
     );
-    crate::write_json(
-        &args.out.join(&args.result),
-        &serde_json::json!({
-            "csrs": args.csrs,
-            "nodes": args.nodes,
-            "policies": args.policies,
-            "rss_mib_cached": cached.rss_mib,
-            "peak_rss_mib_cached": cached.peak_rss_mib,
-            "policies_created_floor_ms": created_floor.as_secs_f64() * 1000.0,
-            "policies_created_ms": created_in.as_secs_f64() * 1000.0,
-            "policies_ready_ms": ready_in.as_secs_f64() * 1000.0,
-            "rss_mib_policies": loaded.rss_mib,
-            "peak_rss_mib_policies": loaded.peak_rss_mib,
-        }),
-    )
+    Ok(serde_json::json!({
+        "csrs": args.csrs,
+        "nodes": args.nodes,
+        "policies": args.policies,
+        "rss_mib_cached": cached.rss_mib,
+        "peak_rss_mib_cached": cached.peak_rss_mib,
+        "policies_created_floor_ms": created_floor.as_secs_f64() * 1000.0,
+        "policies_created_ms": created_in.as_secs_f64() * 1000.0,
+        "policies_ready_ms": ready_in.as_secs_f64() * 1000.0,
+        "rss_mib_policies": loaded.rss_mib,
+        "peak_rss_mib_policies": loaded.peak_rss_mib,
+    }))
 }
 
 /// The API server's own floor for the policies' Ready time: how long the same `count`
