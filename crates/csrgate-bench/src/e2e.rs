@@ -53,15 +53,19 @@ pub const BENCH_LABEL: &str = "csrgate.dev/bench";
 pub enum Target {
     /// A fresh sandbox, stopped when dropped.
     Sandbox(Sandbox),
-    /// A cluster given by its kubeconfig.
+    /// A cluster given by its kubeconfig: the burst's objects are deleted before and after.
     Cluster(PathBuf),
+    /// A fresh control plane, by its kubeconfig, thrown away after the burst: nothing to
+    /// delete (kube-apiserver's deletecollection of 50,000 CSRs outlives its 60 s request
+    /// timeout here).
+    FreshCluster(PathBuf),
 }
 
 impl Target {
     fn kubeconfig(&self) -> &Path {
         match self {
             Self::Sandbox(sandbox) => &sandbox.kubeconfig,
-            Self::Cluster(kubeconfig) => kubeconfig,
+            Self::Cluster(kubeconfig) | Self::FreshCluster(kubeconfig) => kubeconfig,
         }
     }
 }
@@ -74,12 +78,22 @@ async fn clean(admin: &kube::Client) -> Result<()> {
         move |source| Error::Kube { what, source }
     };
     let csrs: Api<CertificateSigningRequest> = Api::all(admin.clone());
-    csrs.delete_collection(
-        &kube::api::DeleteParams::default(),
-        &kube::api::ListParams::default().labels(BENCH_LABEL),
-    )
-    .await
-    .map_err(kube_error("deleting the benchmark CSRs"))?;
+    // A large collection can outlive the API server's request timeout, which goes on
+    // deleting meanwhile: ask again until one call ends in time.
+    let mut attempts = 0;
+    while let Err(error) = csrs
+        .delete_collection(
+            &kube::api::DeleteParams::default(),
+            &kube::api::ListParams::default().labels(BENCH_LABEL),
+        )
+        .await
+    {
+        attempts += 1;
+        if attempts == 5 {
+            return Err(kube_error("deleting the benchmark CSRs")(error));
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
     let policies: Api<csrgate_api::CsrApprovalPolicy> = Api::all(admin.clone());
     if policies
         .get_opt("bench")

@@ -101,7 +101,7 @@ pub async fn run(args: Args) -> Result<()> {
                 .zip(&mut runs)
             {
                 let plane = start(&state, &binaries, ControllerManagerOptions::default())?;
-                let target = Target::Cluster(plane.kubeconfig().to_owned());
+                let target = Target::FreshCluster(plane.kubeconfig().to_owned());
                 let result = e2e::burst(&csrgate, &target, decider, n, args.creators).await?;
                 report_line(
                     &format!("real {}", decider.name()),

@@ -726,6 +726,7 @@ mod tests {
         assert_eq!(field("real_floor_p99_ms_10k"), 100.0);
         assert_eq!(field("kcm_ratio_10k"), 0.5);
         assert_eq!(field("kcm_p99_ms_10k"), 10.0);
+        assert_eq!(field("kcm_csrgate_p99_ms_10k"), 5.0);
         assert_eq!(field("policies_1k_ready_ms_real"), 1500.0);
         assert_eq!(field("peer_ratio_celjs_seen_before"), 1.0 / 60.0);
         assert_eq!(field("rss_mib_10k_glibc"), 50.0);
