@@ -20,12 +20,13 @@
 # each figure the report shows (`<key>_min`, `<key>_max`); the report prints
 # `median (min–max)` and the ratios of the medians with the range of the paired ratios.
 # The sandbox bursts of 50,000 CSRs and more run CSRGATE_BENCH_REPEATS_50K times (default:
-# CSRGATE_BENCH_REPEATS): one pair of them takes about 100 s here, so setting it to 1 saves
-# about 3 minutes of the roughly 25 that `make bench` takes at the defaults (about 9 minutes
-# at CSRGATE_BENCH_REPEATS=1), builds not counted. On kube-apiserver, the bursts of 50,000
-# and more run CSRGATE_BENCH_REAL_REPEATS_50K times (default 1): one pair takes 7 to 8
-# minutes here (the bound for a 50,000 row is 20 minutes a run), so their single
-# run shows no noise of its own; the 1,000 and 10,000 rows beside them do.
+# CSRGATE_BENCH_REPEATS): one pair of them takes about 110 s here, so setting it to 1 saves
+# about 4 minutes of the 30 that `make bench` took here at the defaults (2026-11-30, 2
+# cores, release builds mostly cached). On kube-apiserver, the bursts of 50,000 and more run
+# CSRGATE_BENCH_REAL_REPEATS_50K times (default 1): one pair took 280 s here on a quiet
+# machine and 7 to 8 minutes on a loaded one (the bound for a 50,000 row is 20
+# minutes a run), so their single run shows no noise of its own; the 1,000 and 10,000 rows
+# beside them do.
 #
 # Environment: CSRGATE_BENCH_CSRS and CSRGATE_BENCH_REAL_CSRS (default 1000,10000,50000),
 # CSRGATE_BENCH_KCM_CSRS (default 1000,10000), CSRGATE_BENCH_KCM_QPS (kube-controller-manager's

@@ -120,30 +120,47 @@ fn e2e_with_a_kubeconfig_decides_a_burst_on_the_real_control_plane_both_ways() {
     assert_eq!(String::from_utf8_lossy(&left.stdout).trim(), "");
 }
 
-/// `csrgate-bench real`'s comparison with kube-controller-manager's approver, small: each
-/// decider alone on a fresh control plane decides every kubelet client CSR.
+/// `csrgate-bench real`, small and twice, as `make bench` runs it: the controller against
+/// the floor, and the comparison with kube-controller-manager's approver; each decider alone
+/// on a fresh control plane decides every CSR, in each repeat.
 #[test]
-fn real_compares_csrgate_with_the_built_in_approver_on_kubelet_client_csrs() {
+fn real_compares_csrgate_with_the_floor_and_the_built_in_approver_in_repeats() {
     let out = tempfile::tempdir().unwrap();
     bench_ok(
         &[
             "real",
             "--csrs",
+            "100",
             "--kcm-csrs",
             "100",
             "--kcm-qps",
             "200",
             "--no-scale",
+            "--repeats",
+            "2",
         ],
         None,
         out.path(),
     );
-    assert!(!out.path().join("real-e2e-floor-100.json").exists());
+    let read = |file: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(out.path().join(file)).unwrap()).unwrap()
+    };
+    for file in [
+        "real-e2e-floor-100.json",
+        "real-e2e-controller-100.json",
+        "kcm-kcm-100.json",
+        "kcm-csrgate-100.json",
+    ] {
+        let result = read(file);
+        let runs = result["runs"].as_array().expect("every run kept");
+        assert_eq!(runs.len(), 2, "{file}: {result:#}");
+        assert!(
+            runs.iter().all(|run| run["decided"] == 100),
+            "{file}: {result:#}"
+        );
+    }
     for decider in ["kcm", "csrgate"] {
-        let result: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(out.path().join(format!("kcm-{decider}-100.json"))).unwrap(),
-        )
-        .unwrap();
+        let result = read(&format!("kcm-{decider}-100.json"));
         assert_eq!(result["decided"], 100, "{decider}: {result:#}");
         assert_eq!(result["kcm_api_qps"], 200, "{decider}: {result:#}");
         // Both deciders did work; in the csrgate run KCM still signs.

@@ -246,11 +246,9 @@ pub(crate) mod tests {
         );
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn reviews_of_one_signer_are_in_flight_at_once_without_their_slots() {
-        // The server answers only once two reviews have arrived; with two slots one signer
-        // holds at most one, so the second review is only asked if the first, waiting,
-        // gave its slot back.
+    /// An API server that allows every SubjectAccessReview, but answers only once two
+    /// are waiting: a test of reviews asked at once.
+    pub(crate) async fn api_server_answering_pairs() -> kube::Client {
         let arrived = Arc::new(tokio::sync::Barrier::new(2));
         let app = axum::Router::new().route(
             "/apis/authorization.k8s.io/v1/subjectaccessreviews",
@@ -270,7 +268,14 @@ pub(crate) mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
-        let client = kube::Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap();
+        kube::Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reviews_of_one_signer_are_in_flight_at_once_without_their_slots() {
+        // With two slots one signer holds at most one, so the second review is only asked
+        // if the first, waiting, gave its slot back.
+        let client = api_server_answering_pairs().await;
         let slots = Arc::new(crate::evaluations::EvaluationSlots::new(2));
         let both = async {
             let mut evaluations = Vec::new();

@@ -45,8 +45,9 @@ pub struct Config {
     pub dry_run: bool,
     /// Watch Nodes for the `node` variable (off: `node` is always null).
     pub watch_nodes: bool,
-    /// How many CSRs are decided at once (the work queue's workers; 0 counts as 1); the
-    /// others wait their turn in the order they came due (see `crate::queue`).
+    /// How many CSRs are decided at once (the work queue's workers; 0 counts as 1, above
+    /// [`MAX_CONCURRENCY`] as that); the others wait their turn in the order they came due
+    /// (see `crate::queue`).
     pub concurrency: u16,
     /// The per-signer cap on pending CSRs above which approvals are held (`None`: no cap).
     pub max_pending_per_signer: Option<std::num::NonZeroUsize>,
@@ -474,6 +475,13 @@ fn spawn_gauges(
 /// kube-runtime's `Controller` is not used for CSRs: it would only stand between the watch
 /// and the queue, and its scheduler and runner kept their tables at the size of the largest
 /// burst they saw (16 MB of heap at 10,000 pending CSRs, measured with heaptrack).
+/// The most CSRs decided at once. A decision waiting for a SubjectAccessReview holds a
+/// thread of tokio's blocking pool (512 threads by default) but no evaluation slot, and takes
+/// a slot back after the answer; with as many decisions in flight as the pool has threads,
+/// those waiting for a slot could hold every thread while the slots' holders wait for one.
+/// Half the pool leaves room for them and for the pool's other users (name resolution).
+pub const MAX_CONCURRENCY: u16 = 256;
+
 async fn run_csr_workers(
     due: BoxStream<'static, String>,
     context: Arc<CsrContext>,
@@ -492,7 +500,8 @@ async fn run_csr_workers(
     let decide = async {
         if wait_until_ready(&csrs, shutdown).await {
             let work = move |name: String| decide_queued(csrs.clone(), Arc::clone(&context), name);
-            queue::serve(Arc::clone(&queue), usize::from(workers), work).await;
+            let workers = usize::from(workers.clamp(1, MAX_CONCURRENCY));
+            queue::serve(Arc::clone(&queue), workers, work).await;
         }
     };
     futures::join!(intake, decide);

@@ -1094,6 +1094,31 @@ mod tests {
         assert!(!bodies.lock().unwrap().is_empty());
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_decisions_of_one_signer_wait_for_their_reviews_at_once() {
+        // The server answers only once two reviews wait; one signer holds one of the two
+        // slots, so this passes only if a decision gives its slot back while it waits.
+        let client = crate::access_reviews::tests::api_server_answering_pairs().await;
+        let ctx = Arc::new(context(client, &policy(KUBELET_CLIENT_RULE), node(true)).await);
+        let decide =
+            |ctx: Arc<CsrContext>| async move { evaluate(&ctx, &worker_1_serving()).await };
+        let both = futures::future::join(
+            tokio::spawn(decide(Arc::clone(&ctx))),
+            tokio::spawn(decide(Arc::clone(&ctx))),
+        );
+        let (first, second) = tokio::time::timeout(Duration::from_secs(10), both)
+            .await
+            .expect("both reviews were asked at once");
+        for decision in [first.unwrap().unwrap(), second.unwrap().unwrap()] {
+            assert_eq!(
+                decision.outcome(),
+                Outcome::Approved,
+                "{:?}",
+                decision.message()
+            );
+        }
+    }
+
     fn with_condition(type_: &str, status: &str) -> CertificateSigningRequest {
         CertificateSigningRequest {
             status: Some(

@@ -2,11 +2,14 @@
 //!
 //! An evaluation may run up to its budget (about a second per policy, see
 //! `csrgate_policy::RUNTIME_COST_BUDGET`), so it runs on tokio's blocking pool, never on a
-//! runtime worker where it would stall `/healthz`, lease renewal and the watches. The pool
-//! is bounded by [`EvaluationSlots`]: a fixed number of slots, of which one signer's CSRs may
-//! hold all but one. A slow policy (it covers some signers) then delays the CSRs of its own
-//! signers, which wait for their signer's share, and never those of other signers, which
-//! always find a slot.
+//! runtime worker where it would stall `/healthz`, lease renewal and the watches. How many
+//! evaluate at once is bounded by [`EvaluationSlots`]: a fixed number of slots, of which one
+//! signer's CSRs may hold all but one. A slow policy (it covers some signers) then takes the
+//! CPU only from the CSRs of its own signers, which wait for their signer's share; other
+//! signers' CSRs always find a slot. (Their place in the work queue is another matter: the
+//! queue is first come, first served, so a burst of one signer's CSRs, each waiting for its
+//! share, can occupy every worker ahead of them.) The threads are bounded by the work
+//! queue's workers (`--concurrency`, at most `MAX_CONCURRENCY`), not by the slots.
 //!
 //! A slot stands for a core, so an evaluation gives it back while it waits for the API
 //! server (a SubjectAccessReview of the `authorizer` variable, see [`HeldSlot`]): with one

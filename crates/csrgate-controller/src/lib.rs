@@ -31,7 +31,7 @@ pub mod telemetry;
 mod watches;
 
 pub use access_reviews::AccessReviews;
-pub use controller::{Config, LeaseSettings, run};
+pub use controller::{Config, LeaseSettings, MAX_CONCURRENCY, run};
 pub use metrics::Metrics;
 
 /// What can go wrong while reconciling; each variant is a step that failed.

@@ -438,7 +438,7 @@ fn check(ftx: &FunctionContext, This(this): This<Value>, verb: Arc<String>) -> R
         (check.session, attributes)
     };
     budget::charge(CHECK, CHECK_COST)?;
-    let answer = session.0.answer(attributes);
+    let answer = budget::off_the_clock(|| session.0.answer(attributes));
     opaque(Decision {
         allowed: answer.allowed,
         reason: answer.reason.unwrap_or_default(),

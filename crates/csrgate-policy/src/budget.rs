@@ -260,6 +260,25 @@ pub(crate) fn tick(units: u64) -> Result<(), ExecutionError> {
     }
 }
 
+/// Runs `wait` (an answer from outside the engine: the `authorizer` variable's
+/// SubjectAccessReview) with the expression's clock stopped: [`EXPRESSION_DEADLINE`] bounds
+/// the evaluation's own work, and a slow API server is the caller's to retry, never a
+/// reason for a policy to fail (with `failureAction: Deny`, a denial that depends on load).
+pub(crate) fn off_the_clock<T>(wait: impl FnOnce() -> T) -> T {
+    let began = Instant::now();
+    let answer = wait();
+    let waited = began.elapsed();
+    METER.with(|m| {
+        if let Some(mut state) = m.get() {
+            state.started = state
+                .started
+                .map(|started| started.checked_add(waited).unwrap_or(started));
+            m.set(Some(state));
+        }
+    });
+    answer
+}
+
 /// Refuses a string or bytes value of `bytes` before it is built.
 ///
 /// # Errors
@@ -372,5 +391,29 @@ mod tests {
     #[test]
     fn charges_are_free_outside_an_evaluation() {
         assert!(charge("f", u64::MAX).is_ok());
+    }
+
+    /// Starts the clock, waits `wait` (off the clock or on it), then loops past a check.
+    fn loop_after_waiting(off: bool) -> Result<(), String> {
+        Meter::default().run(|| {
+            tick(1).map_err(|e| e.to_string())?;
+            let wait = || std::thread::sleep(EXPRESSION_DEADLINE + Duration::from_millis(100));
+            if off {
+                off_the_clock(wait);
+            } else {
+                wait();
+            }
+            for _ in 0..CHECK_FREQUENCY {
+                tick(1).map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        })
+    }
+
+    #[test]
+    fn a_wait_off_the_clock_does_not_count_toward_the_deadline() {
+        assert_eq!(loop_after_waiting(true), Ok(()));
+        let error = loop_after_waiting(false).unwrap_err();
+        assert!(error.contains("longer than 1000 ms"), "{error}");
     }
 }

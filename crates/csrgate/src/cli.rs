@@ -227,10 +227,11 @@ pub struct ControllerArgs {
     /// `subjectNode` are not Ready (every name would look new).
     #[arg(long)]
     pub no_node_watch: bool,
-    /// How many CSRs are decided at once (at least 1); the others wait their turn, first
-    /// come, first served.
+    /// How many CSRs are decided at once (1 to 256); the others wait their turn, first
+    /// come, first served. Each decision in flight may hold a thread while it waits for a
+    /// SubjectAccessReview; evaluation itself takes at most one CPU per core.
     #[arg(long, value_name = "N", default_value_t = 16,
-          value_parser = clap::value_parser!(u16).range(1..))]
+          value_parser = clap::value_parser!(u16).range(1..=i64::from(csrgate_controller::MAX_CONCURRENCY)))]
     pub concurrency: u16,
     /// Hold approvals of a signer while it has more than N pending CSRs (no Approved,
     /// Denied or Failed condition), as OpenShift's cluster-machine-approver does with
