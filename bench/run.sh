@@ -48,6 +48,12 @@ real_repeats_50k="${CSRGATE_BENCH_REAL_REPEATS_50K:-1}"
 out=target/bench
 mkdir -p "$out"
 started=$SECONDS
+# What the report names as the run's commit: the checkout the binaries are built from now.
+dirty=false
+if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then dirty=true; fi
+printf '{"commit": "%s", "dirty": %s, "started": "%s"}\n' \
+  "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" "$dirty" \
+  "$(date -u '+%Y-%m-%d %H:%M UTC')" >"$out/run.json"
 phase() { printf '\n== %s (%ds since start)\n' "$1" $((SECONDS - started)); }
 
 # One build for everything: building the criterion bench in a separate `cargo bench`

@@ -145,13 +145,13 @@ pub fn goals(summary: &Value) -> Vec<(String, String, bool)> {
     vec![
         (
             "on kube-apiserver: controller / API floor throughput ≥ 0.8 at 10,000 CSRs".to_owned(),
-            crate::report::ratio_with_range(summary, "real_floor_ratio_10k"),
+            crate::report::ratio_goal_cell(summary, "real_floor_ratio_10k", 0.8, ""),
             get("real_floor_ratio_10k") >= 0.8,
         ),
         (
             "on kube-apiserver: csrgate decides kubelet client CSRs at least as fast as kube-controller-manager's approver (10,000 CSRs)"
                 .to_owned(),
-            format!("{}×", crate::report::ratio_with_range(summary, "kcm_ratio_10k")),
+            crate::report::ratio_goal_cell(summary, "kcm_ratio_10k", 1.0, "×"),
             get("kcm_ratio_10k") >= 1.0,
         ),
         (
